@@ -2,11 +2,95 @@
 
 `aisopod_session` creates, persists, restores, searches, compacts, forks and
 retires the conversation sessions of aisopod agents, on an embedded SQLite
-file by default or on a shared PostgreSQL database.
+file by default or on a shared PostgreSQL database:
+
+    from aisopod_session import open_store
+    from aisopod_shared import Message
+
+    store = open_store("sqlite:///path/to/sessions.db")
+    session = store.get_or_create("agent:main:telegram:direct:123")
+    store.append(session.id, [Message.user("hi"), Message.assistant("hello")])
+    page = store.history(session.id, last=50)
 """
 
 from importlib.metadata import version as _version
 
+from aisopod_session._async import AsyncSessionStore
+from aisopod_session._entries import NewEntry
+from aisopod_session._errors import (
+    AccessDenied,
+    AisopodError,
+    ConfigError,
+    ConflictError,
+    DuplicateEntryId,
+    InvalidInput,
+    InvalidPayload,
+    InvalidSessionKey,
+    PayloadTooLarge,
+    SchemaVersionError,
+    SearchQueryError,
+    SessionNotFound,
+    StoreBusy,
+    StoreFull,
+    StoreUnavailable,
+    TranscriptError,
+)
+from aisopod_session._model import (
+    ENTRY_TYPES,
+    SESSION_STATUSES,
+    Entry,
+    ForkRef,
+    Origin,
+    Page,
+    Session,
+    SessionPage,
+    SessionStatus,
+)
+from aisopod_session._open import default_url, open_async_store, open_store
+from aisopod_session._store import UNSET, SessionStore
+from aisopod_shared import Message, TokenUsage, logger
+
 __version__ = _version("aisopod-session")
 
-__all__ = ["__version__"]
+logger.disable("aisopod_session")
+
+__all__ = [
+    "__version__",
+    # opening a store
+    "open_store",
+    "open_async_store",
+    "default_url",
+    "SessionStore",
+    "AsyncSessionStore",
+    # values
+    "Session",
+    "SessionStatus",
+    "SESSION_STATUSES",
+    "Origin",
+    "ForkRef",
+    "Entry",
+    "ENTRY_TYPES",
+    "NewEntry",
+    "Page",
+    "SessionPage",
+    "UNSET",
+    "Message",
+    "TokenUsage",
+    # errors
+    "AisopodError",
+    "InvalidInput",
+    "InvalidSessionKey",
+    "InvalidPayload",
+    "PayloadTooLarge",
+    "DuplicateEntryId",
+    "ConfigError",
+    "SearchQueryError",
+    "TranscriptError",
+    "SessionNotFound",
+    "ConflictError",
+    "AccessDenied",
+    "SchemaVersionError",
+    "StoreUnavailable",
+    "StoreBusy",
+    "StoreFull",
+]

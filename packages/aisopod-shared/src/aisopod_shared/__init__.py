@@ -8,6 +8,59 @@ turns it on.
 
 from importlib.metadata import version as _version
 
+from aisopod_shared._clock import Clock, ManualClock, SystemClock, from_micros, to_micros
+from aisopod_shared._errors import AisopodError, InvalidInput
+from aisopod_shared._json import JSONObject, converter, dumps, loads, structure
+from aisopod_shared._logging import enable_logging, logger
+from aisopod_shared._messages import (
+    ROLES,
+    Content,
+    ImagePart,
+    Message,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolResultPart,
+    UnknownPart,
+    content_text,
+)
+from aisopod_shared._usage import TokenUsage
+
 __version__ = _version("aisopod-shared")
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    # messages
+    "ROLES",
+    "Message",
+    "Content",
+    "Part",
+    "TextPart",
+    "ImagePart",
+    "ThinkingPart",
+    "ToolCallPart",
+    "ToolResultPart",
+    "UnknownPart",
+    "content_text",
+    # usage
+    "TokenUsage",
+    # errors
+    "AisopodError",
+    "InvalidInput",
+    # JSON
+    "JSONObject",
+    "converter",
+    "dumps",
+    "loads",
+    "structure",
+    # clock
+    "Clock",
+    "SystemClock",
+    "ManualClock",
+    "to_micros",
+    "from_micros",
+    # logging
+    "logger",
+    "enable_logging",
+]

@@ -1,0 +1,314 @@
+"""The asynchronous API: the same store, as coroutines, with group commit.
+
+`AsyncSessionStore` runs the synchronous store's transactions on worker
+threads, so no transaction ever spans an `await` and the semantics are the
+synchronous store's, tested by the same suite. Appends go to one committer
+thread that takes every append waiting at that moment and commits them in a
+single transaction (each in its own savepoint, so one failing append fails
+alone): with many concurrent writers, one durable commit (one fsync) serves
+many appends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from aisopod_session._entries import NewEntry
+from aisopod_session._errors import DuplicateEntryId, StoreUnavailable
+from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
+from aisopod_session._store import UNSET, AppendRequest, SessionStore, _GeneratedIdClash, _Unset
+from aisopod_shared import Message, logger
+
+__all__ = ["AsyncSessionStore"]
+
+T = TypeVar("T")
+
+MAX_GROUP: Final = 512
+"""The most appends one group commit takes."""
+
+
+@attrs.define
+class _Pending:
+    store: SessionStore
+    request: AppendRequest
+    future: asyncio.Future[tuple[Entry, ...]]
+    loop: asyncio.AbstractEventLoop
+
+
+class _GroupCommitter:
+    """One thread that commits the appends waiting for it, together."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._backend = store.backend
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def submit(
+        self, store: SessionStore, request: AppendRequest
+    ) -> asyncio.Future[tuple[Entry, ...]]:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Entry, ...]] = loop.create_future()
+        self._ensure_started()
+        self._queue.put(_Pending(store, request, future, loop))
+        return future
+
+    def close(self) -> None:
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="aisopod-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            self._commit(group)
+            if stop:
+                return
+
+    def _commit(self, group: list[_Pending]) -> None:
+        # Rows are locked in session order, so two committers (in two
+        # processes on a server database) never wait on each other in a circle.
+        group.sort(key=lambda p: p.request.session_id)
+        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
+        try:
+            with self._backend.write() as tx:
+                for pending in group:
+                    try:
+                        if len(group) == 1:
+                            result = _append_with_retry(pending, tx, savepoint=False)
+                        else:
+                            result = _append_with_retry(pending, tx, savepoint=True)
+                        outcomes.append((pending, result, None))
+                    except Exception as err:  # delivered to the caller that sent it
+                        outcomes.append((pending, None, err))
+        except Exception as err:
+            logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
+            outcomes = [(pending, None, err) for pending in group]
+        for pending, result, error in outcomes:
+            pending.loop.call_soon_threadsafe(_settle, pending.future, result, error)
+
+
+def _append_with_retry(pending: _Pending, tx: Any, *, savepoint: bool) -> tuple[Entry, ...]:
+    for attempt in range(3):
+        try:
+            if not savepoint:
+                return pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
+            with tx.savepoint():
+                return pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
+        except _GeneratedIdClash:
+            if not savepoint:
+                raise DuplicateEntryId("generated entry ids clashed; retry", field="id") from None
+    raise DuplicateEntryId("could not generate unique entry ids", field="id")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class AsyncSessionStore:
+    """The session store's API as coroutines; open one with `open_async_store(url)`.
+
+    The same methods and semantics as `SessionStore`. Concurrent appends are
+    committed together (group commit). Close it with `await store.aclose()`
+    or `async with`.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        max_workers: int = 8,
+        _shared: tuple[ThreadPoolExecutor, _GroupCommitter] | None = None,
+    ) -> None:
+        self._store = store
+        if _shared is None:
+            _shared = (
+                ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aisopod"),
+                _GroupCommitter(store),
+            )
+        self._executor, self._committer = _shared
+
+    def __repr__(self) -> str:
+        return f"Async{self._store!r}"
+
+    async def __aenter__(self) -> AsyncSessionStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def sync(self) -> SessionStore:
+        """The synchronous store underneath (same database, same scope)."""
+        return self._store
+
+    @property
+    def url(self) -> str:
+        """The store's URL, without any password."""
+        return self._store.url
+
+    @property
+    def agent_id(self) -> str | None:
+        """The agent this handle is scoped to, or `None`."""
+        return self._store.agent_id
+
+    def for_agent(self, agent_id: str) -> AsyncSessionStore:
+        """A handle that sees and touches only `agent_id`'s sessions."""
+        return AsyncSessionStore(
+            self._store.for_agent(agent_id), _shared=(self._executor, self._committer)
+        )
+
+    async def aclose(self) -> None:
+        """Finish pending appends, stop the worker threads and close the database."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._committer.close)
+        self._executor.shutdown(wait=True)
+        self._store.close()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    # --- sessions -------------------------------------------------------------------
+
+    async def get_or_create(
+        self,
+        key: str,
+        *,
+        origin: Origin | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """See `SessionStore.get_or_create`."""
+        return await self._call(
+            self._store.get_or_create, key, origin=origin, title=title, metadata=metadata
+        )
+
+    async def get(self, session_id: str) -> Session:
+        """See `SessionStore.get`."""
+        return await self._call(self._store.get, session_id)
+
+    async def current(self, key: str) -> Session | None:
+        """See `SessionStore.current`."""
+        return await self._call(self._store.current, key)
+
+    async def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        channel: str | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        updated_after: Any = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """See `SessionStore.list`."""
+        return await self._call(
+            self._store.list,
+            agent_id=agent_id,
+            status=status,
+            channel=channel,
+            key=key,
+            key_prefix=key_prefix,
+            updated_after=updated_after,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def patch(
+        self,
+        session_id: str,
+        *,
+        title: str | _Unset | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """See `SessionStore.patch`."""
+        return await self._call(
+            self._store.patch,
+            session_id,
+            title=title,
+            metadata=metadata,
+            expected_version=expected_version,
+        )
+
+    async def reset(self, key: str, *, origin: Origin | None = None) -> Session:
+        """See `SessionStore.reset`."""
+        return await self._call(self._store.reset, key, origin=origin)
+
+    async def delete(self, session_id: str) -> bool:
+        """See `SessionStore.delete`."""
+        return await self._call(self._store.delete, session_id)
+
+    # --- entries --------------------------------------------------------------------
+
+    async def append(
+        self,
+        session_id: str,
+        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        *,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> tuple[Entry, ...]:
+        """See `SessionStore.append`; concurrent appends share one commit."""
+        request = self._store.prepare_append(
+            session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
+        )
+        return await self._committer.submit(self._store, request)
+
+    async def history(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """See `SessionStore.history`."""
+        return await self._call(
+            self._store.history, session_id, last=last, before=before, after=after, limit=limit
+        )

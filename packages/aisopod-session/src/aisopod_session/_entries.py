@@ -1,0 +1,254 @@
+"""What goes into a session's log: new entries, and their stored form.
+
+`NewEntry` is what callers append (a `Message` is appended as a `message`
+entry). `prepare` turns it into a `PreparedEntry`: the payload serialized
+once, the text and usage extracted for indexing, the size checked, all
+before any transaction starts so that locks are held for as short as possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from aisopod_session._errors import InvalidPayload, PayloadTooLarge
+from aisopod_shared import InvalidInput, Message, TokenUsage, converter, dumps, to_micros
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "NewEntry",
+    "PreparedEntry",
+    "extract_text",
+    "extract_usage",
+    "iso_timestamp",
+    "prepare",
+]
+
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+# The transcript format spells the role of a tool result `toolResult`;
+# stored roles use the API's names, so a search by role finds both.
+_ROLE_ALIASES = {"toolResult": "tool"}
+
+
+def _payload(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidPayload("an entry payload must be a JSON object", field="payload")
+    return dict(value)
+
+
+def _entry_type(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidPayload("an entry type must be a non-empty string", field="type")
+    return value
+
+
+def _entry_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidPayload("an entry id must be a non-empty string", field="id")
+    return value
+
+
+@attrs.frozen
+class NewEntry:
+    """An entry to append, in the transcript format's shape.
+
+    `payload` holds every field of the entry but `type`, `id` and `parentId`
+    (the store assigns the id when it is `None`, and the parent is the
+    session's leaf). Use the constructors for the types aisopod knows.
+    """
+
+    type: str = attrs.field(converter=_entry_type)
+    payload: Mapping[str, Any] = attrs.field(factory=dict, converter=_payload)
+    id: str | None = attrs.field(default=None, converter=_entry_id)
+
+    @classmethod
+    def message(cls, message: Message) -> NewEntry:
+        """A `message` entry."""
+        return cls("message", {"message": message.to_json()})
+
+    @classmethod
+    def model_change(cls, provider: str, model_id: str) -> NewEntry:
+        """The model changed; the context reports the latest one on the active branch."""
+        return cls("model_change", {"provider": provider, "modelId": model_id})
+
+    @classmethod
+    def thinking_level_change(cls, level: str) -> NewEntry:
+        """The thinking level changed (`off`, `minimal`, `low`, `medium`, `high`, `xhigh`)."""
+        return cls("thinking_level_change", {"thinkingLevel": level})
+
+    @classmethod
+    def custom(cls, custom_type: str, data: Any = None) -> NewEntry:
+        """Extension state; never part of the model's context."""
+        return cls("custom", {"customType": custom_type, "data": data})
+
+    @classmethod
+    def custom_message(
+        cls, custom_type: str, content: str | Sequence[Any], *, display: bool = True
+    ) -> NewEntry:
+        """A message an extension injects into the context, on the user's side."""
+        parts = content if isinstance(content, str) else converter.unstructure(list(content))
+        return cls(
+            "custom_message", {"customType": custom_type, "content": parts, "display": display}
+        )
+
+    @classmethod
+    def label(cls, target_id: str, label: str | None) -> NewEntry:
+        """A bookmark on entry `target_id` (`None` clears it)."""
+        payload: dict[str, Any] = {"targetId": target_id}
+        if label is not None:
+            payload["label"] = label
+        return cls("label", payload)
+
+    @classmethod
+    def session_info(cls, name: str) -> NewEntry:
+        """The session's display name."""
+        return cls("session_info", {"name": name})
+
+    @classmethod
+    def branch_summary(cls, from_id: str, summary: str) -> NewEntry:
+        """What an abandoned branch (ending at entry `from_id`) did; part of the context."""
+        return cls("branch_summary", {"fromId": from_id, "summary": summary})
+
+
+@attrs.frozen
+class PreparedEntry:
+    """A new entry ready for the database: serialized, measured and indexed."""
+
+    id: str | None
+    type: str
+    role: str | None
+    payload: bytes
+    payload_data: Mapping[str, Any] = attrs.field(repr=False)
+    text: str
+    usage: TokenUsage | None
+    tokens: int
+    created_at: int
+    """Microseconds since the epoch."""
+
+    @property
+    def size(self) -> int:
+        """Bytes this entry adds to the session's size."""
+        return len(self.payload) + len(self.text)
+
+
+def iso_timestamp(when: datetime) -> str:
+    """`2026-11-24T02:49:51.123Z`: the transcript format's timestamps (JavaScript's toISOString)."""
+    when = when.astimezone(UTC)
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
+def prepare(item: Message | NewEntry, now: datetime, *, max_payload_bytes: int) -> PreparedEntry:
+    """Serialize and index one entry to append.
+
+    Fills in the entry's `timestamp` (and a message's Unix-millisecond
+    `timestamp`) from `now` when they are missing.
+
+    Raises:
+        InvalidPayload: for content JSON cannot carry (NaN, lone surrogates, ...).
+        PayloadTooLarge: when the serialized entry is over `max_payload_bytes`.
+    """
+    if isinstance(item, Message):
+        entry_type, entry_id = "message", None
+        payload: dict[str, Any] = {"message": item.to_json()}
+    elif isinstance(item, NewEntry):
+        entry_type, entry_id, payload = item.type, item.id, dict(item.payload)
+    else:
+        raise InvalidPayload(
+            f"append takes Message or NewEntry values, got {type(item).__name__}", field="entries"
+        )
+    payload.setdefault("timestamp", iso_timestamp(now))
+    message = payload.get("message")
+    if entry_type == "message":
+        if not isinstance(message, Mapping):
+            raise InvalidPayload("a message entry needs a `message` object", field="payload")
+        if "timestamp" not in message:
+            payload["message"] = message = {**message, "timestamp": to_micros(now) // 1000}
+    try:
+        data = dumps(payload)
+    except InvalidInput as err:
+        raise InvalidPayload(err.reason, field="payload") from err
+    if b"\\u0000" in data:
+        # PostgreSQL cannot store NUL in text or jsonb; refusing it everywhere
+        # keeps every backend's behaviour the same.
+        raise InvalidPayload("NUL characters cannot be stored", field="payload")
+    if len(data) > max_payload_bytes:
+        raise PayloadTooLarge(len(data), max_payload_bytes)
+    role = message.get("role") if entry_type == "message" and isinstance(message, Mapping) else None
+    if role is not None and not isinstance(role, str):
+        raise InvalidPayload("a message role must be a string", field="role")
+    usage = extract_usage(payload) if entry_type == "message" else None
+    text = extract_text(entry_type, payload)
+    tokens = usage.output if usage is not None and usage.output else _estimate_tokens(data)
+    return PreparedEntry(
+        id=entry_id,
+        type=entry_type,
+        role=_ROLE_ALIASES.get(role, role) if role is not None else None,
+        payload=data,
+        payload_data=payload,
+        text=text,
+        usage=usage,
+        tokens=tokens,
+        created_at=to_micros(now),
+    )
+
+
+def _estimate_tokens(payload: bytes) -> int:
+    # About four bytes of JSON per token: the estimate pi uses when a
+    # provider reported nothing.
+    return max(1, len(payload) // 4)
+
+
+def extract_usage(payload: Mapping[str, Any]) -> TokenUsage | None:
+    """The token usage of a message entry's payload, or `None` when it has none (or garbage)."""
+    message = payload.get("message")
+    if not isinstance(message, Mapping) or message.get("usage") is None:
+        return None
+    try:
+        usage: TokenUsage = converter.structure(message["usage"], TokenUsage)
+    except (InvalidInput, TypeError, ValueError):
+        return None
+    return usage
+
+
+def extract_text(entry_type: str, payload: Mapping[str, Any]) -> str:
+    """The searchable text of an entry: what a person would read in it."""
+    if entry_type == "message":
+        message = payload.get("message")
+        if not isinstance(message, Mapping):
+            return ""
+        text = _content_text(message.get("content"))
+        # bashExecution messages carry their text outside `content`.
+        extras = [message.get(key) for key in ("command", "output")]
+        return "\n".join(t for t in [text, *extras] if isinstance(t, str) and t)
+    if entry_type in ("compaction", "branch_summary"):
+        summary = payload.get("summary")
+        return summary if isinstance(summary, str) else ""
+    if entry_type == "custom_message":
+        return _content_text(payload.get("content"))
+    if entry_type == "session_info":
+        name = payload.get("name")
+        return name if isinstance(name, str) else ""
+    return ""
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    texts: list[str] = []
+    for part in content:
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "toolResult":
+            texts.append(_content_text(part.get("content")))
+    return "\n".join(text for text in texts if text)

@@ -1,0 +1,164 @@
+"""The values a store hands out: sessions, entries, pages, origins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+
+from aisopod_session._errors import InvalidInput
+from aisopod_shared import Message, TokenUsage, structure
+
+__all__ = [
+    "ENTRY_TYPES",
+    "SESSION_STATUSES",
+    "Entry",
+    "ForkRef",
+    "Origin",
+    "Page",
+    "Session",
+    "SessionPage",
+    "SessionStatus",
+]
+
+SessionStatus: TypeAlias = Literal["active", "idle", "archived"]
+SESSION_STATUSES: Final[tuple[SessionStatus, ...]] = ("active", "idle", "archived")
+
+ENTRY_TYPES: Final = (
+    "message",
+    "compaction",
+    "branch_summary",
+    "model_change",
+    "thinking_level_change",
+    "custom",
+    "custom_message",
+    "label",
+    "session_info",
+)
+"""The entry types aisopod gives meaning to; other types are stored and exported verbatim."""
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"must be a string, got {type(value).__name__}", field="origin")
+    return value
+
+
+@attrs.frozen
+class Origin:
+    """Where a session came from: the parts of its key, kept beside it.
+
+    Keys are names and are never re-parsed to recover these; whoever routes a
+    message records them here when the session is made.
+    """
+
+    channel: str | None = attrs.field(default=None, converter=_optional_str)
+    account: str | None = attrs.field(default=None, converter=_optional_str)
+    chat_type: str | None = attrs.field(default=None, converter=_optional_str)
+    peer: str | None = attrs.field(default=None, converter=_optional_str)
+    thread: str | None = attrs.field(default=None, converter=_optional_str)
+    label: str | None = attrs.field(default=None, converter=_optional_str)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class ForkRef:
+    """The session and entry a fork was made from."""
+
+    session_id: str
+    seq: int
+
+
+@attrs.frozen
+class Session:
+    """A conversation: its identity, status, counters, usage totals and metadata.
+
+    `version` goes up by one on every write, for optimistic concurrency
+    (`expected_version=`). `leaf_seq` is the entry new appends hang from
+    (0 while the session is empty).
+    """
+
+    id: str
+    agent_id: str
+    key: str | None
+    status: SessionStatus
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_at: datetime
+    entry_count: int
+    message_count: int
+    compaction_count: int
+    compacted_at: datetime | None
+    usage: TokenUsage
+    size_bytes: int
+    metadata: Mapping[str, Any]
+    origin: Origin
+    fork_parent: ForkRef | None
+    leaf_seq: int
+    version: int
+
+
+@attrs.frozen
+class Entry:
+    """One entry of a session's append-only log.
+
+    `payload` is the entry as the transcript format writes it, less `type`,
+    `id` and `parentId` (kept as fields here): for a message entry,
+    `{"timestamp": ..., "message": {...}}`. It is stored verbatim.
+    """
+
+    session_id: str
+    seq: int
+    id: str
+    parent_seq: int | None
+    type: str
+    role: str | None
+    payload: Mapping[str, Any]
+    text: str
+    usage: TokenUsage | None
+    created_at: datetime
+    idempotency_key: str | None = None
+
+    @property
+    def message(self) -> Message | None:
+        """The message of a `message` entry, else `None`.
+
+        Raises:
+            InvalidInput: when a stored message (e.g. an imported one) is not
+                message-shaped.
+        """
+        if self.type != "message":
+            return None
+        return structure(self.payload.get("message"), Message)
+
+
+@attrs.frozen
+class Page:
+    """A page of entries in chronological order.
+
+    `cursor` continues in the direction the page was read: pass it as
+    `before=` after a backward read (`last=`, `before=`), as `after=` after a
+    forward read. It is `None` when there is nothing further that way.
+    """
+
+    entries: tuple[Entry, ...]
+    cursor: int | None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+@attrs.frozen
+class SessionPage:
+    """A page of sessions, most recently updated first; `cursor` fetches the next page."""
+
+    sessions: tuple[Session, ...]
+    cursor: str | None
+
+    def __len__(self) -> int:
+        return len(self.sessions)

@@ -1,0 +1,115 @@
+"""Opening a store from a URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from aisopod_session._async import AsyncSessionStore
+from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES
+from aisopod_session._store import SessionStore
+from aisopod_session.backends._sql import Backend
+from aisopod_shared import Clock, InvalidInput
+
+__all__ = ["DEFAULT_DB_ENV", "default_url", "open_async_store", "open_backend", "open_store"]
+
+DEFAULT_DB_ENV: Final = "AISOPOD_SESSION_DB"
+"""The environment variable that names the default store (a URL or a file path)."""
+
+
+def default_url() -> str:
+    """`$AISOPOD_SESSION_DB` if set, else the embedded default `~/.aisopod/sessions.db`."""
+    configured = os.environ.get(DEFAULT_DB_ENV, "").strip()
+    if configured:
+        return configured
+    return f"sqlite:///{Path.home() / '.aisopod' / 'sessions.db'}"
+
+
+def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> Backend:
+    """The backend a URL names (see `open_store`)."""
+    if url is None:
+        url = default_url()
+    text = os.fspath(url)
+    if "://" not in text:
+        return _sqlite(text if text == ":memory:" else str(Path(text).expanduser()), {}, options)
+    parts = urlsplit(text)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if parts.netloc or not path.startswith("/"):
+            raise InvalidInput(
+                "a SQLite URL is sqlite:///absolute/path.db or sqlite:///:memory:", field="url"
+            )
+        if path == "/:memory:":
+            return _sqlite(":memory:", query, options)
+        return _sqlite(str(Path(path).expanduser()), query, options)
+    if parts.scheme in ("postgresql", "postgres"):
+        raise InvalidInput("PostgreSQL stores are not available yet", field="url")
+    raise InvalidInput(f"unknown store scheme {parts.scheme!r}", field="url")
+
+
+def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backend:
+    from aisopod_session.backends.sqlite import SqliteBackend
+
+    synchronous = str(options.pop("synchronous", query.pop("synchronous", "FULL"))).upper()
+    if synchronous not in ("FULL", "NORMAL"):
+        raise InvalidInput("must be FULL or NORMAL", field="synchronous")
+    timeout = options.pop("busy_timeout", query.pop("busy_timeout", 30.0))
+    try:
+        busy_timeout = float(timeout)
+    except (TypeError, ValueError) as err:
+        raise InvalidInput("must be a number of seconds", field="busy_timeout") from err
+    if query:
+        raise InvalidInput(f"unknown SQLite option(s): {', '.join(sorted(query))}", field="url")
+    if options:
+        raise InvalidInput(f"unknown option(s): {', '.join(sorted(options))}", field="options")
+    return SqliteBackend(
+        None if path == ":memory:" else path,
+        synchronous=synchronous,  # type: ignore[arg-type]
+        busy_timeout=busy_timeout,
+    )
+
+
+def open_store(
+    url: str | os.PathLike[str] | None = None,
+    *,
+    clock: Clock | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    **options: Any,
+) -> SessionStore:
+    """Open (creating and migrating as needed) the store at `url`.
+
+    URLs: `sqlite:///absolute/path.db`, `sqlite:///:memory:`, a plain file
+    path, or `None` for the default (`$AISOPOD_SESSION_DB`, else
+    `~/.aisopod/sessions.db`).
+
+    SQLite options (keyword or URL query): `synchronous` — `FULL` (the
+    default: an acknowledged append survives a power cut) or `NORMAL` (faster;
+    in WAL mode still never corrupt, but the last appends can be lost on power
+    loss); `busy_timeout` in seconds (default 30).
+
+    Raises:
+        InvalidInput: for a URL or option that is not understood.
+        SchemaVersionError: when the database is newer than this code.
+        StoreUnavailable: when the database cannot be opened.
+    """
+    backend = open_backend(url, **options)
+    return SessionStore(backend, clock=clock, max_payload_bytes=max_payload_bytes)
+
+
+def open_async_store(
+    url: str | os.PathLike[str] | None = None,
+    *,
+    clock: Clock | None = None,
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    max_workers: int = 8,
+    **options: Any,
+) -> AsyncSessionStore:
+    """Open the store at `url` for use from asyncio (see `open_store` for URLs).
+
+    Opening runs the schema migrations synchronously; do it at start-up.
+    """
+    store = open_store(url, clock=clock, max_payload_bytes=max_payload_bytes, **options)
+    return AsyncSessionStore(store, max_workers=max_workers)

@@ -1,0 +1,546 @@
+"""The session store: the synchronous API, written once over any backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+
+from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES, NewEntry, PreparedEntry, prepare
+from aisopod_session._errors import (
+    AccessDenied,
+    ConflictError,
+    DuplicateEntryId,
+    InvalidPayload,
+    SessionNotFound,
+)
+from aisopod_session._ids import new_entry_id, new_session_id
+from aisopod_session._model import (
+    SESSION_STATUSES,
+    Entry,
+    Origin,
+    Page,
+    Session,
+    SessionPage,
+    SessionStatus,
+)
+from aisopod_session._validate import check_int, check_text, merge_patch, session_key
+from aisopod_session.backends._sql import Backend, ListFilter, SessionRecord, SqlTx
+from aisopod_session.keys import normalize_agent_id
+from aisopod_shared import (
+    Clock,
+    InvalidInput,
+    Message,
+    SystemClock,
+    TokenUsage,
+    dumps,
+    from_micros,
+    to_micros,
+)
+
+__all__ = ["UNSET", "AppendRequest", "SessionStore"]
+
+MAX_PAGE: Final = 10_000
+"""The most entries or sessions one page may hold: every read is bounded."""
+
+_ID_ATTEMPTS: Final = 3
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""Marks a `patch` argument that was not given (as opposed to `None`, which clears)."""
+
+
+@attrs.frozen
+class AppendRequest:
+    """One call to `append`, prepared and ready to run in a transaction."""
+
+    session_id: str
+    entries: tuple[PreparedEntry, ...]
+    idempotency_key: str | None
+    expected_version: int | None
+    now: int
+
+
+class _GeneratedIdClash(Exception):
+    """Two generated entry ids met; the append is retried with fresh ids."""
+
+
+class SessionStore:
+    """Sessions, their bindings to keys, and their entries, in one database.
+
+    Open one with `open_store(url)`. Every method is one transaction; reads
+    are bounded (keyset pages, never OFFSET, never a whole history). A store
+    handle is safe to share between threads. `for_agent(agent_id)` returns a
+    handle that sees and touches only that agent's sessions.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Clock | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        agent_id: str | None = None,
+    ) -> None:
+        self._backend = backend
+        self._clock: Clock = clock or SystemClock()
+        self._max_payload_bytes = check_int(max_payload_bytes, "max_payload_bytes", minimum=1)
+        self._agent_id = agent_id
+
+    def __repr__(self) -> str:
+        scope = f", agent={self._agent_id!r}" if self._agent_id else ""
+        return f"SessionStore({self._backend.url!r}{scope})"
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The store's URL, without any password."""
+        return self._backend.url
+
+    @property
+    def backend(self) -> Backend:
+        """The database behind the store."""
+        return self._backend
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps writes with."""
+        return self._clock
+
+    @property
+    def agent_id(self) -> str | None:
+        """The agent this handle is scoped to, or `None` for an unscoped handle."""
+        return self._agent_id
+
+    def for_agent(self, agent_id: str) -> SessionStore:
+        """A handle on the same database that sees and touches only `agent_id`'s sessions."""
+        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
+        if self._agent_id is not None and agent != self._agent_id:
+            raise AccessDenied(self._agent_id, f"agent:{agent}")
+        return type(self)(
+            self._backend,
+            clock=self._clock,
+            max_payload_bytes=self._max_payload_bytes,
+            agent_id=agent,
+        )
+
+    def close(self) -> None:
+        """Close the database connections (of every handle on this database)."""
+        self._backend.close()
+
+    # --- sessions -------------------------------------------------------------------
+
+    def get_or_create(
+        self,
+        key: str,
+        *,
+        origin: Origin | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """The key's current session, made (and bound to the key) if it has none.
+
+        Atomic: callers racing on a new key, in any number of threads or
+        processes, all get the one session that won. `origin`, `title` and
+        `metadata` only apply to a session this call makes.
+        """
+        stored, agent = self._key(key)
+        with self._backend.read() as tx:
+            sid = tx.binding(agent, stored)
+            if sid is not None:
+                return self._by_sid(tx, sid).session
+        new = self._new_session(agent, stored, origin=origin, title=title, metadata=metadata)
+        with self._backend.write() as tx:
+            sid = tx.binding(agent, stored, lock=True)
+            if sid is not None:
+                return self._by_sid(tx, sid).session
+            new_sid = tx.insert_session(new)
+            if tx.bind_if_unbound(agent, stored, new_sid, to_micros(new.created_at)):
+                return new
+            # Another process bound the key between our read and our insert.
+            tx.delete_session(new_sid)
+            sid = tx.binding(agent, stored)
+            assert sid is not None
+            return self._by_sid(tx, sid).session
+
+    def get(self, session_id: str) -> Session:
+        """The session with this id.
+
+        Raises:
+            SessionNotFound: when there is none.
+            AccessDenied: when a scoped handle asks for another agent's session.
+        """
+        with self._backend.read() as tx:
+            return self._record(tx, session_id).session
+
+    def current(self, key: str) -> Session | None:
+        """The key's current session, or `None` when the key has never had one."""
+        stored, agent = self._key(key)
+        with self._backend.read() as tx:
+            sid = tx.binding(agent, stored)
+            return self._by_sid(tx, sid).session if sid is not None else None
+
+    def list(
+        self,
+        *,
+        agent_id: str | None = None,
+        status: SessionStatus | None = None,
+        channel: str | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        updated_after: Any = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """Sessions, most recently updated first, one bounded page at a time.
+
+        Filters combine; `key` gives every session a key ever had (current and
+        archived). Pass the page's `cursor` back to get the next page.
+        """
+        limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        agent = self._scope_agent(agent_id)
+        if status is not None and status not in SESSION_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
+        where = ListFilter(
+            agent_id=agent,
+            status=status,
+            channel=check_text(channel, "channel").strip().lower() if channel is not None else None,
+            key=self._key(key)[0] if key is not None else None,
+            key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
+            updated_after=to_micros(updated_after) if updated_after is not None else None,
+        )
+        after = _decode_cursor(cursor) if cursor is not None else None
+        with self._backend.read() as tx:
+            records = tx.list_sessions(where, limit=limit + 1, after=after)
+        page = records[:limit]
+        next_cursor = None
+        if len(records) > limit:
+            last = page[-1]
+            next_cursor = f"{to_micros(last.session.updated_at)}.{last.sid}"
+        return SessionPage(tuple(r.session for r in page), next_cursor)
+
+    def patch(
+        self,
+        session_id: str,
+        *,
+        title: str | _Unset | None = UNSET,
+        metadata: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """Change a session's title and merge-patch its metadata (RFC 7396: `None` removes).
+
+        Raises:
+            ConflictError: when `expected_version` is given and is not the
+                session's version; nothing is written.
+        """
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        fields: dict[str, Any] = {}
+        if not isinstance(title, _Unset):
+            fields["title"] = check_text(title, "title") if title is not None else None
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInput("must be a JSON object", field="metadata")
+        if metadata is not None:
+            dumps(dict(metadata), field="metadata")  # refuse what JSON cannot carry, early
+        now = to_micros(self._clock.now())
+        with self._backend.write() as tx:
+            record = self._record(tx, session_id, lock=True)
+            _check_version(record.session, expected_version)
+            if metadata is not None:
+                fields["metadata"] = merge_patch(record.session.metadata, metadata)
+            tx.update_session(record.sid, now=now, **fields)
+            return self._by_sid(tx, record.sid).session
+
+    def reset(self, key: str, *, origin: Origin | None = None) -> Session:
+        """Start a new current session for the key; the old one stays readable, archived.
+
+        The new session keeps the old one's origin unless `origin` is given.
+        """
+        stored, agent = self._key(key)
+        now = self._clock.now()
+        with self._backend.write() as tx:
+            return self._reset_in(tx, agent, stored, origin=origin, now=now)
+
+    def delete(self, session_id: str) -> bool:
+        """Delete a session and its entries (and its key binding); whether it existed."""
+        check_text(session_id, "session_id", max_length=256)
+        with self._backend.write() as tx:
+            record = tx.session_by_id(session_id, lock=True)
+            if record is None:
+                return False
+            self._check_scope(record.session)
+            tx.delete_session(record.sid)
+            return True
+
+    # --- entries --------------------------------------------------------------------
+
+    def append(
+        self,
+        session_id: str,
+        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        *,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> tuple[Entry, ...]:
+        """Append entries to a session, in one transaction; return them with their seqs.
+
+        Entries, counters, usage totals, `updated_at` and `version` move
+        together or not at all. The first new entry hangs from the session's
+        leaf, each next one from the one before. Retrying with the same
+        `idempotency_key` returns the first call's entries and adds nothing.
+
+        Raises:
+            SessionNotFound: when there is no such session.
+            ConflictError: when `expected_version` is not the session's version.
+            InvalidPayload, PayloadTooLarge: for content the store cannot keep.
+        """
+        request = self.prepare_append(
+            session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
+        )
+        for attempt in range(_ID_ATTEMPTS):
+            try:
+                with self._backend.write() as tx:
+                    return self.append_in(tx, request, fresh_ids=attempt > 0)
+            except _GeneratedIdClash:
+                continue
+        raise DuplicateEntryId("could not generate unique entry ids", field="id")
+
+    def prepare_append(
+        self,
+        session_id: str,
+        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        *,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> AppendRequest:
+        """Check and serialize an append before any transaction starts."""
+        check_text(session_id, "session_id", max_length=256)
+        items: Sequence[Message | NewEntry]
+        given: object = entries
+        if isinstance(given, Message | NewEntry):
+            items = (given,)
+        elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
+            items = tuple(given)
+        else:
+            raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
+        if idempotency_key is not None:
+            check_text(idempotency_key, "idempotency_key", max_length=256)
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        now = self._clock.now()
+        prepared = tuple(
+            prepare(item, now, max_payload_bytes=self._max_payload_bytes) for item in items
+        )
+        explicit = [p.id for p in prepared if p.id is not None]
+        if len(explicit) != len(set(explicit)):
+            raise DuplicateEntryId("two entries in one append share an id", field="id")
+        return AppendRequest(
+            session_id, prepared, idempotency_key, expected_version, to_micros(now)
+        )
+
+    def append_in(
+        self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False
+    ) -> tuple[Entry, ...]:
+        """Run a prepared append inside the caller's write transaction."""
+        record = self._record(tx, request.session_id, lock=True)
+        session = record.session
+        if request.idempotency_key is not None:
+            done = tx.entries_by_idempotency_key(record.sid, request.idempotency_key, session.id)
+            if done:
+                return tuple(done)
+        _check_version(session, request.expected_version)
+        if not request.entries:
+            return ()
+        first = session.entry_count + 1
+        count = len(request.entries)
+        parents = [session.leaf_seq or None, *range(first, first + count - 1)]
+        ids = [p.id if p.id is not None else new_entry_id() for p in request.entries]
+        try:
+            tx.insert_entries(
+                record.sid,
+                request.entries,
+                ids=ids,
+                first_seq=first,
+                parents=parents,
+                idempotency_key=request.idempotency_key,
+            )
+        except DuplicateEntryId:
+            if all(p.id is not None for p in request.entries) or fresh_ids:
+                raise
+            raise _GeneratedIdClash from None
+        tx.record_append(record.sid, request.entries, leaf_seq=first + count - 1, now=request.now)
+        return tuple(
+            Entry(
+                session_id=session.id,
+                seq=first + offset,
+                id=ids[offset],
+                parent_seq=parents[offset],
+                type=entry.type,
+                role=entry.role,
+                payload=entry.payload_data,
+                text=entry.text,
+                usage=entry.usage,
+                created_at=from_micros(entry.created_at),
+                idempotency_key=request.idempotency_key,
+            )
+            for offset, entry in enumerate(request.entries)
+        )
+
+    def history(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """A bounded page of a session's log, in chronological (seq) order.
+
+        - `history(id, last=50)`: the last 50 entries.
+        - `history(id, before=page.cursor, limit=50)`: the 50 before a seq.
+        - `history(id, after=0, limit=500)`: forward from a seq (export, sync).
+
+        With none of `last`, `before`, `after`: the last `limit` (default 50).
+        The cost of a page does not depend on the length of the session.
+        """
+        if last is not None and (before is not None or after is not None or limit is not None):
+            raise InvalidInput(
+                "last= stands alone; page with before= or after= and limit=", field="last"
+            )
+        if before is not None and after is not None:
+            raise InvalidInput("pass before= or after=, not both", field="before")
+        if last is not None:
+            limit = check_int(last, "last", minimum=1, maximum=MAX_PAGE)
+        limit = check_int(limit if limit is not None else 50, "limit", minimum=1, maximum=MAX_PAGE)
+        if before is not None:
+            check_int(before, "before")
+        if after is not None:
+            check_int(after, "after")
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            rows = tx.entries_page(
+                record.sid, record.session.id, before=before, after=after, limit=limit + 1
+            )
+        if after is not None:
+            page = rows[:limit]
+            cursor = page[-1].seq if len(rows) > limit else None
+        else:
+            page = rows[-limit:]
+            cursor = page[0].seq if len(rows) > limit else None
+        return Page(tuple(page), cursor)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _key(self, key: object) -> tuple[str, str]:
+        stored, agent = session_key(key, self._agent_id)
+        if self._agent_id is not None and agent != self._agent_id:
+            raise AccessDenied(self._agent_id, stored)
+        return stored, agent
+
+    def _scope_agent(self, agent_id: str | None) -> str | None:
+        if agent_id is None:
+            return self._agent_id
+        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
+        if self._agent_id is not None and agent != self._agent_id:
+            raise AccessDenied(self._agent_id, f"agent:{agent}")
+        return agent
+
+    def _check_scope(self, session: Session) -> None:
+        if self._agent_id is not None and session.agent_id != self._agent_id:
+            raise AccessDenied(self._agent_id, session.id)
+
+    def _record(self, tx: SqlTx, session_id: str, *, lock: bool = False) -> SessionRecord:
+        check_text(session_id, "session_id", max_length=256)
+        record = tx.session_by_id(session_id, lock=lock)
+        if record is None:
+            raise SessionNotFound(session_id)
+        self._check_scope(record.session)
+        return record
+
+    def _by_sid(self, tx: SqlTx, sid: int) -> SessionRecord:
+        record = tx.session_by_sid(sid)
+        if record is None:  # pragma: no cover - bindings reference sessions by foreign key
+            raise SessionNotFound(f"#{sid}")
+        return record
+
+    def _new_session(
+        self,
+        agent_id: str,
+        key: str | None,
+        *,
+        origin: Origin | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        fork_parent: Any = None,
+        now: Any = None,
+    ) -> Session:
+        if origin is not None and not isinstance(origin, Origin):
+            raise InvalidInput("must be an Origin", field="origin")
+        if title is not None:
+            check_text(title, "title")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInput("must be a JSON object", field="metadata")
+        meta = dict(metadata or {})
+        dumps(meta, field="metadata")
+        when = now or self._clock.now()
+        return Session(
+            id=new_session_id(),
+            agent_id=agent_id,
+            key=key,
+            status="active",
+            title=title,
+            created_at=when,
+            updated_at=when,
+            active_at=when,
+            entry_count=0,
+            message_count=0,
+            compaction_count=0,
+            compacted_at=None,
+            usage=TokenUsage(),
+            size_bytes=0,
+            metadata=meta,
+            origin=origin or Origin(),
+            fork_parent=fork_parent,
+            leaf_seq=0,
+            version=1,
+        )
+
+    def _reset_in(
+        self, tx: SqlTx, agent: str, key: str, *, origin: Origin | None, now: Any
+    ) -> Session:
+        old_sid = tx.binding(agent, key, lock=True)
+        old = tx.session_by_sid(old_sid, lock=True) if old_sid is not None else None
+        if origin is None and old is not None:
+            origin = old.session.origin
+        new = self._new_session(agent, key, origin=origin, now=now)
+        new_sid = tx.insert_session(new)
+        tx.rebind(agent, key, new_sid, to_micros(now))
+        if old is not None:
+            tx.update_session(old.sid, now=to_micros(now), status="archived")
+        return new
+
+
+def _check_version(session: Session, expected: int | None) -> None:
+    if expected is not None and session.version != expected:
+        raise ConflictError(session.id, expected, session.version)
+
+
+def _decode_cursor(cursor: object) -> tuple[int, int]:
+    if not isinstance(cursor, str):
+        raise InvalidInput("must be a cursor from a previous page", field="cursor")
+    updated, _, sid = cursor.partition(".")
+    if not (updated.isdigit() and sid.isdigit()):
+        raise InvalidInput("must be a cursor from a previous page", field="cursor")
+    return int(updated), int(sid)

@@ -1,0 +1,519 @@
+"""The SQL both backends share, and the protocol the store talks to.
+
+Backends know SQL; nothing above them does. Statements here are written once
+with `?` placeholders; each backend's `SqlTx` subclass runs them on its
+driver (PostgreSQL rewrites the placeholders) and supplies what differs:
+row locks, JSON columns, full-text search.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import attrs
+
+from aisopod_session._entries import PreparedEntry
+from aisopod_session._model import Entry, ForkRef, Origin, Session
+from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
+
+__all__ = [
+    "SESSION_COLUMNS",
+    "Backend",
+    "ListFilter",
+    "SessionRecord",
+    "SqlTx",
+]
+
+
+SESSION_COLUMNS = (
+    "sid, id, agent_id, key, status, title, created_at, updated_at, active_at, entry_count,"
+    " message_count, compaction_count, compacted_at, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, total_tokens, cost, size_bytes, metadata, origin,"
+    " fork_parent_id, fork_parent_seq, leaf_seq, version"
+)
+_ENTRY_COLUMNS = (
+    "seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at, idempotency_key"
+)
+
+
+@attrs.frozen
+class SessionRecord:
+    """A session as stored: its internal row id beside the public value."""
+
+    sid: int
+    session: Session
+
+
+@attrs.frozen
+class ListFilter:
+    """Which sessions `list` returns."""
+
+    agent_id: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    key_prefix: str | None = None
+    updated_after: int | None = None
+    key: str | None = None
+
+
+class Backend(Protocol):
+    """A database the store can run transactions on."""
+
+    url: str
+
+    def read(self) -> AbstractContextManager[SqlTx]:
+        """A read transaction (a consistent snapshot)."""
+        ...
+
+    def write(self) -> AbstractContextManager[SqlTx]:
+        """A write transaction: committed on success, rolled back on any error."""
+        ...
+
+    def close(self) -> None:
+        """Release every connection."""
+        ...
+
+
+class SqlTx(abc.ABC):
+    """One transaction's worth of the store's SQL."""
+
+    # --- driver seam ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; return a cursor."""
+
+    @abc.abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows."""
+
+    @abc.abstractmethod
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested transaction: rolled back alone if its block raises."""
+
+    lock_clause = ""
+    """Appended to a SELECT that must lock the rows it reads (PostgreSQL: FOR UPDATE)."""
+
+    jump_predicate = "parent_seq IS NOT seq - 1"
+    """True for entries that do not hang from the entry just before them (a partial index)."""
+
+    json_param = "?"
+    """The placeholder of a JSON column (PostgreSQL casts to jsonb)."""
+
+    def decode_json(self, value: Any) -> Any:
+        """A JSON column's value as Python data (SQLite keeps text; psycopg decodes jsonb)."""
+        return loads(value) if isinstance(value, str | bytes) else value
+
+    # --- sessions ---------------------------------------------------------------
+
+    def session_by_id(self, session_id: str, *, lock: bool = False) -> SessionRecord | None:
+        row = self.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?"
+            + (self.lock_clause if lock else ""),
+            (session_id,),
+        ).fetchone()
+        return self._session(row) if row is not None else None
+
+    def session_by_sid(self, sid: int, *, lock: bool = False) -> SessionRecord | None:
+        row = self.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = ?"
+            + (self.lock_clause if lock else ""),
+            (sid,),
+        ).fetchone()
+        return self._session(row) if row is not None else None
+
+    def insert_session(self, session: Session) -> int:
+        """Insert a new session row; return its internal id."""
+        usage = session.usage
+        fork = session.fork_parent
+        row = self.execute(
+            "INSERT INTO sessions (id, agent_id, key, status, title, created_at, updated_at,"
+            " active_at, entry_count, message_count, compaction_count, compacted_at,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
+            " cost, size_bytes, metadata, origin, channel, fork_parent_id, fork_parent_seq,"
+            " leaf_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            f" {self.json_param}, {self.json_param}, ?, ?, ?, ?, ?) RETURNING sid",
+            (
+                session.id,
+                session.agent_id,
+                session.key,
+                session.status,
+                session.title,
+                to_micros(session.created_at),
+                to_micros(session.updated_at),
+                to_micros(session.active_at),
+                session.entry_count,
+                session.message_count,
+                session.compaction_count,
+                to_micros(session.compacted_at) if session.compacted_at else None,
+                usage.input,
+                usage.output,
+                usage.cache_read,
+                usage.cache_write,
+                usage.total,
+                usage.cost,
+                session.size_bytes,
+                dumps(dict(session.metadata), field="metadata").decode(),
+                _origin_json(session.origin),
+                session.origin.channel,
+                fork.session_id if fork else None,
+                fork.seq if fork else None,
+                session.leaf_seq,
+                session.version,
+            ),
+        ).fetchone()
+        return int(row[0])
+
+    def record_append(
+        self,
+        sid: int,
+        entries: Sequence[PreparedEntry],
+        *,
+        leaf_seq: int,
+        now: int,
+    ) -> None:
+        """Move a session's counters, usage totals, size and leaf after an append."""
+        usage = sum((e.usage for e in entries if e.usage is not None), TokenUsage())
+        messages = sum(1 for e in entries if e.type == "message")
+        compactions = sum(1 for e in entries if e.type == "compaction")
+        self.execute(
+            "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
+            " compaction_count = compaction_count + ?,"
+            " compacted_at = CASE WHEN ? > 0 THEN ? ELSE compacted_at END,"
+            " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+            " cache_read_tokens = cache_read_tokens + ?,"
+            " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
+            " cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = ?, updated_at = ?,"
+            " active_at = ?, version = version + 1 WHERE sid = ?",
+            (
+                len(entries),
+                messages,
+                compactions,
+                compactions,
+                now,
+                usage.input,
+                usage.output,
+                usage.cache_read,
+                usage.cache_write,
+                usage.total,
+                usage.cost,
+                sum(e.size for e in entries),
+                leaf_seq,
+                now,
+                now,
+                sid,
+            ),
+        )
+
+    def update_session(self, sid: int, *, now: int, **fields: Any) -> None:
+        """Set some of a session's columns, bump its version and `updated_at`."""
+        assignments = ["updated_at = ?", "version = version + 1"]
+        params: list[Any] = [now]
+        for column, value in fields.items():
+            if column not in _UPDATABLE:
+                raise ValueError(f"not an updatable session column: {column}")
+            if column == "metadata":
+                assignments.append(f"metadata = {self.json_param}")
+                params.append(dumps(value, field="metadata").decode())
+            else:
+                assignments.append(f"{column} = ?")
+                params.append(value)
+        params.append(sid)
+        self.execute(f"UPDATE sessions SET {', '.join(assignments)} WHERE sid = ?", params)
+
+    def delete_session(self, sid: int) -> None:
+        """Remove a session, its entries and any binding to it."""
+        self.execute("DELETE FROM bindings WHERE sid = ?", (sid,))
+        self.execute("DELETE FROM entries WHERE sid = ?", (sid,))
+        self.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
+
+    def list_sessions(
+        self, where: ListFilter, *, limit: int, after: tuple[int, int] | None
+    ) -> list[SessionRecord]:
+        """Sessions matching `where`, most recently updated first, after a keyset cursor."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.agent_id is not None:
+            clauses.append("agent_id = ?")
+            params.append(where.agent_id)
+        if where.status is not None:
+            clauses.append("status = ?")
+            params.append(where.status)
+        if where.channel is not None:
+            clauses.append("channel = ?")
+            params.append(where.channel)
+        if where.key is not None:
+            clauses.append("key = ?")
+            params.append(where.key)
+        if where.key_prefix is not None:
+            clauses.append("substr(key, 1, ?) = ?")
+            params.extend((len(where.key_prefix), where.key_prefix))
+        if where.updated_after is not None:
+            clauses.append("updated_at > ?")
+            params.append(where.updated_after)
+        if after is not None:
+            clauses.append("(updated_at < ? OR (updated_at = ? AND sid < ?))")
+            params.extend((after[0], after[0], after[1]))
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY updated_at DESC, sid DESC LIMIT ?"
+        params.append(limit)
+        return [self._session(row) for row in self.execute(sql, params).fetchall()]
+
+    # --- bindings ---------------------------------------------------------------
+
+    def binding(self, agent_id: str, key: str, *, lock: bool = False) -> int | None:
+        """The internal id of the session bound to `(agent_id, key)`."""
+        row = self.execute(
+            "SELECT sid FROM bindings WHERE agent_id = ? AND key = ?"
+            + (self.lock_clause if lock else ""),
+            (agent_id, key),
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def bind_if_unbound(self, agent_id: str, key: str, sid: int, now: int) -> bool:
+        """Bind the key to `sid` unless it is bound already; whether this call bound it."""
+        cursor = self.execute(
+            "INSERT INTO bindings (agent_id, key, sid, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (agent_id, key) DO NOTHING",
+            (agent_id, key, sid, now),
+        )
+        return bool(cursor.rowcount == 1)
+
+    def rebind(self, agent_id: str, key: str, sid: int, now: int) -> None:
+        """Point the key at `sid`, whatever it pointed at before."""
+        self.execute(
+            "INSERT INTO bindings (agent_id, key, sid, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (agent_id, key) DO UPDATE SET sid = excluded.sid,"
+            " updated_at = excluded.updated_at",
+            (agent_id, key, sid, now),
+        )
+
+    def is_bound(self, sid: int) -> bool:
+        """Whether some key's current session is `sid`."""
+        row = self.execute("SELECT 1 FROM bindings WHERE sid = ?", (sid,)).fetchone()
+        return row is not None
+
+    # --- entries ----------------------------------------------------------------
+
+    def insert_entries(
+        self,
+        sid: int,
+        entries: Sequence[PreparedEntry],
+        *,
+        ids: Sequence[str],
+        first_seq: int,
+        parents: Sequence[int | None],
+        idempotency_key: str | None,
+    ) -> None:
+        """Insert entries with the given seqs (from `first_seq`), ids and parents."""
+        rows = []
+        for offset, (entry, entry_id, parent) in enumerate(zip(entries, ids, parents, strict=True)):
+            usage = entry.usage
+            rows.append(
+                (
+                    sid,
+                    first_seq + offset,
+                    entry_id,
+                    parent,
+                    entry.type,
+                    entry.role,
+                    self.encode_payload(entry.payload),
+                    entry.text,
+                    entry.tokens,
+                    usage.input if usage else None,
+                    usage.output if usage else None,
+                    usage.cache_read if usage else None,
+                    usage.cache_write if usage else None,
+                    usage.total if usage else None,
+                    usage.cost if usage else None,
+                    entry.created_at,
+                    idempotency_key,
+                )
+            )
+        self.executemany(
+            "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
+            f" cost, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, {self.json_param},"
+            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def encode_payload(self, payload: bytes) -> Any:
+        """The driver value of a serialized payload."""
+        return payload.decode()
+
+    def entries_by_idempotency_key(self, sid: int, key: str, session_id: str) -> list[Entry]:
+        rows = self.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries"
+            " WHERE sid = ? AND idempotency_key = ? ORDER BY seq",
+            (sid, key),
+        ).fetchall()
+        return [self._entry(session_id, row) for row in rows]
+
+    def entries_page(
+        self,
+        sid: int,
+        session_id: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int,
+    ) -> list[Entry]:
+        """Up to `limit` entries, chronological: the last ones before `before`, or the
+        first ones after `after`. A keyset read on (sid, seq), never OFFSET."""
+        if after is not None:
+            rows = self.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM entries"
+                " WHERE sid = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (sid, after, limit),
+            ).fetchall()
+            return [self._entry(session_id, row) for row in rows]
+        rows = self.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries"
+            " WHERE sid = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (sid, before if before is not None else 2**62, limit),
+        ).fetchall()
+        return [self._entry(session_id, row) for row in reversed(rows)]
+
+    def entries_by_seq(self, sid: int, session_id: str, seqs: Sequence[int]) -> list[Entry]:
+        """The entries with these seqs, in seq order."""
+        if not seqs:
+            return []
+        marks = ", ".join("?" * len(seqs))
+        rows = self.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE sid = ? AND seq IN ({marks}) ORDER BY seq",
+            (sid, *seqs),
+        ).fetchall()
+        return [self._entry(session_id, row) for row in rows]
+
+    def seq_of_id(self, sid: int, entry_id: str) -> int | None:
+        row = self.execute(
+            "SELECT seq FROM entries WHERE sid = ? AND id = ?", (sid, entry_id)
+        ).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def entry_ids(self, sid: int, seqs: Sequence[int]) -> dict[int, str]:
+        """The ids of the entries with these seqs."""
+        if not seqs:
+            return {}
+        marks = ", ".join("?" * len(seqs))
+        rows = self.execute(
+            f"SELECT seq, id FROM entries WHERE sid = ? AND seq IN ({marks})",
+            (sid, *seqs),
+        ).fetchall()
+        return {int(seq): str(entry_id) for seq, entry_id in rows}
+
+    def segment_start(self, sid: int, seq: int) -> tuple[int, int | None]:
+        """The start of the straight run of entries that ends at `seq`.
+
+        Entries mostly hang from the entry just before them; the exceptions
+        ("jumps": roots, and the first entry of each branch) are indexed, so a
+        walk from a leaf to the root costs one lookup per branch point it
+        crosses, not one per entry. Returns (first seq of the run, its parent).
+        """
+        row = self.execute(
+            "SELECT seq, parent_seq FROM entries WHERE sid = ? AND seq <= ? AND "
+            f"{self.jump_predicate} ORDER BY seq DESC LIMIT 1",
+            (sid, seq),
+        ).fetchone()
+        if row is None:  # pragma: no cover - seq 1 is always a jump
+            return 1, None
+        return int(row[0]), row[1]
+
+    def jumps(self, sid: int) -> list[tuple[int, int | None]]:
+        """Every entry that does not hang from the entry just before it, as (seq, parent)."""
+        rows = self.execute(
+            f"SELECT seq, parent_seq FROM entries WHERE sid = ? AND {self.jump_predicate}"
+            " ORDER BY seq",
+            (sid,),
+        ).fetchall()
+        return [(int(seq), parent) for seq, parent in rows]
+
+    def compactions_before(self, sid: int, at_most: int, limit: int) -> list[int]:
+        """Seqs of compaction entries at or before `at_most`, newest first (a partial index)."""
+        rows = self.execute(
+            "SELECT seq FROM entries WHERE sid = ? AND type = 'compaction' AND seq <= ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (sid, at_most, limit),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def tokens_between(self, sid: int, first: int, last: int) -> list[tuple[int, int]]:
+        """(seq, tokens) of the entries `first..last`, newest first."""
+        rows = self.execute(
+            "SELECT seq, tokens FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
+            " ORDER BY seq DESC",
+            (sid, first, last),
+        ).fetchall()
+        return [(int(seq), int(tokens)) for seq, tokens in rows]
+
+    def entries_between(self, sid: int, session_id: str, first: int, last: int) -> list[Entry]:
+        """The entries `first..last`, in seq order."""
+        rows = self.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries"
+            " WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (sid, first, last),
+        ).fetchall()
+        return [self._entry(session_id, row) for row in rows]
+
+    # --- row decoding -----------------------------------------------------------
+
+    def _session(self, row: Sequence[Any]) -> SessionRecord:
+        origin = self.decode_json(row[21])
+        return SessionRecord(
+            sid=int(row[0]),
+            session=Session(
+                id=row[1],
+                agent_id=row[2],
+                key=row[3],
+                status=row[4],
+                title=row[5],
+                created_at=from_micros(row[6]),
+                updated_at=from_micros(row[7]),
+                active_at=from_micros(row[8]),
+                entry_count=row[9],
+                message_count=row[10],
+                compaction_count=row[11],
+                compacted_at=from_micros(row[12]) if row[12] is not None else None,
+                usage=TokenUsage(row[13], row[14], row[15], row[16], row[17], row[18]),
+                size_bytes=row[19],
+                metadata=self.decode_json(row[20]),
+                origin=converter.structure(origin, Origin),
+                fork_parent=ForkRef(row[22], row[23]) if row[22] is not None else None,
+                leaf_seq=row[24],
+                version=row[25],
+            ),
+        )
+
+    def _entry(self, session_id: str, row: Sequence[Any]) -> Entry:
+        usage = (
+            TokenUsage(row[7], row[8], row[9], row[10], row[11], row[12])
+            if row[7] is not None
+            else None
+        )
+        return Entry(
+            session_id=session_id,
+            seq=row[0],
+            id=row[1],
+            parent_seq=row[2],
+            type=row[3],
+            role=row[4],
+            payload=self.decode_json(row[5]),
+            text=row[6] or "",
+            usage=usage,
+            created_at=from_micros(row[13]),
+            idempotency_key=row[14],
+        )
+
+
+_UPDATABLE = frozenset({"title", "metadata", "status", "leaf_seq", "key"})
+
+
+def _origin_json(origin: Origin) -> str:
+    return dumps(converter.unstructure(origin, Origin), field="origin").decode()

@@ -1,0 +1,365 @@
+"""The embedded default: one SQLite file (stdlib `sqlite3`).
+
+WAL journal, `foreign_keys=ON`, a busy timeout, `BEGIN IMMEDIATE` for writes
+(so a transaction never has to upgrade its lock and fail), a new file created
+with mode 0600 in a folder made 0700. Within a process, writers queue on a
+lock rather than spinning on SQLITE_BUSY; between processes the busy timeout
+does the waiting, and a lock that outlasts it becomes `StoreBusy`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from aisopod_session._errors import (
+    AisopodError,
+    DuplicateEntryId,
+    SchemaVersionError,
+    StoreBusy,
+    StoreFull,
+    StoreUnavailable,
+)
+from aisopod_session.backends._migrations import Migration
+from aisopod_session.backends._sql import SqlTx
+from aisopod_shared import logger
+
+__all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        "sessions, bindings and entries",
+        (
+            """CREATE TABLE sessions (
+                sid INTEGER PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL,
+                key TEXT,
+                status TEXT NOT NULL CHECK (status IN ('active', 'idle', 'archived')),
+                title TEXT,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                active_at INTEGER NOT NULL,
+                entry_count INTEGER NOT NULL DEFAULT 0,
+                message_count INTEGER NOT NULL DEFAULT 0,
+                compaction_count INTEGER NOT NULL DEFAULT 0,
+                compacted_at INTEGER,
+                input_tokens INTEGER NOT NULL DEFAULT 0,
+                output_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+                total_tokens INTEGER NOT NULL DEFAULT 0,
+                cost REAL NOT NULL DEFAULT 0,
+                size_bytes INTEGER NOT NULL DEFAULT 0,
+                metadata TEXT NOT NULL DEFAULT '{}',
+                origin TEXT NOT NULL DEFAULT '{}',
+                channel TEXT,
+                fork_parent_id TEXT,
+                fork_parent_seq INTEGER,
+                leaf_seq INTEGER NOT NULL DEFAULT 0,
+                version INTEGER NOT NULL DEFAULT 1
+            )""",
+            "CREATE INDEX sessions_by_updated ON sessions (updated_at, sid)",
+            "CREATE INDEX sessions_by_agent ON sessions (agent_id, updated_at, sid)",
+            "CREATE INDEX sessions_by_agent_status ON sessions (agent_id, status, updated_at, sid)",
+            "CREATE INDEX sessions_by_key ON sessions (agent_id, key, created_at)",
+            """CREATE TABLE bindings (
+                agent_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                sid INTEGER NOT NULL UNIQUE REFERENCES sessions (sid),
+                updated_at INTEGER NOT NULL,
+                PRIMARY KEY (agent_id, key)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE entries (
+                row_id INTEGER PRIMARY KEY,
+                sid INTEGER NOT NULL REFERENCES sessions (sid),
+                seq INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                parent_seq INTEGER,
+                type TEXT NOT NULL,
+                role TEXT,
+                payload TEXT NOT NULL,
+                text TEXT NOT NULL DEFAULT '',
+                tokens INTEGER NOT NULL DEFAULT 0,
+                input_tokens INTEGER,
+                output_tokens INTEGER,
+                cache_read_tokens INTEGER,
+                cache_write_tokens INTEGER,
+                total_tokens INTEGER,
+                cost REAL,
+                created_at INTEGER NOT NULL,
+                idempotency_key TEXT,
+                UNIQUE (sid, seq)
+            )""",
+            "CREATE UNIQUE INDEX entries_by_id ON entries (sid, id)",
+            "CREATE INDEX entries_jumps ON entries (sid, seq) WHERE parent_seq IS NOT seq - 1",
+            "CREATE INDEX entries_compactions ON entries (sid, seq) WHERE type = 'compaction'",
+            "CREATE INDEX entries_by_idempotency_key ON entries (sid, idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL",
+        ),
+    ),
+)
+
+_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+class SqliteTx(SqlTx):
+    """The store's SQL on a `sqlite3` connection."""
+
+    def __init__(self, connection: sqlite3.Connection, url: str) -> None:
+        self._connection = connection
+        self._url = url
+        self._savepoints = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._connection.execute(sql, params)
+        except sqlite3.Error as err:
+            raise _translate(err, self._url) from err
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self._connection.executemany(sql, rows)
+        except sqlite3.Error as err:
+            raise _translate(err, self._url) from err
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self._connection.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._connection.execute(f"ROLLBACK TO {name}")
+            self._connection.execute(f"RELEASE {name}")
+            raise
+        self._connection.execute(f"RELEASE {name}")
+
+
+class SqliteBackend:
+    """A store's database in one SQLite file, or in memory (`path=None`)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self.path = Path(path).expanduser().absolute() if path is not None else None
+        self.url = f"sqlite:///{self.path}" if self.path is not None else "sqlite:///:memory:"
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._registry_lock = threading.Lock()
+        # One writer at a time inside this process: threads queue here
+        # instead of polling SQLite's lock; other processes are kept out by
+        # the database lock and the busy timeout.
+        self._write_lock = threading.RLock()
+        self._memory: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        if self.path is not None:
+            _create_private_file(self.path)
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"SqliteBackend({self.url!r})"
+
+    # --- connections ------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        target = str(self.path) if self.path is not None else ":memory:"
+        try:
+            connection = sqlite3.connect(
+                target,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA temp_store = MEMORY")
+            if self.path is not None:
+                _retry_busy(self.busy_timeout, lambda: _enable_wal(connection))
+        except sqlite3.Error as err:
+            raise _translate(err, self.url) from err
+        with self._registry_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        if os.getpid() != self._pid:
+            # A forked child must not share its parent's connections.
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = []
+            self._memory = None
+            self._write_lock = threading.RLock()
+            self._registry_lock = threading.Lock()
+        if self.path is None:
+            if self._memory is None:
+                self._memory = self._connect()
+            return self._memory
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close every connection this backend opened."""
+        with self._registry_lock:
+            connections, self._connections = self._connections, []
+            self._closed = True
+        for connection in connections:
+            connection.close()
+
+    # --- transactions -----------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[SqliteTx]:
+        """A read transaction: one consistent snapshot (WAL lets it run beside a writer)."""
+        if self.path is None:
+            with self._write_lock, self._transaction("BEGIN") as tx:
+                yield tx
+        else:
+            with self._transaction("BEGIN") as tx:
+                yield tx
+
+    @contextmanager
+    def write(self) -> Iterator[SqliteTx]:
+        """A write transaction, begun IMMEDIATE so it holds the write lock from the start."""
+        with self._write_lock, self._transaction("BEGIN IMMEDIATE") as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[SqliteTx]:
+        connection = self._connection()
+        try:
+            _retry_busy(self.busy_timeout, lambda: connection.execute(begin))
+        except sqlite3.Error as err:
+            raise _translate(err, self.url) from err
+        try:
+            yield SqliteTx(connection, self.url)
+            connection.execute("COMMIT")
+        except sqlite3.Error as err:
+            _rollback(connection)
+            raise _translate(err, self.url) from err
+        except BaseException:
+            _rollback(connection)
+            raise
+
+    # --- schema -----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.write() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            current = int(row[0] or 0)
+            if current > len(MIGRATIONS):
+                raise SchemaVersionError(current, len(MIGRATIONS))
+            for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+                logger.info("applying schema migration {} ({})", version, migration.name)
+                for statement in migration.statements:
+                    tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, migration.name, time.time_ns() // 1000),
+                )
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self.read() as tx:
+            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreUnavailable(f"could not switch the database to WAL (it is in {mode} mode)")
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 (its folder 0700 when we make it) before SQLite does.
+
+    SQLite gives its -wal and -shm files the mode of the database file.
+    """
+    if path.exists():
+        return
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass  # another process made it first; it made it the same way
+    except OSError as err:
+        raise StoreUnavailable(f"cannot create {path}: {err.strerror}") from err
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    try:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # the connection is unusable; the transaction is gone either way
+
+
+def _is_busy(err: sqlite3.Error) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and any(
+        text in str(err) for text in _BUSY_MESSAGES
+    )
+
+
+def _retry_busy(timeout: float, action: Any) -> Any:
+    """Run `action`, retrying while SQLite reports the database busy.
+
+    The busy timeout covers most waits inside SQLite; a few paths (WAL
+    recovery, a snapshot that cannot be upgraded) return SQLITE_BUSY at once,
+    and those are retried here until the same deadline.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def _translate(err: sqlite3.Error, url: str) -> AisopodError:
+    """A driver error as the store's typed error (the caller chains the original)."""
+    text = str(err)
+    if _is_busy(err):
+        return StoreBusy(f"{url}: the database stayed locked past the busy timeout ({text})")
+    if "disk is full" in text or "SQLITE_FULL" in text:
+        return StoreFull(f"{url}: no room left in the database ({text})")
+    if "not a database" in text:
+        return StoreUnavailable(f"{url}: the file is not a SQLite database")
+    if isinstance(err, sqlite3.IntegrityError):
+        if "entries.sid, entries.id" in text:
+            return DuplicateEntryId("an entry with this id is already in the session", field="id")
+        return AisopodError(f"{url}: a constraint failed: {text}")
+    return StoreUnavailable(f"{url}: {text}")
