@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aisopod_session._errors import InvalidSessionKey
-from aisopod_session.keys import key_shape, parse_session_key, request_key
+from aisopod_session.keys import parse_session_key, request_key
 from aisopod_shared import InvalidInput
 
 __all__ = ["check_int", "check_text", "merge_patch", "session_key"]
@@ -59,8 +59,6 @@ def session_key(key: object, agent_id: str | None) -> tuple[str, str]:
         check_text(key, "key", max_length=MAX_KEY_LENGTH)
     except InvalidInput as err:
         raise InvalidSessionKey(key, err.reason) from err
-    if key_shape(key.strip()) == "malformed":
-        raise InvalidSessionKey(key, "expected agent:<agentId>:<rest>")
     stored = request_key(agent_id, key)
     parsed = parse_session_key(stored)
     if parsed is None:  # pragma: no cover - request_key always makes agent keys

@@ -254,9 +254,10 @@ def request_key(agent_id: str | None, key: str | None) -> str:
     """
     text = (key or "").strip()
     if text[:6].lower() == "agent:":
-        if parse_session_key(text) is None:
+        lowered = text.lower()
+        if parse_session_key(lowered) is None:
             raise InvalidSessionKey(key, "expected agent:<agentId>:<rest>")
-        return text.lower()
+        return lowered
     if not text or text.lower() == DEFAULT_MAIN_KEY:
         return main_session_key(agent_id)
     return f"agent:{normalize_agent_id(agent_id)}:{text.lower()}"
