@@ -153,6 +153,14 @@ def open_test_store_fixture(
     factory.close()
 
 
+@pytest.fixture(name="open_persistent_store")
+def open_persistent_store_fixture(open_test_store: StoreFactory) -> StoreFactory:
+    """Like `open_test_store`, for tests that close a store and open its database again."""
+    if open_test_store.url == "sqlite:///:memory:":
+        pytest.skip("an in-memory database ends with its store")
+    return open_test_store
+
+
 @pytest.fixture(name="store")
 def store_fixture(open_test_store: StoreFactory) -> Any:
     """A store on a fresh database (typed `Any`: a `SessionStore` or an `AsyncDriver`)."""

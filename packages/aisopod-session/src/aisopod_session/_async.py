@@ -24,7 +24,15 @@ import attrs
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import DuplicateEntryId, StoreUnavailable
 from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
-from aisopod_session._store import UNSET, AppendRequest, SessionStore, _GeneratedIdClash, _Unset
+from aisopod_session._store import (
+    _ID_ATTEMPTS,
+    UNSET,
+    AppendRequest,
+    SessionStore,
+    _GeneratedIdClash,
+    _Unset,
+)
+from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Message, logger
 
 __all__ = ["AsyncSessionStore"]
@@ -102,39 +110,47 @@ class _GroupCommitter:
                 return
 
     def _commit(self, group: list[_Pending]) -> None:
-        # Rows are locked in session order, so two committers (in two
-        # processes on a server database) never wait on each other in a circle.
-        group.sort(key=lambda p: p.request.session_id)
-        outcomes: list[tuple[_Pending, Any, BaseException | None]] = []
-        try:
-            with self._backend.write() as tx:
-                for pending in group:
-                    try:
-                        if len(group) == 1:
-                            result = _append_with_retry(pending, tx, savepoint=False)
-                        else:
-                            result = _append_with_retry(pending, tx, savepoint=True)
-                        outcomes.append((pending, result, None))
-                    except Exception as err:  # delivered to the caller that sent it
-                        outcomes.append((pending, None, err))
-        except Exception as err:
-            logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
-            outcomes = [(pending, None, err) for pending in group]
+        outcomes = [self._commit_one(group[0])] if len(group) == 1 else self._commit_many(group)
         for pending, result, error in outcomes:
             pending.loop.call_soon_threadsafe(_settle, pending.future, result, error)
 
-
-def _append_with_retry(pending: _Pending, tx: Any, *, savepoint: bool) -> tuple[Entry, ...]:
-    for attempt in range(3):
+    def _commit_one(self, pending: _Pending) -> _Outcome:
+        """A lone append: its own transaction, exactly as the synchronous store runs it."""
         try:
-            if not savepoint:
-                return pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
+            return pending, pending.store.run_append(pending.request), None
+        except Exception as err:  # delivered to the caller that sent it
+            return pending, None, err
+
+    def _commit_many(self, group: list[_Pending]) -> list[_Outcome]:
+        """Several appends in one transaction, each in a savepoint so it can fail alone."""
+        # Rows are locked in session order, so two committers (in two
+        # processes on a server database) never wait on each other in a circle.
+        group.sort(key=lambda p: p.request.session_id)
+        outcomes: list[_Outcome] = []
+        try:
+            with self._backend.write() as tx:
+                for pending in group:
+                    outcomes.append(_append_in_savepoint(pending, tx))
+        except Exception as err:
+            logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
+            return [(pending, None, err) for pending in group]
+        return outcomes
+
+
+_Outcome = tuple[_Pending, "tuple[Entry, ...] | None", "BaseException | None"]
+
+
+def _append_in_savepoint(pending: _Pending, tx: SqlTx) -> _Outcome:
+    for attempt in range(_ID_ATTEMPTS):
+        try:
             with tx.savepoint():
-                return pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
+                result = pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
+            return pending, result, None
         except _GeneratedIdClash:
-            if not savepoint:
-                raise DuplicateEntryId("generated entry ids clashed; retry", field="id") from None
-    raise DuplicateEntryId("could not generate unique entry ids", field="id")
+            continue
+        except Exception as err:  # delivered to the caller that sent it
+            return pending, None, err
+    return pending, None, DuplicateEntryId("could not generate unique entry ids", field="id")
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

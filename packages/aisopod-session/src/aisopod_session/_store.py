@@ -308,6 +308,10 @@ class SessionStore:
         request = self.prepare_append(
             session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
         )
+        return self.run_append(request)
+
+    def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
+        """Run a prepared append in a transaction of its own."""
         for attempt in range(_ID_ATTEMPTS):
             try:
                 with self._backend.write() as tx:

@@ -159,7 +159,8 @@ class SqlTx(abc.ABC):
                 session.size_bytes,
                 dumps(dict(session.metadata), field="metadata").decode(),
                 _origin_json(session.origin),
-                session.origin.channel,
+                # Listing by channel matches channel names as keys do: trimmed, any case.
+                session.origin.channel.strip().lower() if session.origin.channel else None,
                 fork.session_id if fork else None,
                 fork.seq if fork else None,
                 session.leaf_seq,
