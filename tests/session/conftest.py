@@ -161,6 +161,14 @@ def open_persistent_store_fixture(open_test_store: StoreFactory) -> StoreFactory
     return open_test_store
 
 
+@pytest.fixture(name="shared_database_url")
+def shared_database_url_fixture(database_url: str) -> str:
+    """A database several processes can open at once (not an in-memory one)."""
+    if database_url == "sqlite:///:memory:":
+        pytest.skip("an in-memory database belongs to one process")
+    return database_url
+
+
 @pytest.fixture(name="store")
 def store_fixture(open_test_store: StoreFactory) -> Any:
     """A store on a fresh database (typed `Any`: a `SessionStore` or an `AsyncDriver`)."""

@@ -159,7 +159,7 @@ def test_history_reads_forward_from_a_seq(store: Any) -> None:
     store.append(session.id, [Message.user(str(n)) for n in range(1, 12)])
     page = store.history(session.id, after=0, limit=5)
     assert [e.seq for e in page.entries] == [1, 2, 3, 4, 5]
-    seen = []
+    seen: list[int] = []
     after = 0
     while True:
         page = store.history(session.id, after=after, limit=5)

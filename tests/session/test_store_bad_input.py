@@ -189,11 +189,12 @@ def test_bad_expected_versions_and_idempotency_keys_are_rejected(seeded: Any) ->
 
 
 def test_every_error_is_an_aisopod_error(seeded: Any) -> None:
-    for action in (
+    actions: list[Callable[[], Any]] = [
         lambda: seeded.get_or_create(""),
         lambda: seeded.get("missing"),
         lambda: seeded.history(_main(seeded), last=0),
-    ):
+    ]
+    for action in actions:
         with pytest.raises(AisopodError):
             action()
 

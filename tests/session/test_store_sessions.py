@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -190,7 +191,7 @@ def test_a_scoped_handle_sees_only_its_agent(store: Any) -> None:
     assert ops.get(mine.id).id == mine.id
     assert {s.id for s in ops.list().sessions} == {mine.id}
     assert ops.get_or_create("chat").key == "agent:ops:chat"
-    for attempt in (
+    attempts: list[Callable[[], Any]] = [
         lambda: ops.get(theirs.id),
         lambda: ops.history(theirs.id),
         lambda: ops.append(theirs.id, Message.user("x")),
@@ -201,7 +202,8 @@ def test_a_scoped_handle_sees_only_its_agent(store: Any) -> None:
         lambda: ops.reset("agent:main:main"),
         lambda: ops.list(agent_id="main"),
         lambda: ops.for_agent("main"),
-    ):
+    ]
+    for attempt in attempts:
         with pytest.raises(AccessDenied):
             attempt()
     assert store.get(theirs.id).title is None

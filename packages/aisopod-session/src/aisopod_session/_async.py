@@ -226,6 +226,10 @@ class AsyncSessionStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    async def check_integrity(self) -> list[str]:
+        """See `SessionStore.check_integrity`."""
+        return await self._call(self._store.check_integrity)
+
     # --- sessions -------------------------------------------------------------------
 
     async def get_or_create(

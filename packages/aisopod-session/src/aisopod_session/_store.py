@@ -139,6 +139,10 @@ class SessionStore:
         """Close the database connections (of every handle on this database)."""
         self._backend.close()
 
+    def check_integrity(self) -> list[str]:
+        """Ask the database engine whether its files are consistent; the problems, if any."""
+        return self._backend.check_integrity()
+
     # --- sessions -------------------------------------------------------------------
 
     def get_or_create(

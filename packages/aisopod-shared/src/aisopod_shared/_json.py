@@ -52,16 +52,18 @@ def register_camel_case(
 ) -> None:
     """Teach `converter` the JSON shape of an attrs class.
 
-    Fields are spelled in camelCase (or as `rename` says), fields at their
-    default are left out, and a field named `extra` collects the keys the class
+    Fields are spelled in camelCase (or as `rename` says), fields left at a
+    `None` default are left out, and a field named `extra` collects the keys the class
     does not know, so that data from other tools survives a round trip.
     `tag=("type", "text")` adds and expects a discriminator key.
     """
     fields = [f for f in attrs.fields(cls) if f.name != "extra"]
     has_extra = any(f.name == "extra" for f in attrs.fields(cls))
     names = {f.name: (rename or {}).get(f.name, to_camel(f.name)) for f in fields}
+    defaults_none = {f.name for f in fields if f.default is None}
     overrides = {
-        name: override(rename=json_name, omit_if_default=True) for name, json_name in names.items()
+        name: override(rename=json_name, omit_if_default=name in defaults_none)
+        for name, json_name in names.items()
     }
     if has_extra:
         overrides["extra"] = override(omit=True)

@@ -162,12 +162,15 @@ class Message:
     Build them with `Message.user(...)`, `Message.assistant(...)`,
     `Message.system(...)` and `Message.tool_result(...)`. `role` is one of
     `ROLES` for messages aisopod makes; other role strings (from imported
-    transcripts) are kept as they are. `timestamp` is Unix milliseconds; the
-    store fills it in when it is left out.
+    transcripts) are kept as they are; so is a message without `content`
+    (`None`: some transcript roles carry their text elsewhere). `timestamp` is
+    Unix milliseconds; the store fills it in when it is left out.
     """
 
     role: str = attrs.field(validator=_text("role"))
-    content: Content = attrs.field(default="", converter=_content)
+    content: Content | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_content)
+    )
     tool_call_id: str | None = attrs.field(default=None, validator=_optional_text("tool_call_id"))
     tool_name: str | None = attrs.field(default=None, validator=_optional_text("tool_name"))
     is_error: bool | None = None
@@ -233,7 +236,7 @@ class Message:
     @property
     def tool_calls(self) -> tuple[ToolCallPart, ...]:
         """The tool calls this message makes, in order."""
-        if isinstance(self.content, str):
+        if not isinstance(self.content, tuple):
             return ()
         return tuple(part for part in self.content if isinstance(part, ToolCallPart))
 
@@ -318,8 +321,6 @@ _message_from_json = converter.get_structure_hook(Message)
 def _message_to_transcript(message: Message) -> JSONObject:
     data: JSONObject = _message_to_json(message)
     data["role"] = _JSON_ROLE.get(message.role, message.role)
-    if "content" not in data:
-        data["content"] = message.content if isinstance(message.content, str) else []
     return data
 
 

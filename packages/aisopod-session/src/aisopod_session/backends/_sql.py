@@ -77,6 +77,10 @@ class Backend(Protocol):
         """Release every connection."""
         ...
 
+    def check_integrity(self) -> list[str]:
+        """The database engine's own consistency check: the problems found, if any."""
+        ...
+
 
 class SqlTx(abc.ABC):
     """One transaction's worth of the store's SQL."""

@@ -285,6 +285,15 @@ class SqliteBackend:
                     (version, migration.name, time.time_ns() // 1000),
                 )
 
+    def check_integrity(self) -> list[str]:
+        """`PRAGMA integrity_check` and `foreign_key_check`: the problems found, if any."""
+        with self.read() as tx:
+            problems = [str(row[0]) for row in tx.execute("PRAGMA integrity_check").fetchall()]
+            problems = [p for p in problems if p != "ok"]
+            for table, rowid, parent, _ in tx.execute("PRAGMA foreign_key_check").fetchall():
+                problems.append(f"{table} row {rowid} references a missing {parent} row")
+        return problems
+
     def schema_version(self) -> int:
         """The schema version recorded in the database."""
         with self.read() as tx:
@@ -306,8 +315,9 @@ def _create_private_file(path: Path) -> None:
     if path.exists():
         return
     try:
-        if not path.parent.exists():
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [folder for folder in path.parents if not folder.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         os.close(fd)
     except FileExistsError:
