@@ -139,8 +139,11 @@ class PreparedEntry:
 
 def iso_timestamp(when: datetime) -> str:
     """`2026-11-24T02:49:51.123Z`: the transcript format's timestamps (JavaScript's toISOString)."""
-    when = when.astimezone(UTC)
-    return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+    w = when.astimezone(UTC)
+    return (
+        f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}"
+        f".{w.microsecond // 1000:03d}Z"
+    )
 
 
 def prepare(item: Message | NewEntry, now: datetime, *, max_payload_bytes: int) -> PreparedEntry:

@@ -361,22 +361,27 @@ class SessionStore:
         self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False
     ) -> tuple[Entry, ...]:
         """Run a prepared append inside the caller's write transaction."""
-        record = self._record(tx, request.session_id, lock=True)
-        session = record.session
+        session_id = request.session_id
+        target = tx.append_target(session_id)
+        if target is None:
+            raise SessionNotFound(session_id)
+        if self._agent_id is not None and target.agent_id != self._agent_id:
+            raise AccessDenied(self._agent_id, session_id)
         if request.idempotency_key is not None:
-            done = tx.entries_by_idempotency_key(record.sid, request.idempotency_key, session.id)
+            done = tx.entries_by_idempotency_key(target.sid, request.idempotency_key, session_id)
             if done:
                 return tuple(done)
-        _check_version(session, request.expected_version)
+        if request.expected_version is not None and request.expected_version != target.version:
+            raise ConflictError(session_id, request.expected_version, target.version)
         if not request.entries:
             return ()
-        first = session.entry_count + 1
+        first = target.entry_count + 1
         count = len(request.entries)
-        parents = [session.leaf_seq or None, *range(first, first + count - 1)]
+        parents = [target.leaf_seq or None, *range(first, first + count - 1)]
         ids = [p.id if p.id is not None else new_entry_id() for p in request.entries]
         try:
             tx.insert_entries(
-                record.sid,
+                target.sid,
                 request.entries,
                 ids=ids,
                 first_seq=first,
@@ -387,10 +392,11 @@ class SessionStore:
             if all(p.id is not None for p in request.entries) or fresh_ids:
                 raise
             raise _GeneratedIdClash from None
-        tx.record_append(record.sid, request.entries, leaf_seq=first + count - 1, now=request.now)
+        tx.record_append(target.sid, request.entries, leaf_seq=first + count - 1, now=request.now)
+        created = from_micros(request.now)
         return tuple(
             Entry(
-                session_id=session.id,
+                session_id=session_id,
                 seq=first + offset,
                 id=ids[offset],
                 parent_seq=parents[offset],
@@ -399,7 +405,7 @@ class SessionStore:
                 payload=entry.payload_data,
                 text=entry.text,
                 usage=entry.usage,
-                created_at=from_micros(entry.created_at),
+                created_at=created,
                 idempotency_key=request.idempotency_key,
             )
             for offset, entry in enumerate(request.entries)

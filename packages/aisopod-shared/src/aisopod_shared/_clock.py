@@ -11,6 +11,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from aisopod_shared._errors import InvalidInput
+
 __all__ = ["Clock", "ManualClock", "SystemClock", "from_micros", "to_micros"]
 
 
@@ -39,7 +41,7 @@ class ManualClock:
     def __init__(self, start: datetime | None = None) -> None:
         start = start or datetime(2026, 1, 1, tzinfo=UTC)
         if start.tzinfo is None:
-            raise ValueError("ManualClock needs an aware datetime")
+            raise InvalidInput("ManualClock needs an aware datetime")
         self._now = start.astimezone(UTC)
         self._lock = threading.Lock()
 
@@ -51,7 +53,7 @@ class ManualClock:
     def set(self, when: datetime) -> None:
         """Jump to `when` (an aware datetime)."""
         if when.tzinfo is None:
-            raise ValueError("ManualClock needs an aware datetime")
+            raise InvalidInput("ManualClock needs an aware datetime")
         with self._lock:
             self._now = when.astimezone(UTC)
 
@@ -72,7 +74,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def to_micros(when: datetime) -> int:
     """Microseconds since the Unix epoch: how stores keep time, on every backend."""
     if when.tzinfo is None:
-        raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        raise InvalidInput("naive datetimes are ambiguous; pass an aware one")
     delta = when - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

@@ -35,6 +35,25 @@ JSONObject = dict[str, Any]
 converter = make_converter()
 """The converter between aisopod values and JSON-ready data: configured here, used everywhere."""
 
+
+def _strict_scalar(kind: type[Any], accepts: tuple[type[Any], ...]) -> None:
+    # cattrs' defaults coerce (`str(5)`, `bool("false")`); data from other
+    # tools must be refused instead of silently changed.
+    def structure_scalar(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise InvalidInput(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accepts):
+            raise InvalidInput(f"expected {kind.__name__}, got {type(value).__name__}")
+        return float(value) if kind is float else value
+
+    converter.register_structure_hook(kind, structure_scalar)
+
+
+_strict_scalar(str, (str,))
+_strict_scalar(int, (int,))
+_strict_scalar(float, (int, float))
+_strict_scalar(bool, (bool,))
+
 T = TypeVar("T")
 
 
@@ -108,6 +127,8 @@ def structure(data: Any, cls: type[T]) -> T:
 def _describe(err: BaseException) -> str:
     if isinstance(err, BaseValidationError) and err.exceptions:
         return _describe(err.exceptions[0])
+    if isinstance(err, InvalidInput):
+        return err.reason
     return str(err) or type(err).__name__
 
 

@@ -24,9 +24,13 @@ def _count(value: int) -> int:
 def _cost(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"a cost must be a number, got {value!r}", field="usage")
-    if value != value or value in (float("inf"), float("-inf")):
+    try:
+        cost = float(value)
+    except OverflowError as err:
+        raise InvalidInput("a cost must be finite", field="usage") from err
+    if cost != cost or cost in (float("inf"), float("-inf")):
         raise InvalidInput("a cost must be finite", field="usage")
-    return float(value)
+    return cost
 
 
 def _default_total(usage: TokenUsage) -> int:

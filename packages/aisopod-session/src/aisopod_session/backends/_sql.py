@@ -20,6 +20,7 @@ from aisopod_session._model import Entry, ForkRef, Origin, Session
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
+    "AppendTarget",
     "SESSION_COLUMNS",
     "Backend",
     "ListFilter",
@@ -46,6 +47,17 @@ class SessionRecord:
 
     sid: int
     session: Session
+
+
+@attrs.frozen
+class AppendTarget:
+    """The columns of a session an append reads."""
+
+    sid: int
+    agent_id: str
+    version: int
+    entry_count: int
+    leaf_seq: int
 
 
 @attrs.frozen
@@ -122,6 +134,15 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return self._session(row) if row is not None else None
 
+    def append_target(self, session_id: str) -> AppendTarget | None:
+        """What an append needs to know of a session, with the row locked."""
+        row = self.execute(
+            "SELECT sid, agent_id, version, entry_count, leaf_seq FROM sessions WHERE id = ?"
+            + self.lock_clause,
+            (session_id,),
+        ).fetchone()
+        return AppendTarget(*row) if row is not None else None
+
     def session_by_sid(self, sid: int, *, lock: bool = False) -> SessionRecord | None:
         row = self.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = ?"
@@ -182,9 +203,24 @@ class SqlTx(abc.ABC):
         now: int,
     ) -> None:
         """Move a session's counters, usage totals, size and leaf after an append."""
-        usage = sum((e.usage for e in entries if e.usage is not None), TokenUsage())
-        messages = sum(1 for e in entries if e.type == "message")
-        compactions = sum(1 for e in entries if e.type == "compaction")
+        # Plain sums: this runs on every append, inside the write lock.
+        counts = [0, 0, 0, 0, 0]
+        cost = 0.0
+        messages = compactions = size = 0
+        for entry in entries:
+            size += entry.size
+            if entry.type == "message":
+                messages += 1
+            elif entry.type == "compaction":
+                compactions += 1
+            usage = entry.usage
+            if usage is not None:
+                counts[0] += usage.input
+                counts[1] += usage.output
+                counts[2] += usage.cache_read
+                counts[3] += usage.cache_write
+                counts[4] += usage.total
+                cost += usage.cost
         self.execute(
             "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
             " compaction_count = compaction_count + ?,"
@@ -200,13 +236,9 @@ class SqlTx(abc.ABC):
                 compactions,
                 compactions,
                 now,
-                usage.input,
-                usage.output,
-                usage.cache_read,
-                usage.cache_write,
-                usage.total,
-                usage.cost,
-                sum(e.size for e in entries),
+                *counts,
+                cost,
+                size,
                 leaf_seq,
                 now,
                 now,
