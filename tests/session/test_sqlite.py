@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,8 @@ def test_an_existing_folder_keeps_its_mode(tmp_path: Path) -> None:
 
 
 def test_connections_use_wal_foreign_keys_and_the_chosen_durability(tmp_path: Path) -> None:
-    for option, expected in (({}, 2), ({"synchronous": "NORMAL"}, 1)):
+    options: list[tuple[dict[str, Any], int]] = [({}, 2), ({"synchronous": "NORMAL"}, 1)]
+    for option, expected in options:
         store = open_store(tmp_path / f"s{expected}.db", **option)
         with store.backend.read() as tx:
             assert tx.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
