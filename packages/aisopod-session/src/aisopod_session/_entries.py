@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "NewEntry",
     "PreparedEntry",
+    "Stamp",
     "extract_text",
     "extract_usage",
     "iso_timestamp",
@@ -116,15 +117,18 @@ class NewEntry:
         return cls("branch_summary", {"fromId": from_id, "summary": summary})
 
 
-@attrs.frozen
-class PreparedEntry:
-    """A new entry ready for the database: serialized, measured and indexed."""
+class PreparedEntry(NamedTuple):
+    """A new entry ready for the database: serialized, measured and indexed.
+
+    A named tuple rather than an attrs class: one is made per appended entry,
+    on the hot path, and tuples are the cheapest records Python builds.
+    """
 
     id: str | None
     type: str
     role: str | None
     payload: bytes
-    payload_data: Mapping[str, Any] = attrs.field(repr=False)
+    payload_data: Mapping[str, Any]
     text: str
     usage: TokenUsage | None
     tokens: int
@@ -139,39 +143,55 @@ class PreparedEntry:
 
 def iso_timestamp(when: datetime) -> str:
     """`2026-11-24T02:49:51.123Z`: the transcript format's timestamps (JavaScript's toISOString)."""
-    w = when.astimezone(UTC)
-    return (
-        f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}"
-        f".{w.microsecond // 1000:03d}Z"
-    )
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-def prepare(item: Message | NewEntry, now: datetime, *, max_payload_bytes: int) -> PreparedEntry:
+class Stamp(NamedTuple):
+    """The instant of an append, in the two spellings it writes (computed once per append)."""
+
+    millis: int
+    micros: int
+
+    @classmethod
+    def of(cls, when: datetime) -> Stamp:
+        """The stamp of `when` (an aware datetime)."""
+        micros = to_micros(when)
+        return cls(micros // 1000, micros)
+
+
+def prepare(item: Message | NewEntry, stamp: Stamp, *, max_payload_bytes: int) -> PreparedEntry:
     """Serialize and index one entry to append.
 
-    Fills in the entry's `timestamp` (and a message's Unix-millisecond
-    `timestamp`) from `now` when they are missing.
+    A message without a Unix-millisecond `timestamp` gets the append's. The
+    entry's own ISO `timestamp` is not stored when the caller gave none: it is
+    the entry's `created_at`, and exports write it from there.
 
     Raises:
         InvalidPayload: for content JSON cannot carry (NaN, lone surrogates, ...).
         PayloadTooLarge: when the serialized entry is over `max_payload_bytes`.
     """
+    usage: TokenUsage | None
     if isinstance(item, Message):
-        entry_type, entry_id = "message", None
-        payload: dict[str, Any] = {"message": item.to_json()}
+        entry_type, entry_id, role, usage = "message", None, item.role, item.usage
+        message: Any = item.to_json()  # a fresh dict: ours to complete
+        message.setdefault("timestamp", stamp.millis)
+        payload: dict[str, Any] = {"message": message}
     elif isinstance(item, NewEntry):
         entry_type, entry_id, payload = item.type, item.id, dict(item.payload)
+        role, usage, message = None, None, payload.get("message")
+        if entry_type == "message":
+            if not isinstance(message, Mapping):
+                raise InvalidPayload("a message entry needs a `message` object", field="payload")
+            role = message.get("role")
+            if role is not None and not isinstance(role, str):
+                raise InvalidPayload("a message role must be a string", field="role")
+            if "timestamp" not in message:
+                payload["message"] = {**message, "timestamp": stamp.millis}
+            usage = extract_usage(payload)
     else:
         raise InvalidPayload(
             f"append takes Message or NewEntry values, got {type(item).__name__}", field="entries"
         )
-    payload.setdefault("timestamp", iso_timestamp(now))
-    message = payload.get("message")
-    if entry_type == "message":
-        if not isinstance(message, Mapping):
-            raise InvalidPayload("a message entry needs a `message` object", field="payload")
-        if "timestamp" not in message:
-            payload["message"] = message = {**message, "timestamp": to_micros(now) // 1000}
     try:
         data = dumps(payload)
     except InvalidInput as err:
@@ -182,22 +202,16 @@ def prepare(item: Message | NewEntry, now: datetime, *, max_payload_bytes: int) 
         raise InvalidPayload("NUL characters cannot be stored", field="payload")
     if len(data) > max_payload_bytes:
         raise PayloadTooLarge(len(data), max_payload_bytes)
-    role = message.get("role") if entry_type == "message" and isinstance(message, Mapping) else None
-    if role is not None and not isinstance(role, str):
-        raise InvalidPayload("a message role must be a string", field="role")
-    usage = extract_usage(payload) if entry_type == "message" else None
-    text = extract_text(entry_type, payload)
-    tokens = usage.output if usage is not None and usage.output else _estimate_tokens(data)
     return PreparedEntry(
         id=entry_id,
         type=entry_type,
         role=_ROLE_ALIASES.get(role, role) if role is not None else None,
         payload=data,
         payload_data=payload,
-        text=text,
+        text=extract_text(entry_type, payload),
         usage=usage,
-        tokens=tokens,
-        created_at=to_micros(now),
+        tokens=usage.output if usage is not None and usage.output else _estimate_tokens(data),
+        created_at=stamp.micros,
     )
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-import attrs
-
-from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES, NewEntry, PreparedEntry, prepare
+from aisopod_session._entries import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    NewEntry,
+    PreparedEntry,
+    Stamp,
+    prepare,
+)
 from aisopod_session._errors import (
     AccessDenied,
     ConflictError,
@@ -56,8 +60,7 @@ UNSET: Final = _Unset()
 """Marks a `patch` argument that was not given (as opposed to `None`, which clears)."""
 
 
-@attrs.frozen
-class AppendRequest:
+class AppendRequest(NamedTuple):
     """One call to `append`, prepared and ready to run in a transaction."""
 
     session_id: str
@@ -346,16 +349,13 @@ class SessionStore:
             check_text(idempotency_key, "idempotency_key", max_length=256)
         if expected_version is not None:
             check_int(expected_version, "expected_version")
-        now = self._clock.now()
-        prepared = tuple(
-            prepare(item, now, max_payload_bytes=self._max_payload_bytes) for item in items
-        )
+        stamp = Stamp.of(self._clock.now())
+        limit = self._max_payload_bytes
+        prepared = tuple(prepare(item, stamp, max_payload_bytes=limit) for item in items)
         explicit = [p.id for p in prepared if p.id is not None]
         if len(explicit) != len(set(explicit)):
             raise DuplicateEntryId("two entries in one append share an id", field="id")
-        return AppendRequest(
-            session_id, prepared, idempotency_key, expected_version, to_micros(now)
-        )
+        return AppendRequest(session_id, prepared, idempotency_key, expected_version, stamp.micros)
 
     def append_in(
         self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -49,8 +49,7 @@ class SessionRecord:
     session: Session
 
 
-@attrs.frozen
-class AppendTarget:
+class AppendTarget(NamedTuple):
     """The columns of a session an append reads."""
 
     sid: int
@@ -373,13 +372,16 @@ class SqlTx(abc.ABC):
                     idempotency_key,
                 )
             )
-        self.executemany(
+        sql = (
             "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
             f" cost, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, {self.json_param},"
-            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
+        if len(rows) == 1:
+            self.execute(sql, rows[0])  # one row: execute is cheaper than executemany
+        else:
+            self.executemany(sql, rows)
 
     def encode_payload(self, payload: bytes) -> Any:
         """The driver value of a serialized payload."""

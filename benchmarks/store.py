@@ -1,0 +1,398 @@
+"""Store benchmarks against the raw `sqlite3` floor, printed as a table.
+
+    uv run python benchmarks/store.py            # the full run (a few minutes)
+    uv run python benchmarks/store.py --quick    # smaller sizes, for a smoke test
+
+Each row measures aisopod-session and, in the same run, a hand-written
+`sqlite3` script doing the same work on the same schema with the same
+pragmas (the floor): for an append, the entry insert and the session row
+update in one transaction; for a read, the same SELECT with the payloads
+decoded. Rounds of the two alternate, and each figure is the median round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aisopod_session import SessionStore, open_async_store, open_store
+from aisopod_shared import Message, TokenUsage
+
+TEXT = "The quick brown fox jumps over the lazy dog; how far can it go today?"
+
+
+def message(n: int) -> Message:
+    """A realistic small message: user turns and assistant turns with usage."""
+    if n % 2:
+        usage = TokenUsage(input=900, output=40, cost=0.002)
+        return Message.assistant(f"{TEXT} ({n})", usage=usage)
+    return Message.user(f"{TEXT} ({n})")
+
+
+# --- the raw sqlite3 floor -------------------------------------------------------------
+
+
+class Floor:
+    """Hand-written sqlite3 on a database with the store's schema and pragmas."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        store = open_store(path, synchronous=synchronous)
+        self.session_id = store.get_or_create("agent:main:floor").id
+        store.close()
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute(f"PRAGMA synchronous = {synchronous}")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.sid = self.db.execute(
+            "SELECT sid FROM sessions WHERE id = ?", (self.session_id,)
+        ).fetchone()[0]
+        self.seq = 0
+
+    def rows(self, count: int) -> list[tuple[Any, ...]]:
+        rows = []
+        for _ in range(count):
+            self.seq += 1
+            m = message(self.seq)
+            payload = orjson.dumps({"message": m.to_json()})
+            usage = m.usage
+            rows.append(
+                (
+                    self.sid,
+                    self.seq,
+                    os.urandom(8).hex(),
+                    self.seq - 1 or None,
+                    "message",
+                    m.role,
+                    payload.decode(),
+                    m.text,
+                    len(payload) // 4,
+                    usage.input if usage else None,
+                    usage.output if usage else None,
+                    usage.cache_read if usage else None,
+                    usage.cache_write if usage else None,
+                    usage.total if usage else None,
+                    usage.cost if usage else None,
+                    time.time_ns() // 1000,
+                    None,
+                )
+            )
+        return rows
+
+    def append(self, count: int) -> None:
+        rows = self.rows(count)
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
+            " cost, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?, ?, ?, ?)",
+            rows,
+        )
+        now = time.time_ns() // 1000
+        self.db.execute(
+            "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
+            " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+            " total_tokens = total_tokens + ?, cost = cost + ?, size_bytes = size_bytes + ?,"
+            " leaf_seq = ?, updated_at = ?, active_at = ?, version = version + 1 WHERE sid = ?",
+            (
+                count,
+                count,
+                sum(r[9] or 0 for r in rows),
+                sum(r[10] or 0 for r in rows),
+                sum(r[13] or 0 for r in rows),
+                sum(r[14] or 0.0 for r in rows),
+                sum(len(r[6]) + len(r[7]) for r in rows),
+                self.seq,
+                now,
+                now,
+                self.sid,
+            ),
+        )
+        self.db.execute("COMMIT")
+
+    def last(self, sid: int, count: int) -> list[Any]:
+        rows = self.db.execute(
+            "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
+            " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
+            " idempotency_key FROM entries WHERE sid = ? ORDER BY seq DESC LIMIT ?",
+            (sid, count),
+        ).fetchall()
+        return [(*row[:5], orjson.loads(row[5]), *row[6:]) for row in reversed(rows)]
+
+    def list(self, count: int) -> list[Any]:
+        rows = self.db.execute(
+            "SELECT * FROM sessions ORDER BY updated_at DESC, sid DESC LIMIT ?", (count,)
+        ).fetchall()
+        return [
+            (*row[:20], orjson.loads(row[20]), orjson.loads(row[21]), *row[22:]) for row in rows
+        ]
+
+
+# --- measuring -------------------------------------------------------------------------
+
+
+def median_round(run: Callable[[], Any], ops: int, rounds: int) -> float:
+    """Median seconds per operation over `rounds` rounds of `ops` operations."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(ops):
+            run()
+        times.append((time.perf_counter() - start) / ops)
+    return statistics.median(times)
+
+
+def interleaved(
+    ours: Callable[[], Any], floor: Callable[[], Any], ops: int, rounds: int
+) -> tuple[float, float]:
+    """Alternate short rounds of ours and the floor, so both meet the same disk and
+    cache conditions; median seconds per op of each, over the rounds."""
+    mine: list[float] = []
+    raw: list[float] = []
+    for n in range(rounds):
+        # Swap who goes first each round: neither always inherits the other's
+        # dirty pages or a checkpoint in progress.
+        first, second = (ours, floor) if n % 2 == 0 else (floor, ours)
+        a = median_round(first, ops, 1)
+        b = median_round(second, ops, 1)
+        mine.append(a if n % 2 == 0 else b)
+        raw.append(b if n % 2 == 0 else a)
+    return statistics.median(mine), statistics.median(raw)
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="aisopod-bench-") as name:
+        yield Path(name)
+
+
+Row = tuple[str, str, str, str, str, bool]
+
+
+def fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def fmt_rate(seconds: float) -> str:
+    return f"{1 / seconds:,.0f}/s"
+
+
+def bench_single_append(root: Path, synchronous: str, target: float, rounds: int) -> Row:
+    store = open_store(root / f"single-{synchronous}.db", synchronous=synchronous)
+    session_id = store.get_or_create("agent:main:bench").id
+    floor = Floor(root / f"single-floor-{synchronous}.db", synchronous)
+    counter = iter(range(10**9))
+    ops = 50 if synchronous == "NORMAL" else 20
+    ours, raw = interleaved(
+        lambda: store.append(session_id, message(next(counter))),
+        lambda: floor.append(1),
+        ops,
+        rounds * 8,
+    )
+    store.close()
+    ratio = raw / ours
+    return (
+        f"append 1 message per call, synchronous={synchronous}",
+        fmt_rate(ours),
+        fmt_rate(raw),
+        f"{ratio:.2f}x",
+        f">= {target}x floor",
+        ratio >= target,
+    )
+
+
+def bench_batch_append(root: Path, rounds: int) -> Row:
+    store = open_store(root / "batch.db")
+    session_id = store.get_or_create("agent:main:bench").id
+    floor = Floor(root / "batch-floor.db", "FULL")
+    batch = [message(n) for n in range(1000)]
+    ours, raw = interleaved(
+        lambda: store.append(session_id, batch), lambda: floor.append(1000), 1, rounds
+    )
+    store.close()
+    ratio = raw / ours
+    return (
+        "append 1,000 messages in one call",
+        f"{1000 / ours:,.0f} msg/s",
+        f"{1000 / raw:,.0f} msg/s",
+        f"{ratio:.2f}x",
+        ">= 0.6x executemany",
+        ratio >= 0.6,
+    )
+
+
+def fill(store: SessionStore, key: str, entries: int) -> str:
+    session_id = store.get_or_create(key).id
+    batch = [message(n) for n in range(1000)]
+    for start in range(0, entries, 1000):
+        store.append(session_id, batch[: min(1000, entries - start)])
+    return session_id
+
+
+def bench_history(root: Path, big: int, rounds: int) -> list[Row]:
+    store = open_store(root / "history.db", synchronous="NORMAL")
+    small_id = fill(store, "agent:main:small", 1000)
+    big_id = fill(store, "agent:main:big", big)
+    floor = Floor(root / "history.db", "NORMAL")
+    sids = dict(floor.db.execute("SELECT id, sid FROM sessions").fetchall())
+    results = {}
+    for name, session_id in (("small", small_id), ("big", big_id)):
+        ours, raw = interleaved(
+            lambda s=session_id: store.history(s, last=50),  # type: ignore[misc]
+            lambda s=session_id: floor.last(sids[s], 50),  # type: ignore[misc]
+            200,
+            rounds,
+        )
+        results[name] = (ours, raw)
+    store.close()
+    small, large = results["small"], results["big"]
+    growth = large[0] / small[0]
+    return [
+        (
+            "history(last=50), 1,000 entries",
+            fmt_us(small[0]),
+            fmt_us(small[1]),
+            f"{small[0] / small[1]:.2f}x time",
+            "<= 3x floor time",
+            small[0] / small[1] <= 3,
+        ),
+        (
+            f"history(last=50), {big:,} entries",
+            fmt_us(large[0]),
+            fmt_us(large[1]),
+            f"{growth:.2f}x the 1k time",
+            "<= 1.5x the 1k time",
+            growth <= 1.5,
+        ),
+    ]
+
+
+def seed_sessions(path: Path, count: int) -> None:
+    """Make `count` sessions quickly: one through the API, the rest copied in SQL."""
+    store = open_store(path, synchronous="NORMAL")
+    store.get_or_create("agent:main:seed")
+    store.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        " INSERT INTO sessions (id, agent_id, key, status, created_at, updated_at, active_at,"
+        " metadata, origin) SELECT 'bench-' || i, 'main', 'agent:main:chat-' || i, 'active',"
+        " i, i * 1000, i, '{}', '{}' FROM n",
+        (count - 1,),
+    )
+    db.execute(
+        "INSERT INTO bindings (agent_id, key, sid, updated_at) SELECT agent_id, key, sid, 0"
+        " FROM sessions WHERE id LIKE 'bench-%'"
+    )
+    db.execute("COMMIT")
+    db.close()
+
+
+def bench_list(root: Path, big: int, rounds: int) -> list[Row]:
+    results = {}
+    for count in (1000, big):
+        path = root / f"list-{count}.db"
+        seed_sessions(path, count)
+        store = open_store(path)
+        floor = Floor(path, "FULL")
+        results[count] = interleaved(
+            lambda s=store: s.list(limit=50),  # type: ignore[misc]
+            lambda f=floor: f.list(50),  # type: ignore[misc]
+            200,
+            rounds,
+        )
+        store.close()
+    growth = results[big][0] / results[1000][0]
+    return [
+        (
+            f"list(limit=50), 1,000 / {big:,} sessions",
+            f"{fmt_us(results[1000][0])} / {fmt_us(results[big][0])}",
+            f"{fmt_us(results[1000][1])} / {fmt_us(results[big][1])}",
+            f"{growth:.2f}x the 1k time",
+            "<= 1.5x the 1k time",
+            growth <= 1.5,
+        )
+    ]
+
+
+def bench_group_commit(root: Path, per_writer: int) -> Row:
+    async def run() -> tuple[float, float]:
+        store = open_async_store(root / "async.db", synchronous="FULL")
+        ids = [(await store.get_or_create(f"agent:main:w{n}")).id for n in range(64)]
+        start = time.perf_counter()
+        for n in range(per_writer * 4):
+            await store.append(ids[0], message(n))
+        one = (time.perf_counter() - start) / (per_writer * 4)
+
+        async def writer(session_id: str) -> None:
+            for n in range(per_writer):
+                await store.append(session_id, message(n))
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(i) for i in ids))
+        many = (time.perf_counter() - start) / (per_writer * 64)
+        await store.aclose()
+        return one, many
+
+    one, many = asyncio.run(run())
+    ratio = one / many
+    return (
+        "async appends, synchronous=FULL: 64 writers vs 1",
+        f"{fmt_rate(many)} (64)",
+        f"{fmt_rate(one)} (1 writer)",
+        f"{ratio:.2f}x",
+        ">= 3x one writer",
+        ratio >= 3,
+    )
+
+
+def print_table(rows: list[Row], out: Any = sys.stdout) -> None:
+    header = ("workload", "aisopod-session", "floor / baseline", "ratio", "target", "")
+    cells = [header, *[(*r[:5], "ok" if r[5] else "MISSED") for r in rows]]
+    widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]
+    for n, cell in enumerate(cells):
+        line = " | ".join(str(v).ljust(w) for v, w in zip(cell, widths, strict=True))
+        print(line.rstrip(), file=out)
+        if n == 0:
+            print("-|-".join("-" * w for w in widths), file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per measurement")
+    args = parser.parse_args(argv)
+    big_history = 50_000 if args.quick else 1_000_000
+    big_list = 10_000 if args.quick else 100_000
+    rounds = 3 if args.quick else args.rounds
+    rows: list[Row] = []
+    with workdir() as root:
+        print(
+            f"# aisopod-session store benchmark (SQLite {sqlite3.sqlite_version}, "
+            f"Python {sys.version.split()[0]}, {os.cpu_count()} cores)",
+            flush=True,
+        )
+        rows.append(bench_single_append(root, "NORMAL", 0.5, rounds))
+        rows.append(bench_single_append(root, "FULL", 0.85, rounds))
+        rows.append(bench_batch_append(root, rounds))
+        rows.extend(bench_history(root, big_history, rounds))
+        rows.extend(bench_list(root, big_list, rounds))
+        rows.append(bench_group_commit(root, 10 if args.quick else 25))
+    print_table(rows)
+    return 0 if all(r[5] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
