@@ -68,5 +68,21 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unknown worker {argv[0]!r}")
 
 
+def race_resolve(url: str, at: str, barrier: Any, out: Any) -> None:
+    """Wait for every racer, then resolve the same direct message at the same instant."""
+    from datetime import datetime
+
+    from aisopod_session import Inbound, SessionConfig
+
+    store = open_store(url)
+    config = SessionConfig.from_dict({"timezone": "UTC"})
+    barrier.wait()
+    resolution = store.resolve(
+        Inbound(channel="telegram", peer_id="123", at=datetime.fromisoformat(at)), config
+    )
+    out.put((resolution.session.id, resolution.reason))
+    store.close()
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -16,6 +16,18 @@ file by default or on a shared PostgreSQL database:
 from importlib.metadata import version as _version
 
 from aisopod_session._async import AsyncSessionStore
+from aisopod_session._branching import Branch
+from aisopod_session._compaction import (
+    CompactionPlan,
+    CompactionResult,
+    KeepLastTurns,
+    Strategy,
+    Summarizer,
+    TokenBudget,
+    headings_summarizer,
+)
+from aisopod_session._config import ResetPolicy, RetentionPolicy, SessionConfig
+from aisopod_session._context import Context, ModelRef
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import (
     AccessDenied,
@@ -47,6 +59,8 @@ from aisopod_session._model import (
     SessionStatus,
 )
 from aisopod_session._open import default_url, open_async_store, open_store
+from aisopod_session._resolver import Inbound, Resolution
+from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._store import UNSET, SessionStore
 from aisopod_shared import Message, TokenUsage, logger
 
@@ -76,6 +90,24 @@ __all__ = [
     "UNSET",
     "Message",
     "TokenUsage",
+    # lifecycle
+    "SessionConfig",
+    "ResetPolicy",
+    "RetentionPolicy",
+    "Inbound",
+    "Resolution",
+    "Context",
+    "ModelRef",
+    "Strategy",
+    "KeepLastTurns",
+    "TokenBudget",
+    "Summarizer",
+    "headings_summarizer",
+    "CompactionPlan",
+    "CompactionResult",
+    "Branch",
+    "MaintenanceReport",
+    "Removal",
     # errors
     "AisopodError",
     "InvalidInput",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -21,9 +22,20 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from aisopod_session._branching import Branch
+from aisopod_session._compaction import (
+    CompactionResult,
+    Strategy,
+    Summarizer,
+    headings_summarizer,
+)
+from aisopod_session._config import RetentionPolicy, SessionConfig
+from aisopod_session._context import Context
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import DuplicateEntryId, StoreUnavailable
 from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
+from aisopod_session._resolver import Inbound, Resolution
+from aisopod_session._retention import MaintenanceReport
 from aisopod_session._store import (
     _ID_ATTEMPTS,
     UNSET,
@@ -332,3 +344,77 @@ class AsyncSessionStore:
         return await self._call(
             self._store.history, session_id, last=last, before=before, after=after, limit=limit
         )
+
+    # --- the active path, context, compaction, branches ------------------------------
+
+    async def path(self, session_id: str, *, last: int = 50, before: int | None = None) -> Page:
+        """See `SessionStore.path`."""
+        return await self._call(self._store.path, session_id, last=last, before=before)
+
+    async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
+        """See `SessionStore.context`."""
+        return await self._call(self._store.context, session_id, max_tokens=max_tokens)
+
+    async def compact(
+        self,
+        session_id: str,
+        strategy: Strategy,
+        summarizer: Summarizer = headings_summarizer,
+    ) -> CompactionResult:
+        """See `SessionStore.compact`; the summariser may be sync or async, and no
+        transaction is open while it runs."""
+        plan = await self._call(self._store.plan_compaction, session_id, strategy)
+        if plan is None:
+            return CompactionResult(await self.get(session_id), None, None, 0, 0)
+        answer = await self._call(summarizer, plan.dropped)
+        summary = await answer if inspect.isawaitable(answer) else answer
+        return await self._call(self._store.commit_compaction, plan, summary)
+
+    async def undo_compaction(self, session_id: str) -> Session:
+        """See `SessionStore.undo_compaction`."""
+        return await self._call(self._store.undo_compaction, session_id)
+
+    async def rewind(
+        self,
+        session_id: str,
+        to_seq: int,
+        *,
+        summary: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """See `SessionStore.rewind`."""
+        return await self._call(
+            self._store.rewind,
+            session_id,
+            to_seq,
+            summary=summary,
+            expected_version=expected_version,
+        )
+
+    async def branches(self, session_id: str) -> tuple[Branch, ...]:
+        """See `SessionStore.branches`."""
+        return await self._call(self._store.branches, session_id)
+
+    async def fork(
+        self,
+        session_id: str,
+        at_seq: int | None = None,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """See `SessionStore.fork`."""
+        return await self._call(
+            self._store.fork, session_id, at_seq, key=key, title=title, metadata=metadata
+        )
+
+    # --- retention and routing ------------------------------------------------------
+
+    async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport:
+        """See `SessionStore.maintain`."""
+        return await self._call(self._store.maintain, policy)
+
+    async def resolve(self, inbound: Inbound, config: SessionConfig | None = None) -> Resolution:
+        """See `SessionStore.resolve`."""
+        return await self._call(self._store.resolve, inbound, config)

@@ -123,6 +123,9 @@ class Entry:
     usage: TokenUsage | None
     created_at: datetime
     idempotency_key: str | None = None
+    tokens: int = 0
+    """The store's token count for the entry: the provider's output tokens for a
+    model reply that reported usage, else an estimate from its size."""
 
     @property
     def message(self) -> Message | None:

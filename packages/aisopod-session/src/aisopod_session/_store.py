@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, NamedTuple
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
+from aisopod_session._branching import Branch, path_length, tree_leaves
+from aisopod_session._compaction import (
+    CompactionPlan,
+    CompactionResult,
+    Strategy,
+    Summarizer,
+    check_still_valid,
+    compaction_payload,
+    headings_summarizer,
+)
+from aisopod_session._compaction import plan as plan_compaction
+from aisopod_session._config import RetentionPolicy, SessionConfig
+from aisopod_session._context import Context, build_context
 from aisopod_session._entries import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     NewEntry,
@@ -23,12 +38,16 @@ from aisopod_session._ids import new_entry_id, new_session_id
 from aisopod_session._model import (
     SESSION_STATUSES,
     Entry,
+    ForkRef,
     Origin,
     Page,
     Session,
     SessionPage,
     SessionStatus,
 )
+from aisopod_session._paths import find_on_path, path_ranges, path_tail
+from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
+from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._validate import check_int, check_text, merge_patch, session_key
 from aisopod_session.backends._sql import Backend, ListFilter, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
@@ -40,10 +59,13 @@ from aisopod_shared import (
     TokenUsage,
     dumps,
     from_micros,
+    logger,
     to_micros,
 )
 
 __all__ = ["UNSET", "AppendRequest", "SessionStore"]
+
+T = TypeVar("T")
 
 MAX_PAGE: Final = 10_000
 """The most entries or sessions one page may hold: every read is bounded."""
@@ -319,10 +341,15 @@ class SessionStore:
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
+        return self._write_appending(lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh))
+
+    def _write_appending(self, work: Callable[[SqlTx, bool], T]) -> T:
+        """Run `work` in a write transaction, again with fresh entry ids should two
+        generated ids ever clash (`work` gets whether to make fresh ones)."""
         for attempt in range(_ID_ATTEMPTS):
             try:
                 with self._backend.write() as tx:
-                    return self.append_in(tx, request, fresh_ids=attempt > 0)
+                    return work(tx, attempt > 0)
             except _GeneratedIdClash:
                 continue
         raise DuplicateEntryId("could not generate unique entry ids", field="id")
@@ -407,6 +434,7 @@ class SessionStore:
                 usage=entry.usage,
                 created_at=created,
                 idempotency_key=request.idempotency_key,
+                tokens=entry.tokens,
             )
             for offset, entry in enumerate(request.entries)
         )
@@ -454,6 +482,307 @@ class SessionStore:
             page = rows[-limit:]
             cursor = page[0].seq if len(rows) > limit else None
         return Page(tuple(page), cursor)
+
+    # --- the active path and the context --------------------------------------------
+
+    def path(self, session_id: str, *, last: int = 50, before: int | None = None) -> Page:
+        """The last entries of the active branch (root to leaf), chronological.
+
+        Unlike `history`, which reads the whole log, this follows the tree:
+        entries of abandoned branches are not on it. Pass `before=page.cursor`
+        for the entries before a page. The cost does not depend on the
+        length of the session.
+        """
+        last = check_int(last, "last", minimum=1, maximum=MAX_PAGE)
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            if before is None:
+                leaf = record.session.leaf_seq
+            else:
+                check_int(before, "before", minimum=1)
+                leaf = tx.parent_of(record.sid, before) or 0
+            ranges = path_tail(tx, record.sid, leaf, last + 1) if leaf > 0 else []
+            entries = [
+                entry
+                for start, end in ranges
+                for entry in tx.entries_between(record.sid, record.session.id, start, end)
+            ]
+        page = entries[-last:]
+        return Page(tuple(page), page[0].seq if len(entries) > last else None)
+
+    def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
+        """The messages for the model, from the active branch, compaction applied.
+
+        With `max_tokens`, older entries are left out to fit (never the system
+        prompt or the compaction summary, never a tool result without its call).
+        """
+        if max_tokens is not None:
+            check_int(max_tokens, "max_tokens", minimum=1)
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            return build_context(
+                tx, record.sid, record.session.id, record.session.leaf_seq, max_tokens=max_tokens
+            )
+
+    # --- compaction -----------------------------------------------------------------
+
+    def compact(
+        self,
+        session_id: str,
+        strategy: Strategy,
+        summarizer: Summarizer = headings_summarizer,
+    ) -> CompactionResult:
+        """Summarise the start of the context and append a `compaction` entry.
+
+        Nothing is deleted: the context starts with the summary, the history
+        keeps every entry, and `undo_compaction` moves the leaf back. A no-op
+        (no entry, counters unchanged) when nothing would be dropped. The
+        summariser runs outside any transaction; an async one needs the async
+        store.
+
+        Raises:
+            ConflictError: when the kept entries left the active path while the
+                summariser ran (a rewind); nothing was written.
+        """
+        plan = self.plan_compaction(session_id, strategy)
+        if plan is None:
+            return CompactionResult(self.get(session_id), None, None, 0, 0)
+        return self.commit_compaction(plan, _summary_now(summarizer(plan.dropped)))
+
+    def plan_compaction(self, session_id: str, strategy: Strategy) -> CompactionPlan | None:
+        """Decide what `compact` would summarise (a read transaction); `None` for nothing."""
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            return plan_compaction(tx, record.sid, record.session, strategy)
+
+    def commit_compaction(self, plan: CompactionPlan, summary: str) -> CompactionResult:
+        """Append the compaction entry of `plan` with `summary` (a write transaction)."""
+        entry = NewEntry("compaction", compaction_payload(plan, summary))
+        request = self.prepare_append(plan.session_id, entry)
+
+        def work(tx: SqlTx, fresh: bool) -> CompactionResult:
+            record = self._record(tx, plan.session_id, lock=True)
+            check_still_valid(tx, record.sid, record.session, plan)
+            appended = self.append_in(tx, request, fresh_ids=fresh)
+            session = self._by_sid(tx, record.sid).session
+            return CompactionResult(
+                session, appended[0], plan.first_kept.seq, len(plan.dropped), plan.tokens_before
+            )
+
+        return self._write_appending(work)
+
+    def undo_compaction(self, session_id: str) -> Session:
+        """Move the leaf back to just before the latest compaction on the active branch.
+
+        Raises:
+            InvalidInput: when the active branch has no compaction.
+        """
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            leaf = record.session.leaf_seq
+            seq = find_on_path(tx, record.sid, leaf, tx.compactions_before(record.sid, leaf, 16))
+            parent = tx.parent_of(record.sid, seq) if seq is not None else None
+        if seq is None:
+            raise InvalidInput("the active branch has no compaction", field="session_id")
+        return self.rewind(session_id, parent or 0)
+
+    # --- branches -------------------------------------------------------------------
+
+    def rewind(
+        self,
+        session_id: str,
+        to_seq: int,
+        *,
+        summary: str | None = None,
+        expected_version: int | None = None,
+    ) -> Session:
+        """Move the active leaf to entry `to_seq` (0: before the first entry).
+
+        Nothing is deleted; the next append starts a new branch from there and
+        the old branch stays listable. With `summary`, a `branch_summary` entry
+        recording what the abandoned branch did is appended at the new leaf.
+        """
+        check_int(to_seq, "to_seq")
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        if summary is not None:
+            check_text(summary, "summary", max_length=1_000_000)
+
+        def work(tx: SqlTx, fresh: bool) -> Session:
+            record = self._record(tx, session_id, lock=True)
+            session = record.session
+            _check_version(session, expected_version)
+            if to_seq > session.entry_count:
+                raise InvalidInput(f"the session has {session.entry_count} entries", field="to_seq")
+            now = self._clock.now()
+            old_leaf = tx.entry_ids(record.sid, [session.leaf_seq]).get(session.leaf_seq)
+            tx.update_session(record.sid, now=to_micros(now), leaf_seq=to_seq)
+            if summary is not None and old_leaf is not None:
+                request = self.prepare_append(
+                    session.id, NewEntry.branch_summary(old_leaf, summary)
+                )
+                self.append_in(tx, request, fresh_ids=fresh)
+            return self._by_sid(tx, record.sid).session
+
+        return self._write_appending(work)
+
+    def branches(self, session_id: str) -> tuple[Branch, ...]:
+        """Every branch of the session (one per leaf of its tree), oldest leaf first.
+
+        The active branch is marked; after a rewind it ends at the rewound-to
+        entry until the next append.
+        """
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            session = record.session
+            jumps = tx.jumps(record.sid)
+            leaves = tree_leaves(jumps, session.entry_count)
+            if session.leaf_seq > 0 and session.leaf_seq not in leaves:
+                leaves = sorted([*leaves, session.leaf_seq])
+            entries = {e.seq: e for e in tx.entries_by_seq(record.sid, session.id, leaves)}
+        return tuple(
+            Branch(
+                leaf_seq=seq,
+                leaf_id=entries[seq].id,
+                length=path_length(jumps, seq),
+                last_activity=entries[seq].created_at,
+                active=seq == session.leaf_seq,
+            )
+            for seq in leaves
+        )
+
+    def fork(
+        self,
+        session_id: str,
+        at_seq: int | None = None,
+        *,
+        key: str | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A new session holding the source's active path up to `at_seq` (default: its
+        leaf), entries copied verbatim (ids, payloads, times); the source is untouched
+        and recorded as the fork's parent. With `key`, the fork becomes that key's
+        current session (its previous one is archived).
+        """
+        if at_seq is not None:
+            check_int(at_seq, "at_seq", minimum=1)
+        stored = self._key(key) if key is not None else None
+        now = self._clock.now()
+
+        with self._backend.write() as tx:
+            source = self._record(tx, session_id, lock=True)
+            at = source.session.leaf_seq if at_seq is None else at_seq
+            if (
+                at_seq is not None
+                and find_on_path(tx, source.sid, source.session.leaf_seq, [at_seq]) is None
+            ):
+                raise InvalidInput("must be an entry on the active branch", field="at_seq")
+            agent = source.session.agent_id
+            new = self._new_session(
+                agent,
+                stored[0] if stored else None,
+                origin=source.session.origin,
+                title=title if title is not None else source.session.title,
+                metadata=metadata,
+                fork_parent=ForkRef(source.session.id, at) if at else None,
+                now=now,
+            )
+            sid = tx.insert_session(new)
+            position = 1
+            for start, end in path_ranges(tx, source.sid, at) if at > 0 else []:
+                tx.copy_range(source.sid, sid, start, end, position)
+                position += end - start + 1
+            tx.recount(sid, to_micros(now))
+            if stored is not None:
+                old = tx.binding(stored[1], stored[0], lock=True)
+                tx.rebind(stored[1], stored[0], sid, to_micros(now))
+                if old is not None:
+                    tx.update_session(old, now=to_micros(now), status="archived")
+            return self._by_sid(tx, sid).session
+
+    # --- retention ------------------------------------------------------------------
+
+    def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport:
+        """Apply a retention policy (default: warn about the defaults) and report.
+
+        In `warn` mode nothing changes. In `enforce` mode each removal is its
+        own transaction, re-checked there: a session that saw activity since
+        the scan is left alone. A scoped handle maintains only its agent.
+        """
+        policy = policy or RetentionPolicy()
+        if not isinstance(policy, RetentionPolicy):
+            raise InvalidInput("must be a RetentionPolicy", field="policy")
+        now = self._clock.now()
+        with self._backend.read() as tx:
+            rows = tx.maintenance_rows(self._agent_id)
+        planned = plan_removals(rows, policy, now)
+        removals = []
+        for row, reason in planned:
+            removed = policy.mode == "enforce" and self._remove_unchanged(row.sid, row.active_at)
+            removals.append(removal(row, reason, removed=removed))
+        report = MaintenanceReport(policy.mode, len(rows), tuple(removals))
+        logger.info(
+            "maintenance ({}): scanned {}, chose {}, removed {}",
+            policy.mode,
+            report.scanned,
+            len(report.removals),
+            report.removed,
+        )
+        return report
+
+    def _remove_unchanged(self, sid: int, active_at: int) -> bool:
+        with self._backend.write() as tx:
+            record = tx.session_by_sid(sid, lock=True)
+            if record is None or to_micros(record.session.active_at) != active_at:
+                return False
+            tx.delete_session(sid)
+            return True
+
+    # --- routing inbound messages ---------------------------------------------------
+
+    def resolve(self, inbound: Inbound, config: SessionConfig | None = None) -> Resolution:
+        """The session an inbound message goes to (made or reset as the policy says).
+
+        Routes the message to a key, finds the key's current session, and
+        starts a new one when there is none, when the current one is stale
+        (daily boundary, idle window, per-type and per-channel overrides) or
+        when the message is a reset trigger (`Resolution.text` is then what
+        followed the trigger). Atomic across processes.
+        """
+        config = config or SessionConfig()
+        if not isinstance(inbound, Inbound):
+            raise InvalidInput("must be an Inbound", field="inbound")
+        stored, agent = self._key(route(inbound, config))
+        now = inbound.at or self._clock.now()
+        trigger = config.trigger(inbound.text)
+        text = trigger[1] if trigger else inbound.text
+        with self._backend.read() as tx:
+            sid = tx.binding(agent, stored)
+            current = self._by_sid(tx, sid).session if sid is not None else None
+        reason = decide(current, stored, inbound, config, now, triggered=trigger is not None)
+        if reason is None and current is not None:
+            return Resolution(current, stored, None, None, text, None)
+        with self._backend.write() as tx:
+            sid = tx.binding(agent, stored, lock=True)
+            latest = self._by_sid(tx, sid).session if sid is not None else None
+            if (
+                trigger is None
+                and latest is not None
+                and (current is None or latest.id != current.id)
+            ):
+                # Another process started a session for this key meanwhile: decide again.
+                reason = decide(latest, stored, inbound, config, now, triggered=False)
+                if reason is None:
+                    return Resolution(latest, stored, None, None, text, None)
+            origin = origin_of(inbound)
+            if latest is None:
+                new = self._new_session(agent, stored, origin=origin, now=now)
+                tx.bind_if_unbound(agent, stored, tx.insert_session(new), to_micros(now))
+                return Resolution(new, stored, "new", None, text, None)
+            new = self._reset_in(tx, agent, stored, origin=origin, now=now)
+            previous = self._by_sid(tx, sid).session if sid is not None else None
+            return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)
 
     # --- helpers --------------------------------------------------------------------
 
@@ -544,6 +873,26 @@ class SessionStore:
         if old is not None:
             tx.update_session(old.sid, now=to_micros(now), status="archived")
         return new
+
+
+def _summary_now(result: str | Awaitable[str]) -> str:
+    """A summariser's answer, awaited when it is a coroutine and no loop is running."""
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_awaited(result))
+    if inspect.iscoroutine(result):
+        result.close()
+    raise InvalidInput(
+        "an async summariser inside a running event loop needs the async store",
+        field="summarizer",
+    )
+
+
+async def _awaited(result: Awaitable[str]) -> str:
+    return await result
 
 
 def _check_version(session: Session, expected: int | None) -> None:

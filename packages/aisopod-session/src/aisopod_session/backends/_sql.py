@@ -37,7 +37,8 @@ SESSION_COLUMNS = (
 )
 _ENTRY_COLUMNS = (
     "seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
-    " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at, idempotency_key"
+    " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at, idempotency_key,"
+    " tokens"
 )
 
 
@@ -57,6 +58,20 @@ class AppendTarget(NamedTuple):
     version: int
     entry_count: int
     leaf_seq: int
+
+
+class MaintenanceRow(NamedTuple):
+    """A session as retention sees it."""
+
+    sid: int
+    id: str
+    agent_id: str
+    key: str | None
+    status: str
+    active_at: int
+    size_bytes: int
+    current: bool
+    """Whether it is its key's current session."""
 
 
 @attrs.frozen
@@ -301,6 +316,21 @@ class SqlTx(abc.ABC):
         params.append(limit)
         return [self._session(row) for row in self.execute(sql, params).fetchall()]
 
+    def maintenance_rows(self, agent_id: str | None) -> list[MaintenanceRow]:
+        """Every session (of one agent, or all) with what retention decides by."""
+        sql = (
+            "SELECT s.sid, s.id, s.agent_id, s.key, s.status, s.active_at, s.size_bytes,"
+            " b.sid IS NOT NULL FROM sessions s LEFT JOIN bindings b ON b.sid = s.sid"
+        )
+        params: tuple[Any, ...] = ()
+        if agent_id is not None:
+            sql += " WHERE s.agent_id = ?"
+            params = (agent_id,)
+        return [
+            MaintenanceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
+            for r in self.execute(sql, params)
+        ]
+
     # --- bindings ---------------------------------------------------------------
 
     def binding(self, agent_id: str, key: str, *, lock: bool = False) -> int | None:
@@ -483,6 +513,24 @@ class SqlTx(abc.ABC):
         ).fetchall()
         return [int(row[0]) for row in rows]
 
+    def settings_before(self, sid: int, at_most: int, limit: int) -> list[tuple[int, str]]:
+        """(seq, type) of model and thinking-level changes at or before `at_most`, newest
+        first (a partial index)."""
+        rows = self.execute(
+            "SELECT seq, type FROM entries WHERE sid = ?"
+            " AND type IN ('model_change', 'thinking_level_change') AND seq <= ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (sid, at_most, limit),
+        ).fetchall()
+        return [(int(seq), str(kind)) for seq, kind in rows]
+
+    def parent_of(self, sid: int, seq: int) -> int | None:
+        """The parent seq of entry `seq` (None for a root or a missing entry)."""
+        row = self.execute(
+            "SELECT parent_seq FROM entries WHERE sid = ? AND seq = ?", (sid, seq)
+        ).fetchone()
+        return row[0] if row is not None else None
+
     def tokens_between(self, sid: int, first: int, last: int) -> list[tuple[int, int]]:
         """(seq, tokens) of the entries `first..last`, newest first."""
         rows = self.execute(
@@ -500,6 +548,40 @@ class SqlTx(abc.ABC):
             (sid, first, last),
         ).fetchall()
         return [self._entry(session_id, row) for row in rows]
+
+    def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
+        """Copy entries `first..last` of one session to another as a straight run from
+        `new_first` (each entry's parent the one before it), payloads untouched."""
+        offset = first - new_first
+        self.execute(
+            "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
+            " cost, created_at) SELECT ?, seq - ?, id, CASE WHEN seq - ? = 1 THEN NULL"
+            " ELSE seq - ? - 1 END, type, role, payload, text, tokens, input_tokens,"
+            " output_tokens, cache_read_tokens, cache_write_tokens, total_tokens, cost,"
+            " created_at FROM entries WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (target, offset, offset, offset, source, first, last),
+        )
+
+    def recount(self, sid: int, now: int) -> None:
+        """Set a session's counters, usage totals, size and leaf from its entries."""
+        self.execute(
+            "UPDATE sessions SET (entry_count, message_count, compaction_count, compacted_at,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
+            " cost, size_bytes, leaf_seq) = (SELECT count(*),"
+            " count(*) FILTER (WHERE type = 'message'),"
+            " count(*) FILTER (WHERE type = 'compaction'),"
+            " max(created_at) FILTER (WHERE type = 'compaction'),"
+            " coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+            " coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0),"
+            " coalesce(sum(total_tokens), 0), coalesce(sum(cost), 0),"
+            f" coalesce(sum({self.size_expression}), 0), coalesce(max(seq), 0)"
+            " FROM entries WHERE sid = ?), updated_at = ?, version = version + 1 WHERE sid = ?",
+            (sid, now, sid),
+        )
+
+    size_expression = "length(CAST(payload AS BLOB)) + length(text)"
+    """SQL for the bytes an entry adds to its session's size (as `PreparedEntry.size`)."""
 
     # --- row decoding -----------------------------------------------------------
 
@@ -548,6 +630,7 @@ class SqlTx(abc.ABC):
             usage=usage,
             created_at=from_micros(row[13]),
             idempotency_key=row[14],
+            tokens=row[15],
         )
 
 

@@ -102,6 +102,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE UNIQUE INDEX entries_by_id ON entries (sid, id)",
             "CREATE INDEX entries_jumps ON entries (sid, seq) WHERE parent_seq IS NOT seq - 1",
             "CREATE INDEX entries_compactions ON entries (sid, seq) WHERE type = 'compaction'",
+            "CREATE INDEX entries_settings ON entries (sid, seq)"
+            " WHERE type IN ('model_change', 'thinking_level_change')",
             "CREATE INDEX entries_by_idempotency_key ON entries (sid, idempotency_key)"
             " WHERE idempotency_key IS NOT NULL",
         ),
