@@ -170,7 +170,9 @@ def _cut(path: list[Entry], strategy: Strategy) -> int | None:
     later = next((i for i in range(cut, len(path)) if safe[i]), None)
     if later is not None and later < len(path):
         return later
-    return next((i for i in range(cut, 0, -1) if safe[i]), None)
+    # Nothing after the cut is safe (or even the last entry is over budget):
+    # keep more, from the latest safe cut before it.
+    return next((i for i in range(min(cut, len(path) - 1), 0, -1) if safe[i]), None)
 
 
 def compaction_payload(plan: CompactionPlan, summary: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import attrs
 
 from aisopod_session._model import Entry
 from aisopod_session._paths import entries_on_path, find_on_path, path_ranges, segments
-from aisopod_session._toolpairs import safe_cuts
+from aisopod_session._toolpairs import call_ids, result_ids, safe_cuts
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import InvalidInput, Message, logger, structure
 
@@ -164,12 +164,21 @@ def _first_within_budget(tx: SqlTx, sid: int, leaf: int, budget: int) -> int:
 
 def _fit(body: list[Entry], budget: int) -> tuple[list[Entry], bool]:
     """Drop the oldest entries until `body` fits `budget`, cutting only where no tool
-    result loses its call; the last safe cut is kept even when it is over budget."""
-    total = _tokens(body)
-    if total <= budget:
-        return body, False
+    result loses its call; the last safe cut is kept even when it is over budget.
+
+    A window read from the middle of a path may start with results whose calls
+    lie before it: those are dropped whatever the budget.
+    """
     safe = safe_cuts(body)
+    called: set[str] = set()
     cut = 0
+    for index, entry in enumerate(body):
+        if any(call_id not in called for call_id in result_ids(entry)):
+            cut = index + 1
+        called.update(call_ids(entry))
+    total = _tokens(body[cut:])
+    if cut == 0 and total <= budget:
+        return body, False
     while cut < len(body) and total > budget:
         total -= body[cut].tokens
         cut += 1
