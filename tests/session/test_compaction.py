@@ -32,7 +32,7 @@ def _all_history(store: Any, session_id: str) -> list[Entry]:
 def _orphans(entries: Sequence[Entry]) -> list[str]:
     """Tool results in `entries` whose call is not before them."""
     seen: set[str] = set()
-    orphans = []
+    orphans: list[str] = []
     for entry in entries:
         orphans.extend(i for i in result_ids(entry) if i not in seen)
         seen.update(call_ids(entry))
@@ -169,7 +169,7 @@ def test_a_summariser_must_return_text(store: Any) -> None:
     session = store.get_or_create("agent:main:main")
     conversation(store, session.id, 3)
     with pytest.raises(InvalidInput):
-        store.compact(session.id, KeepLastTurns(1), lambda entries: 42)  # type: ignore[arg-type, return-value]
+        store.compact(session.id, KeepLastTurns(1), lambda entries: 42)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput):
         KeepLastTurns(0)
     with pytest.raises(InvalidInput):

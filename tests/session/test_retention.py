@@ -157,5 +157,8 @@ def test_an_interrupted_run_leaves_a_consistent_store(shared_database_url: str) 
         entries = reopened.history(session.id, after=0, limit=100).entries
         assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
         assert session.entry_count == 5
-        assert reopened.current(session.key).id == session.id
+        assert session.key is not None
+        current = reopened.current(session.key)
+        assert current is not None
+        assert current.id == session.id
     reopened.close()
