@@ -169,7 +169,7 @@ def test_a_summariser_must_return_text(store: Any) -> None:
     session = store.get_or_create("agent:main:main")
     conversation(store, session.id, 3)
     with pytest.raises(InvalidInput):
-        store.compact(session.id, KeepLastTurns(1), lambda entries: 42)  # type: ignore[arg-type]
+        store.compact(session.id, KeepLastTurns(1), lambda entries: 42)
     with pytest.raises(InvalidInput):
         KeepLastTurns(0)
     with pytest.raises(InvalidInput):
