@@ -226,3 +226,13 @@ def test_after_any_compaction_history_is_whole_and_no_result_is_orphaned(
         path = store.path(session.id, last=10_000).entries
         if path and path[0].role == "system":
             assert context.messages[0].role == "system"
+
+
+def test_the_builtin_summary_stays_bounded(store: Any) -> None:
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(f"turn {n}") for n in range(100)])
+    entries = store.history(session.id, after=0, limit=1000).entries
+    summary = headings_summarizer(entries)
+    lines = summary.splitlines()
+    assert lines[0] == "- (60 earlier turns)"
+    assert lines[1:] == [f"- turn {n}" for n in range(60, 100)]

@@ -95,16 +95,32 @@ class CompactionResult:
         return self.entry is not None
 
 
+MAX_HEADINGS = 40
+"""The most turn headings the built-in summariser writes; older turns are counted."""
+MAX_EARLIER = 2000
+"""The most characters of an earlier summary the built-in summariser carries on."""
+
+
 def headings_summarizer(entries: Sequence[Entry]) -> str:
-    """A summary without a model: the earlier summary, then one heading per dropped turn."""
-    lines: list[str] = []
+    """A summary without a model: the earlier summary (cut to `MAX_EARLIER`
+    characters), then one heading per dropped turn (the last `MAX_HEADINGS`).
+
+    Bounded, like a model's summary: the context built from it stays the same
+    size however long the history grows.
+    """
+    earlier: list[str] = []
+    headings: list[str] = []
     for entry in entries:
-        if entry.type == "compaction" and entry.text:
-            lines.append(entry.text.strip())
+        if entry.type == "compaction" and entry.text.strip():
+            text = entry.text.strip()
+            earlier.append(text if len(text) <= MAX_EARLIER else text[: MAX_EARLIER - 3] + "...")
         elif entry.type == "message" and entry.role == "user" and entry.text.strip():
             heading = entry.text.strip().splitlines()[0]
-            lines.append(f"- {heading[:117] + '...' if len(heading) > 120 else heading}")
-    return "\n".join(lines) or "(nothing to summarise)"
+            headings.append(f"- {heading[:117] + '...' if len(heading) > 120 else heading}")
+    if len(headings) > MAX_HEADINGS:
+        skipped = len(headings) - MAX_HEADINGS
+        headings = [f"- ({skipped} earlier turns)", *headings[-MAX_HEADINGS:]]
+    return "\n".join([*earlier, *headings]) or "(nothing to summarise)"
 
 
 def plan(tx: Any, sid: int, session: Session, strategy: Strategy) -> CompactionPlan | None:
