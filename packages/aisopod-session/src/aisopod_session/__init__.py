@@ -41,6 +41,7 @@ from aisopod_session._errors import (
     PayloadTooLarge,
     SchemaVersionError,
     SearchQueryError,
+    SessionExists,
     SessionNotFound,
     StoreBusy,
     StoreFull,
@@ -62,6 +63,14 @@ from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._store import UNSET, SessionStore
+from aisopod_session._transfer import (
+    CopyReport,
+    EntryImage,
+    SessionImage,
+    copy_store,
+    read_images,
+    session_checksum,
+)
 from aisopod_shared import Message, TokenUsage, logger
 
 __version__ = _version("aisopod-session")
@@ -108,6 +117,13 @@ __all__ = [
     "Branch",
     "MaintenanceReport",
     "Removal",
+    # moving sessions whole
+    "SessionImage",
+    "EntryImage",
+    "read_images",
+    "copy_store",
+    "CopyReport",
+    "session_checksum",
     # errors
     "AisopodError",
     "InvalidInput",
@@ -119,6 +135,7 @@ __all__ = [
     "SearchQueryError",
     "TranscriptError",
     "SessionNotFound",
+    "SessionExists",
     "ConflictError",
     "AccessDenied",
     "SchemaVersionError",

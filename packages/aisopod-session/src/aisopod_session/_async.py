@@ -44,6 +44,7 @@ from aisopod_session._store import (
     _GeneratedIdClash,
     _Unset,
 )
+from aisopod_session._transfer import EntryImage, SessionImage
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Message, logger
 
@@ -418,3 +419,13 @@ class AsyncSessionStore:
     async def resolve(self, inbound: Inbound, config: SessionConfig | None = None) -> Resolution:
         """See `SessionStore.resolve`."""
         return await self._call(self._store.resolve, inbound, config)
+
+    async def entry_ids(self, session_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        """See `SessionStore.entry_ids`."""
+        return await self._call(self._store.entry_ids, session_id, list(seqs))
+
+    async def write_session(
+        self, image: SessionImage, entries: Iterable[EntryImage], *, replace: bool = False
+    ) -> Session:
+        """See `SessionStore.write_session` (the entries are consumed on a worker thread)."""
+        return await self._call(self._store.write_session, image, entries, replace=replace)

@@ -159,12 +159,15 @@ class Stamp(NamedTuple):
         return cls(micros // 1000, micros)
 
 
-def prepare(item: Message | NewEntry, stamp: Stamp, *, max_payload_bytes: int) -> PreparedEntry:
+def prepare(
+    item: Message | NewEntry, stamp: Stamp, *, max_payload_bytes: int, verbatim: bool = False
+) -> PreparedEntry:
     """Serialize and index one entry to append.
 
-    A message without a Unix-millisecond `timestamp` gets the append's. The
-    entry's own ISO `timestamp` is not stored when the caller gave none: it is
-    the entry's `created_at`, and exports write it from there.
+    A message without a Unix-millisecond `timestamp` gets the append's, unless
+    `verbatim` (imports and copies keep what they were given, key for key).
+    The entry's own ISO `timestamp` is not stored when the caller gave none:
+    it is the entry's `created_at`, and exports write it from there.
 
     Raises:
         InvalidPayload: for content JSON cannot carry (NaN, lone surrogates, ...).
@@ -185,7 +188,7 @@ def prepare(item: Message | NewEntry, stamp: Stamp, *, max_payload_bytes: int) -
             role = message.get("role")
             if role is not None and not isinstance(role, str):
                 raise InvalidPayload("a message role must be a string", field="role")
-            if "timestamp" not in message:
+            if "timestamp" not in message and not verbatim:
                 payload["message"] = {**message, "timestamp": stamp.millis}
             usage = extract_usage(payload)
     else:

@@ -16,6 +16,7 @@ __all__ = [
     "PayloadTooLarge",
     "SchemaVersionError",
     "SearchQueryError",
+    "SessionExists",
     "SessionNotFound",
     "StoreBusy",
     "StoreFull",
@@ -54,6 +55,14 @@ class PayloadTooLarge(InvalidInput):
 
 class DuplicateEntryId(InvalidInput):
     """Raised when an appended entry's id is already used in its session."""
+
+
+class SessionExists(InvalidInput):
+    """Raised when a session written whole (an import, a copy) has an id the store holds."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"a session {session_id!r} is already in the store", field="id")
 
 
 class ConfigError(InvalidInput):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
+
+import attrs
 
 from aisopod_session._branching import Branch, path_length, tree_leaves
 from aisopod_session._compaction import (
@@ -32,6 +34,7 @@ from aisopod_session._errors import (
     ConflictError,
     DuplicateEntryId,
     InvalidPayload,
+    SessionExists,
     SessionNotFound,
 )
 from aisopod_session._ids import new_entry_id, new_session_id
@@ -48,6 +51,7 @@ from aisopod_session._model import (
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
+from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_int, check_text, merge_patch, session_key
 from aisopod_session.backends._sql import Backend, ListFilter, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
@@ -483,6 +487,15 @@ class SessionStore:
             cursor = page[0].seq if len(rows) > limit else None
         return Page(tuple(page), cursor)
 
+    def entry_ids(self, session_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        """The ids of a session's entries with these seqs (missing seqs are left out)."""
+        wanted = [check_int(seq, "seq", minimum=1) for seq in seqs]
+        if len(wanted) > MAX_PAGE:
+            raise InvalidInput(f"at most {MAX_PAGE} seqs at a time", field="seqs")
+        with self._backend.read() as tx:
+            record = self._record(tx, session_id)
+            return tx.entry_ids(record.sid, wanted)
+
     # --- the active path and the context --------------------------------------------
 
     def path(self, session_id: str, *, last: int = 50, before: int | None = None) -> Page:
@@ -783,6 +796,139 @@ class SessionStore:
             new = self._reset_in(tx, agent, stored, origin=origin, now=now)
             previous = self._by_sid(tx, sid).session if sid is not None else None
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)
+
+    # --- whole sessions: imports, copies, dumps -------------------------------------
+
+    def stream_sessions(self, *, page: int = 200) -> Iterator[tuple[Session, bool]]:
+        """Every session (of this handle's agent, when scoped) in the order they were
+        stored, with whether it is its key's current session; read a page at a time."""
+        after = 0
+        while True:
+            with self._backend.read() as tx:
+                records = tx.sessions_after(after, page, self._agent_id)
+                found = [(r.session, tx.is_bound(r.sid)) for r in records]
+            yield from found
+            if len(records) < page:
+                return
+            after = records[-1].sid
+
+    def write_session(
+        self,
+        image: SessionImage,
+        entries: Iterable[EntryImage],
+        *,
+        replace: bool = False,
+    ) -> Session:
+        """Write a whole session (an import, a copy) in one transaction, exactly as given:
+        id, entries with their ids, tree, payloads and times, version, and, when
+        `image.current`, its key's binding (archiving the session it replaces).
+
+        Entries are consumed a page at a time. Counters and usage totals are
+        computed from the entries. Nothing is written if anything is wrong.
+
+        Raises:
+            SessionExists: when the store holds a session with this id (and not `replace`).
+            InvalidInput: for entries that are not numbered 1, 2, 3... or whose
+                parent is not an earlier entry, and for any bad value.
+        """
+        self._check_image(image)
+        now = self._clock.now()
+        with self._backend.write() as tx:
+            existing = tx.session_by_id(image.id, lock=True)
+            if existing is not None:
+                if not replace:
+                    raise SessionExists(image.id)
+                self._check_scope(existing.session)
+                tx.delete_session(existing.sid)
+            session = self._new_session(
+                image.agent_id,
+                image.key,
+                origin=image.origin,
+                title=image.title,
+                metadata=image.metadata,
+                fork_parent=image.fork_parent,
+                now=image.created_at,
+            )
+            session = attrs.evolve(session, id=image.id, status=image.status)
+            sid = tx.insert_session(session)
+            count = self._write_entries(tx, sid, entries)
+            if image.leaf_seq > count:
+                raise InvalidInput(f"the session has {count} entries", field="leaf_seq")
+            tx.recount(sid, to_micros(now))
+            tx.restore_state(
+                sid,
+                leaf_seq=image.leaf_seq,
+                version=image.version,
+                updated_at=to_micros(image.updated_at),
+                active_at=to_micros(image.active_at),
+            )
+            if image.current and image.key is not None:
+                old = tx.binding(image.agent_id, image.key, lock=True)
+                tx.rebind(image.agent_id, image.key, sid, to_micros(now))
+                if old is not None and old != sid:
+                    tx.update_session(old, now=to_micros(now), status="archived")
+            return self._by_sid(tx, sid).session
+
+    def _check_image(self, image: SessionImage) -> None:
+        if not isinstance(image, SessionImage):
+            raise InvalidInput("must be a SessionImage", field="image")
+        check_text(image.id, "id", max_length=256)
+        check_text(image.agent_id, "agent_id", max_length=64)
+        if image.agent_id != normalize_agent_id(image.agent_id):
+            raise InvalidInput("must be a normalised agent id", field="agent_id")
+        if image.key is not None:
+            stored, agent = session_key(image.key, image.agent_id)
+            if stored != image.key or agent != image.agent_id:
+                raise InvalidInput(
+                    f"must be a normalised key of agent {image.agent_id}", field="key"
+                )
+        if image.status not in SESSION_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
+        check_int(image.version, "version", minimum=1)
+        check_int(image.leaf_seq, "leaf_seq")
+        if self._agent_id is not None and image.agent_id != self._agent_id:
+            raise AccessDenied(self._agent_id, image.id)
+
+    def _write_entries(self, tx: SqlTx, sid: int, entries: Iterable[EntryImage]) -> int:
+        """Insert entry images a page at a time; return how many there were."""
+        batch: list[tuple[PreparedEntry, EntryImage]] = []
+        count = 0
+
+        def flush() -> None:
+            if batch:
+                tx.insert_entries(
+                    sid,
+                    [prepared for prepared, _ in batch],
+                    ids=[image.id for _, image in batch],
+                    first_seq=batch[0][1].seq,
+                    parents=[image.parent_seq for _, image in batch],
+                    idempotency_key=[image.idempotency_key for _, image in batch],
+                )
+                batch.clear()
+
+        for image in entries:
+            count += 1
+            if not isinstance(image, EntryImage):
+                raise InvalidInput("must be EntryImage values", field="entries")
+            if image.seq != count:
+                raise InvalidInput(f"entry {image.seq} should be entry {count}", field="seq")
+            if image.parent_seq is not None and not 1 <= image.parent_seq < image.seq:
+                raise InvalidInput(
+                    f"entry {image.seq} hangs from {image.parent_seq}, not an earlier entry",
+                    field="parent_seq",
+                )
+            check_text(image.id, "id", max_length=256)
+            prepared = prepare(
+                NewEntry(image.type, image.payload, id=image.id),
+                Stamp.of(image.created_at),
+                max_payload_bytes=self._max_payload_bytes,
+                verbatim=True,
+            )
+            batch.append((prepared, image))
+            if len(batch) >= PAGE:
+                flush()
+        flush()
+        return count
 
     # --- helpers --------------------------------------------------------------------
 

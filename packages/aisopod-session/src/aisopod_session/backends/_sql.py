@@ -375,11 +375,22 @@ class SqlTx(abc.ABC):
         ids: Sequence[str],
         first_seq: int,
         parents: Sequence[int | None],
-        idempotency_key: str | None,
+        idempotency_key: str | Sequence[str | None] | None,
     ) -> None:
-        """Insert entries with the given seqs (from `first_seq`), ids and parents."""
+        """Insert entries with the given seqs (from `first_seq`), ids and parents.
+
+        `idempotency_key` is one key for the whole batch (an append) or one per
+        entry (a copy of a session).
+        """
+        keys = (
+            [idempotency_key] * len(entries)
+            if idempotency_key is None or isinstance(idempotency_key, str)
+            else idempotency_key
+        )
         rows = []
-        for offset, (entry, entry_id, parent) in enumerate(zip(entries, ids, parents, strict=True)):
+        for offset, (entry, entry_id, parent, key) in enumerate(
+            zip(entries, ids, parents, keys, strict=True)
+        ):
             usage = entry.usage
             rows.append(
                 (
@@ -399,7 +410,7 @@ class SqlTx(abc.ABC):
                     usage.total if usage else None,
                     usage.cost if usage else None,
                     entry.created_at,
-                    idempotency_key,
+                    key,
                 )
             )
         sql = (
@@ -562,6 +573,25 @@ class SqlTx(abc.ABC):
             " created_at FROM entries WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (target, offset, offset, offset, source, first, last),
         )
+
+    def restore_state(
+        self, sid: int, *, leaf_seq: int, version: int, updated_at: int, active_at: int
+    ) -> None:
+        """Set what a copied session had: its leaf, version and times."""
+        self.execute(
+            "UPDATE sessions SET leaf_seq = ?, version = ?, updated_at = ?, active_at = ?"
+            " WHERE sid = ?",
+            (leaf_seq, version, updated_at, active_at, sid),
+        )
+
+    def sessions_after(self, sid: int, limit: int, agent_id: str | None) -> list[SessionRecord]:
+        """Sessions in the order they were stored, after internal id `sid` (for streaming)."""
+        where = "sid > ?" + (" AND agent_id = ?" if agent_id is not None else "")
+        params: tuple[Any, ...] = (sid, agent_id, limit) if agent_id is not None else (sid, limit)
+        rows = self.execute(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {where} ORDER BY sid LIMIT ?", params
+        ).fetchall()
+        return [self._session(row) for row in rows]
 
     def recount(self, sid: int, now: int) -> None:
         """Set a session's counters, usage totals, size and leaf from its entries."""
