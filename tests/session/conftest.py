@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -23,11 +24,12 @@ import pytest
 
 from aisopod_session import AsyncSessionStore, SessionStore, open_async_store, open_store
 from aisopod_shared import ManualClock
+from tests.session.postgres_schema import temporary_schema
 
 POSTGRES_DSN_ENV = "AISOPOD_TEST_POSTGRES_DSN"
 REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
 
-BACKENDS = ("sqlite-file", "sqlite-memory")
+BACKENDS = ("sqlite-file", "sqlite-memory", "postgres")
 APIS = ("sync", "async")
 
 
@@ -140,7 +142,8 @@ def database_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     else:
         dsn = postgres_dsn()
         assert dsn is not None
-        raise NotImplementedError(f"no PostgreSQL fixture for {dsn}")
+        with temporary_schema(dsn, f"t_{uuid.uuid4().hex[:12]}") as url:
+            yield url
 
 
 @pytest.fixture(name="open_test_store", params=APIS)

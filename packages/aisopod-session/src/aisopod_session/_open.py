@@ -46,8 +46,26 @@ def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> B
             return _sqlite(":memory:", query, options)
         return _sqlite(str(Path(path).expanduser()), query, options)
     if parts.scheme in ("postgresql", "postgres"):
-        raise InvalidInput("PostgreSQL stores are not available yet", field="url")
+        return _postgres(text, options)
     raise InvalidInput(f"unknown store scheme {parts.scheme!r}", field="url")
+
+
+def _postgres(url: str, options: dict[str, Any]) -> Backend:
+    try:
+        from aisopod_session.backends.postgres import PostgresBackend
+    except ImportError as err:  # the optional extra is not installed
+        raise InvalidInput(
+            "PostgreSQL stores need the postgres extra: pip install 'aisopod-session[postgres]'",
+            field="url",
+        ) from err
+    known = {"schema", "pool_min", "pool_max", "pool_timeout"}
+    unknown = set(options) - known
+    if unknown:
+        raise InvalidInput(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
+    try:
+        return PostgresBackend(url, **options)
+    except ValueError as err:
+        raise InvalidInput(str(err), field="url") from err
 
 
 def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backend:
@@ -82,8 +100,12 @@ def open_store(
     """Open (creating and migrating as needed) the store at `url`.
 
     URLs: `sqlite:///absolute/path.db`, `sqlite:///:memory:`, a plain file
-    path, or `None` for the default (`$AISOPOD_SESSION_DB`, else
-    `~/.aisopod/sessions.db`).
+    path, `postgresql://user@host/db` (the `postgres` extra), or `None` for
+    the default (`$AISOPOD_SESSION_DB`, else `~/.aisopod/sessions.db`).
+
+    PostgreSQL options (keyword or URL query): `schema` (a schema of the
+    store's own, created on first open), `pool_min`, `pool_max` (connections,
+    default 1 and 10), `pool_timeout` (seconds to wait for a connection).
 
     SQLite options (keyword or URL query): `synchronous` — `FULL` (the
     default: an acknowledged append survives a power cut) or `NORMAL` (faster;

@@ -309,12 +309,11 @@ class SessionStore:
         """Delete a session and its entries (and its key binding); whether it existed."""
         check_text(session_id, "session_id", max_length=256)
         with self._backend.write() as tx:
-            record = tx.session_by_id(session_id, lock=True)
-            if record is None:
+            found = tx.session_by_id(session_id)
+            if found is None:
                 return False
-            self._check_scope(record.session)
-            tx.delete_session(record.sid)
-            return True
+            self._check_scope(found.session)
+            return self._delete_in(tx, found.sid)
 
     # --- entries --------------------------------------------------------------------
 
@@ -684,7 +683,9 @@ class SessionStore:
         now = self._clock.now()
 
         with self._backend.write() as tx:
-            source = self._record(tx, session_id, lock=True)
+            # The source is read, not locked: appends racing with the fork only
+            # add entries after the forked path.
+            source = self._record(tx, session_id)
             at = source.session.leaf_seq if at_seq is None else at_seq
             if (
                 at_seq is not None
@@ -746,11 +747,21 @@ class SessionStore:
 
     def _remove_unchanged(self, sid: int, active_at: int) -> bool:
         with self._backend.write() as tx:
-            record = tx.session_by_sid(sid, lock=True)
-            if record is None or to_micros(record.session.active_at) != active_at:
-                return False
-            tx.delete_session(sid)
-            return True
+            return self._delete_in(tx, sid, active_at=active_at)
+
+    def _delete_in(self, tx: SqlTx, sid: int, *, active_at: int | None = None) -> bool:
+        """Delete a session, its entries and its binding; with `active_at`, only if it has
+        seen no activity since then. Locks its binding, then the session: every write
+        takes bindings before sessions, so two writers never wait on each other in a circle.
+        """
+        tx.lock_bindings_of(sid)
+        record = tx.session_by_sid(sid, lock=True)
+        if record is None:
+            return False
+        if active_at is not None and to_micros(record.session.active_at) != active_at:
+            return False
+        tx.delete_session(sid)
+        return True
 
     # --- routing inbound messages ---------------------------------------------------
 
@@ -776,23 +787,27 @@ class SessionStore:
         reason = decide(current, stored, inbound, config, now, triggered=trigger is not None)
         if reason is None and current is not None:
             return Resolution(current, stored, None, None, text, None)
+        origin = origin_of(inbound)
         with self._backend.write() as tx:
             sid = tx.binding(agent, stored, lock=True)
             latest = self._by_sid(tx, sid).session if sid is not None else None
-            if (
-                trigger is None
-                and latest is not None
-                and (current is None or latest.id != current.id)
-            ):
+            moved = latest is not None and (current is None or latest.id != current.id)
+            if trigger is None and moved:
                 # Another process started a session for this key meanwhile: decide again.
                 reason = decide(latest, stored, inbound, config, now, triggered=False)
-                if reason is None:
+                if reason is None and latest is not None:
                     return Resolution(latest, stored, None, None, text, None)
-            origin = origin_of(inbound)
             if latest is None:
                 new = self._new_session(agent, stored, origin=origin, now=now)
-                tx.bind_if_unbound(agent, stored, tx.insert_session(new), to_micros(now))
-                return Resolution(new, stored, "new", None, text, None)
+                new_sid = tx.insert_session(new)
+                if tx.bind_if_unbound(agent, stored, new_sid, to_micros(now)):
+                    return Resolution(new, stored, "new", None, text, None)
+                # Bound by another process between our lookup and our insert (a
+                # server database; SQLite writers never overlap): theirs wins.
+                tx.delete_session(new_sid)
+                sid = tx.binding(agent, stored, lock=True)
+                assert sid is not None
+                return Resolution(self._by_sid(tx, sid).session, stored, None, None, text, None)
             new = self._reset_in(tx, agent, stored, origin=origin, now=now)
             previous = self._by_sid(tx, sid).session if sid is not None else None
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)
@@ -834,12 +849,14 @@ class SessionStore:
         self._check_image(image)
         now = self._clock.now()
         with self._backend.write() as tx:
-            existing = tx.session_by_id(image.id, lock=True)
+            if image.current and image.key is not None:
+                tx.binding(image.agent_id, image.key, lock=True)  # bindings before sessions
+            existing = tx.session_by_id(image.id)
             if existing is not None:
                 if not replace:
                     raise SessionExists(image.id)
                 self._check_scope(existing.session)
-                tx.delete_session(existing.sid)
+                self._delete_in(tx, existing.sid)
             session = self._new_session(
                 image.agent_id,
                 image.key,
@@ -1015,9 +1032,14 @@ class SessionStore:
             origin = old.session.origin
         new = self._new_session(agent, key, origin=origin, now=now)
         new_sid = tx.insert_session(new)
+        if old_sid is None and tx.bind_if_unbound(agent, key, new_sid, to_micros(now)):
+            return new
+        if old_sid is None:
+            # Another process bound the key meanwhile: ours replaces theirs.
+            old_sid = tx.binding(agent, key, lock=True)
         tx.rebind(agent, key, new_sid, to_micros(now))
-        if old is not None:
-            tx.update_session(old.sid, now=to_micros(now), status="archived")
+        if old_sid is not None:
+            tx.update_session(old_sid, now=to_micros(now), status="archived")
         return new
 
 

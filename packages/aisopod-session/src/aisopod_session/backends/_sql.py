@@ -360,6 +360,10 @@ class SqlTx(abc.ABC):
             (agent_id, key, sid, now),
         )
 
+    def lock_bindings_of(self, sid: int) -> None:
+        """Lock the binding pointing at `sid`, if any (before locking the session)."""
+        self.execute("SELECT agent_id FROM bindings WHERE sid = ?" + self.lock_clause, (sid,))
+
     def is_bound(self, sid: int) -> bool:
         """Whether some key's current session is `sid`."""
         row = self.execute("SELECT 1 FROM bindings WHERE sid = ?", (sid,)).fetchone()

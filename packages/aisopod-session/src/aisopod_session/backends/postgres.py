@@ -1,0 +1,359 @@
+"""PostgreSQL: the same store for several gateway processes on several hosts.
+
+psycopg 3 with a `psycopg_pool` connection pool. Payloads, metadata and
+origins are JSONB; every bounded read has its index; row locks are taken in
+one order (a key's binding, then sessions in id order) and held only for the
+statements of one transaction, never across a round trip to the caller.
+Migrations run at open inside a transaction holding an advisory lock, so
+processes starting together migrate once. A store may live in a schema of its
+own (`?schema=name` in the URL), created on first open.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+import psycopg
+from psycopg import errors, sql
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from aisopod_session._errors import (
+    AisopodError,
+    DuplicateEntryId,
+    InvalidInput,
+    SchemaVersionError,
+    StoreBusy,
+    StoreFull,
+    StoreUnavailable,
+)
+from aisopod_session.backends._migrations import Migration
+from aisopod_session.backends._sql import SqlTx
+from aisopod_shared import logger
+
+__all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        "sessions, bindings and entries",
+        (
+            """CREATE TABLE sessions (
+                sid BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                agent_id TEXT NOT NULL,
+                key TEXT,
+                status TEXT NOT NULL CHECK (status IN ('active', 'idle', 'archived')),
+                title TEXT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                active_at BIGINT NOT NULL,
+                entry_count BIGINT NOT NULL DEFAULT 0,
+                message_count BIGINT NOT NULL DEFAULT 0,
+                compaction_count BIGINT NOT NULL DEFAULT 0,
+                compacted_at BIGINT,
+                input_tokens BIGINT NOT NULL DEFAULT 0,
+                output_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+                total_tokens BIGINT NOT NULL DEFAULT 0,
+                cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+                size_bytes BIGINT NOT NULL DEFAULT 0,
+                metadata JSONB NOT NULL DEFAULT '{}',
+                origin JSONB NOT NULL DEFAULT '{}',
+                channel TEXT,
+                fork_parent_id TEXT,
+                fork_parent_seq BIGINT,
+                leaf_seq BIGINT NOT NULL DEFAULT 0,
+                version BIGINT NOT NULL DEFAULT 1
+            )""",
+            "CREATE INDEX sessions_by_updated ON sessions (updated_at, sid)",
+            "CREATE INDEX sessions_by_agent ON sessions (agent_id, updated_at, sid)",
+            "CREATE INDEX sessions_by_agent_status ON sessions (agent_id, status, updated_at, sid)",
+            "CREATE INDEX sessions_by_key ON sessions (agent_id, key, created_at)",
+            """CREATE TABLE bindings (
+                agent_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                sid BIGINT NOT NULL UNIQUE REFERENCES sessions (sid),
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (agent_id, key)
+            )""",
+            """CREATE TABLE entries (
+                row_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                sid BIGINT NOT NULL REFERENCES sessions (sid),
+                seq BIGINT NOT NULL,
+                id TEXT NOT NULL,
+                parent_seq BIGINT,
+                type TEXT NOT NULL,
+                role TEXT,
+                payload JSONB NOT NULL,
+                text TEXT NOT NULL DEFAULT '',
+                tokens BIGINT NOT NULL DEFAULT 0,
+                input_tokens BIGINT,
+                output_tokens BIGINT,
+                cache_read_tokens BIGINT,
+                cache_write_tokens BIGINT,
+                total_tokens BIGINT,
+                cost DOUBLE PRECISION,
+                created_at BIGINT NOT NULL,
+                idempotency_key TEXT,
+                UNIQUE (sid, seq)
+            )""",
+            "CREATE UNIQUE INDEX entries_by_id ON entries (sid, id)",
+            "CREATE INDEX entries_jumps ON entries (sid, seq)"
+            " WHERE parent_seq IS DISTINCT FROM seq - 1",
+            "CREATE INDEX entries_compactions ON entries (sid, seq) WHERE type = 'compaction'",
+            "CREATE INDEX entries_settings ON entries (sid, seq)"
+            " WHERE type IN ('model_change', 'thinking_level_change')",
+            "CREATE INDEX entries_by_idempotency_key ON entries (sid, idempotency_key)"
+            " WHERE idempotency_key IS NOT NULL",
+        ),
+    ),
+)
+
+_OWN_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
+_MIGRATION_LOCK = 0x41_15_0D
+"""The advisory lock taken while migrating (xor'ed with the schema's hash)."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresTx(SqlTx):
+    """The store's SQL on a psycopg connection."""
+
+    lock_clause = " FOR UPDATE"
+    json_param = "?::jsonb"
+    jump_predicate = "parent_seq IS DISTINCT FROM seq - 1"
+    size_expression = "octet_length(payload::text) + length(text)"
+
+    _translated: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
+        self._connection = connection
+        self._url = url
+        self._savepoints = 0
+
+    @classmethod
+    def _sql(cls, statement: str) -> str:
+        # Statements are written with `?` placeholders, as sqlite3 takes them.
+        translated = cls._translated.get(statement)
+        if translated is None:
+            translated = statement.replace("%", "%%").replace("?", "%s")
+            cls._translated[statement] = translated
+        return translated
+
+    def execute(self, sql_text: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self._connection.execute(self._sql(sql_text), params)
+        except psycopg.Error as err:
+            raise translate(err, self._url) from err
+
+    def executemany(self, sql_text: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.executemany(self._sql(sql_text), rows)
+        except psycopg.Error as err:
+            raise translate(err, self._url) from err
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+
+class PostgresBackend:
+    """A store's database in PostgreSQL (in one schema of a database)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        schema = query.pop("schema", schema)
+        pool_min = int(query.pop("pool_min", pool_min))
+        pool_max = int(query.pop("pool_max", pool_max))
+        pool_timeout = float(query.pop("pool_timeout", pool_timeout))
+        conninfo = urlunsplit(parts._replace(query=urlencode(query)))
+        self.url = redact(url)
+        self.schema = schema
+        self._pool_timeout = pool_timeout
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=pool_min,
+            max_size=max(pool_min, pool_max),
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            timeout=pool_timeout,
+            name="aisopod-session",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=pool_timeout)
+        except PoolTimeout as err:
+            self._pool.close()
+            raise StoreUnavailable(f"{self.url}: PostgreSQL did not answer") from err
+        self._check_lock = threading.Lock()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self.url!r})"
+
+    def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        set_json_loads(orjson.loads, connection)
+        if self.schema:
+            connection.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
+            connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+
+    def close(self) -> None:
+        """Close the pool and every connection in it."""
+        self._pool.close()
+
+    # --- transactions -----------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[PostgresTx]:
+        """A read transaction: one snapshot (REPEATABLE READ, READ ONLY)."""
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as tx:
+            yield tx
+
+    @contextmanager
+    def write(self) -> Iterator[PostgresTx]:
+        """A write transaction (READ COMMITTED; rows the store changes are locked first)."""
+        with self._transaction("BEGIN") as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[PostgresTx]:
+        try:
+            with self._pool.connection() as connection:
+                tx = PostgresTx(connection, self.url)
+                tx.execute(begin)
+                try:
+                    yield tx
+                except BaseException:
+                    if not connection.broken:
+                        connection.execute("ROLLBACK")
+                    raise
+                tx.execute("COMMIT")
+        except PoolTimeout as err:
+            raise StoreBusy(f"{self.url}: no connection free within {self._pool_timeout}s") from err
+        except StoreUnavailable:
+            # Connections broken by a server restart: drop the idle ones too, so
+            # the next call connects afresh instead of failing on another.
+            self._check_pool()
+            raise
+        except psycopg.Error as err:
+            self._check_pool()
+            raise translate(err, self.url) from err
+
+    def _check_pool(self) -> None:
+        if self._check_lock.acquire(blocking=False):
+            try:
+                self._pool.check()
+            except psycopg.Error:
+                pass  # the server is down; the next call reports it
+            finally:
+                self._check_lock.release()
+
+    # --- schema -----------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self.write() as tx:
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(?)",
+                # crc32, not hash(): the key must be the same in every process.
+                (_MIGRATION_LOCK ^ zlib.crc32((self.schema or "").encode()),),
+            )
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            current = int(row[0] or 0)
+            if current > len(MIGRATIONS):
+                raise SchemaVersionError(current, len(MIGRATIONS))
+            for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+                logger.info("applying schema migration {} ({})", version, migration.name)
+                for statement in migration.statements:
+                    tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, migration.name, time.time_ns() // 1000),
+                )
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self.read() as tx:
+            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
+
+    def check_integrity(self) -> list[str]:
+        """References the schema relies on: no entry, binding or leaf points nowhere."""
+        checks = {
+            "entries of a missing session": "SELECT count(*) FROM entries e"
+            " WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = e.sid)",
+            "bindings to a missing session": "SELECT count(*) FROM bindings b"
+            " WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = b.sid)",
+            "sessions whose leaf is past their last entry": "SELECT count(*) FROM sessions"
+            " WHERE leaf_seq > entry_count",
+        }
+        problems = []
+        with self.read() as tx:
+            for what, query in checks.items():
+                count = int(tx.execute(query).fetchone()[0])
+                if count:
+                    problems.append(f"{count} {what}")
+        return problems
+
+
+def translate(err: psycopg.Error, url: str) -> AisopodError:
+    """A driver error as the store's typed error (the caller chains the original)."""
+    if isinstance(err, errors.UniqueViolation):
+        constraint = getattr(err.diag, "constraint_name", None)
+        if constraint == "entries_by_id":
+            return DuplicateEntryId("an entry with this id is already in the session", field="id")
+        return AisopodError(f"{url}: a constraint failed ({constraint})")
+    if isinstance(err, errors.DiskFull | errors.OutOfMemory | errors.ProgramLimitExceeded):
+        return StoreFull(f"{url}: no room left in the database ({err.sqlstate})")
+    if isinstance(
+        err, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable
+    ):
+        return StoreBusy(f"{url}: the database gave up waiting for a lock; retry ({err.sqlstate})")
+    if isinstance(err, errors.CharacterNotInRepertoire | errors.UntranslatableCharacter):
+        return InvalidInput("text the database cannot store", field="payload")
+    if isinstance(err, psycopg.OperationalError | errors.AdminShutdown | psycopg.InterfaceError):
+        return StoreUnavailable(f"{url}: the database is unavailable; retry later")
+    return StoreUnavailable(f"{url}: {type(err).__name__} ({err.sqlstate})")
