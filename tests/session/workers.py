@@ -84,5 +84,63 @@ def race_resolve(url: str, at: str, barrier: Any, out: Any) -> None:
     store.close()
 
 
+def mixed_load(url: str, worker: int, seconds: float, out: Any) -> None:
+    """Random appends, patches, resets, compactions, forks, rewinds and deletes on a
+    few shared keys for `seconds`; report counts of what was done and what failed."""
+    import random
+    import time
+    from collections import Counter
+
+    from aisopod_session import (
+        ConflictError,
+        KeepLastTurns,
+        SessionNotFound,
+        TokenUsage,
+    )
+
+    rng = random.Random(worker)
+    store = open_store(url)
+    done: Counter[str] = Counter()
+    keys = [f"agent:main:mixed-{n}" for n in range(4)]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        key = rng.choice(keys)
+        action = rng.choice(
+            ["append"] * 6 + ["patch", "reset", "compact", "fork", "rewind", "delete", "resolve"]
+        )
+        try:
+            session = store.get_or_create(key)
+            if action == "append":
+                store.append(
+                    session.id,
+                    [
+                        Message.user(f"w{worker} says {rng.random()}"),
+                        Message.assistant("ok", usage=TokenUsage(input=5, output=2, cost=0.001)),
+                    ],
+                    idempotency_key=f"w{worker}-{done['append']}",
+                )
+            elif action == "patch":
+                store.patch(session.id, metadata={f"w{worker}": rng.randint(0, 9)})
+            elif action == "reset":
+                store.reset(key)
+            elif action == "compact":
+                store.compact(session.id, KeepLastTurns(1))
+            elif action == "fork":
+                store.fork(session.id)
+            elif action == "rewind":
+                store.rewind(session.id, rng.randint(0, store.get(session.id).entry_count))
+            elif action == "delete":
+                store.delete(session.id)
+            else:
+                from aisopod_session import Inbound
+
+                store.resolve(Inbound(key=key, text="/new hi" if rng.random() < 0.2 else "hi"))
+            done[action] += 1
+        except (ConflictError, SessionNotFound) as err:
+            done[f"expected {type(err).__name__}"] += 1
+    store.close()
+    out.put(dict(done))
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,0 +1,142 @@
+"""What only the PostgreSQL backend has: lost connections, concurrent migrations, URLs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from aisopod_session import SchemaVersionError, StoreUnavailable, open_store
+from aisopod_session.backends.postgres import MIGRATIONS
+from aisopod_shared import Message
+from tests.session.conftest import postgres_dsn
+from tests.session.invariants import check_invariants
+from tests.session.postgres_schema import temporary_schema, with_schema
+
+
+@pytest.fixture(name="pg_url")
+def pg_url_fixture() -> Iterator[str]:
+    """A store URL in a schema of the test's own."""
+    dsn = postgres_dsn()
+    assert dsn is not None
+    with temporary_schema(dsn, f"t_{uuid.uuid4().hex[:12]}") as url:
+        yield url
+
+
+def _terminate(dsn: str, application_name: str) -> int:
+    """Close every server connection of one application, as a restart does."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: str) -> None:
+    dsn = postgres_dsn()
+    assert dsn is not None
+    name = f"aisopod-kill-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{pg_url}&application_name={name}&pool_max=2")
+    session = store.get_or_create("agent:main:main")
+    failures: Counter[str] = Counter()
+    stop = threading.Event()
+    batches = 0
+
+    def writer() -> None:
+        nonlocal batches
+        while not stop.is_set():
+            batches += 1
+            messages = [Message.user(f"batch {batches} part {p}") for p in range(4)]
+            while True:  # retry the same append, with the same key, until it lands
+                try:
+                    store.append(session.id, messages, idempotency_key=f"b{batches}")
+                    break
+                except StoreUnavailable as err:
+                    failures[type(err).__name__] += 1
+                    time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    killed = 0
+    for _ in range(20):
+        time.sleep(0.05)
+        killed += _terminate(dsn, name)
+    stop.set()
+    thread.join(timeout=60)
+    assert killed > 0
+    assert failures["StoreUnavailable"] > 0
+    entries = store.history(session.id, after=0, limit=10_000).entries
+    per_batch = Counter(e.text.split(" part ")[0] for e in entries)
+    assert per_batch == {f"batch {n}": 4 for n in range(1, batches + 1)}
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    check_invariants(store)
+    print(
+        f"{killed} connections killed, {sum(failures.values())} failed appends retried,"
+        f" {batches} batches verified"
+    )
+    store.close()
+
+
+def _open_and_report(url: str, barrier: object, out: object) -> None:
+    barrier.wait()  # type: ignore[attr-defined]
+    store = open_store(url)
+    out.put(store.backend.schema_version())  # type: ignore[attr-defined]
+    store.close()
+
+
+def test_processes_opening_a_new_schema_together_migrate_once(pg_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    out = context.Queue()
+    openers = [
+        context.Process(target=_open_and_report, args=(pg_url, barrier, out)) for _ in range(4)
+    ]
+    for opener in openers:
+        opener.start()
+    versions = [out.get(timeout=120) for _ in openers]
+    for opener in openers:
+        opener.join(timeout=60)
+    assert versions == [len(MIGRATIONS)] * 4
+    with psycopg.connect(postgres_dsn() or "", autocommit=True) as raw:
+        schema = pg_url.rsplit("schema=", 1)[1]
+        rows = raw.execute(
+            f'SELECT version FROM "{schema}".schema_migrations ORDER BY version'
+        ).fetchall()
+    assert rows == [(n + 1,) for n in range(len(MIGRATIONS))]
+
+
+def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
+    open_store(pg_url).close()
+    schema = pg_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres_dsn() or "", autocommit=True) as raw:
+        raw.execute(
+            f'INSERT INTO "{schema}".schema_migrations VALUES (%s, %s, 0)',
+            (len(MIGRATIONS) + 1, "future"),
+        )
+    with pytest.raises(SchemaVersionError) as caught:
+        open_store(pg_url)
+    assert caught.value.found == len(MIGRATIONS) + 1
+
+
+def test_the_url_never_shows_a_password(pg_url: str) -> None:
+    dsn = postgres_dsn()
+    assert dsn is not None
+    host = dsn.split("@", 1)[1]
+    url = with_schema(f"postgresql://postgres:s3cret@{host}", pg_url.rsplit("schema=", 1)[1])
+    store = open_store(url)
+    assert "s3cret" not in repr(store)
+    assert "s3cret" not in store.url
+    assert ":***@" in store.url
+    store.close()
+
+
+def test_a_server_that_does_not_answer_is_store_unavailable() -> None:
+    with pytest.raises(StoreUnavailable):
+        open_store("postgresql://postgres@127.0.0.1:1/test?pool_timeout=1")
