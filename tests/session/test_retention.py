@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import InvalidInput, RetentionPolicy, open_store
+from aisopod_session import InvalidInput, RetentionPolicy, SessionNotFound, open_store
 from aisopod_shared import ManualClock, Message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +154,11 @@ def test_an_interrupted_run_leaves_a_consistent_store(shared_database_url: str) 
     left = reopened.list(limit=1000).sessions
     print(f"maintenance killed after removing {300 - len(left)} of 300 sessions")
     for session in left:
-        entries = reopened.history(session.id, after=0, limit=100).entries
+        try:
+            entries = reopened.history(session.id, after=0, limit=100).entries
+        except SessionNotFound:
+            continue  # a removal the server committed after the killed client sent it
+
         assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
         assert session.entry_count == 5
         assert session.key is not None

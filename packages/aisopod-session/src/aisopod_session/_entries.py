@@ -8,6 +8,7 @@ before any transaction starts so that locks are held for as short as possible.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -23,6 +24,7 @@ __all__ = [
     "PreparedEntry",
     "Stamp",
     "extract_text",
+    "holds_nul",
     "extract_usage",
     "iso_timestamp",
     "prepare",
@@ -33,6 +35,10 @@ DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # The transcript format spells the role of a tool result `toolResult`;
 # stored roles use the API's names, so a search by role finds both.
 _ROLE_ALIASES = {"toolResult": "tool"}
+
+# orjson writes NUL as `\u0000`; a backslash before it that is itself escaped
+# (`\\u0000`) is the six characters of text, not a NUL.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _payload(value: object) -> dict[str, Any]:
@@ -199,7 +205,7 @@ def prepare(
         data = dumps(payload)
     except InvalidInput as err:
         raise InvalidPayload(err.reason, field="payload") from err
-    if b"\\u0000" in data:
+    if holds_nul(data):
         # PostgreSQL cannot store NUL in text or jsonb; refusing it everywhere
         # keeps every backend's behaviour the same.
         raise InvalidPayload("NUL characters cannot be stored", field="payload")
@@ -216,6 +222,11 @@ def prepare(
         tokens=usage.output if usage is not None and usage.output else _estimate_tokens(data),
         created_at=stamp.micros,
     )
+
+
+def holds_nul(data: bytes) -> bool:
+    """Whether serialized JSON holds a NUL character (which no backend may store)."""
+    return b"\\u0000" in data and _ESCAPED_NUL.search(data) is not None
 
 
 def _estimate_tokens(payload: bytes) -> int:

@@ -392,15 +392,20 @@ class SessionStore:
     ) -> tuple[Entry, ...]:
         """Run a prepared append inside the caller's write transaction."""
         session_id = request.session_id
-        target = tx.append_target(session_id)
+        if request.idempotency_key is not None:
+            done = tx.entries_by_idempotency_key(session_id, request.idempotency_key)
+            if done:
+                self._check_scope(self._record(tx, session_id).session)
+                return tuple(done)
+        if not request.entries:
+            target = tx.append_target(session_id)
+        else:
+            target = tx.claim_append(session_id, request.entries, now=request.now)
         if target is None:
             raise SessionNotFound(session_id)
+        # Raising from here on rolls the claim back with the transaction (or savepoint).
         if self._agent_id is not None and target.agent_id != self._agent_id:
             raise AccessDenied(self._agent_id, session_id)
-        if request.idempotency_key is not None:
-            done = tx.entries_by_idempotency_key(target.sid, request.idempotency_key, session_id)
-            if done:
-                return tuple(done)
         if request.expected_version is not None and request.expected_version != target.version:
             raise ConflictError(session_id, request.expected_version, target.version)
         if not request.entries:
@@ -422,7 +427,6 @@ class SessionStore:
             if all(p.id is not None for p in request.entries) or fresh_ids:
                 raise
             raise _GeneratedIdClash from None
-        tx.record_append(target.sid, request.entries, leaf_seq=first + count - 1, now=request.now)
         created = from_micros(request.now)
         return tuple(
             Entry(

@@ -208,57 +208,23 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return int(row[0])
 
-    def record_append(
-        self,
-        sid: int,
-        entries: Sequence[PreparedEntry],
-        *,
-        leaf_seq: int,
-        now: int,
-    ) -> None:
-        """Move a session's counters, usage totals, size and leaf after an append."""
-        # Plain sums: this runs on every append, inside the write lock.
-        counts = [0, 0, 0, 0, 0]
-        cost = 0.0
-        messages = compactions = size = 0
-        for entry in entries:
-            size += entry.size
-            if entry.type == "message":
-                messages += 1
-            elif entry.type == "compaction":
-                compactions += 1
-            usage = entry.usage
-            if usage is not None:
-                counts[0] += usage.input
-                counts[1] += usage.output
-                counts[2] += usage.cache_read
-                counts[3] += usage.cache_write
-                counts[4] += usage.total
-                cost += usage.cost
-        self.execute(
-            "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
-            " compaction_count = compaction_count + ?,"
-            " compacted_at = CASE WHEN ? > 0 THEN ? ELSE compacted_at END,"
-            " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-            " cache_read_tokens = cache_read_tokens + ?,"
-            " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
-            " cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = ?, updated_at = ?,"
-            " active_at = ?, version = version + 1 WHERE sid = ?",
-            (
-                len(entries),
-                messages,
-                compactions,
-                compactions,
-                now,
-                *counts,
-                cost,
-                size,
-                leaf_seq,
-                now,
-                now,
-                sid,
-            ),
-        )
+    def claim_append(
+        self, session_id: str, entries: Sequence[PreparedEntry], *, now: int
+    ) -> AppendTarget | None:
+        """Lock a session and move its counters, usage totals, size, leaf and version for
+        `entries`, which the caller inserts next; return the session as it was before.
+
+        The caller checks scope and version against what this returns and raises to
+        roll back. SQLite reads and then updates (the database lock is already
+        held); PostgreSQL does both in one round trip.
+        """
+        target = self.append_target(session_id)
+        if target is not None:
+            self.execute(
+                _APPEND_UPDATE + " WHERE sid = ?",
+                (*_append_deltas(entries, target.entry_count + len(entries), now), target.sid),
+            )
+        return target
 
     def update_session(self, sid: int, *, now: int, **fields: Any) -> None:
         """Set some of a session's columns, bump its version and `updated_at`."""
@@ -432,11 +398,13 @@ class SqlTx(abc.ABC):
         """The driver value of a serialized payload."""
         return payload.decode()
 
-    def entries_by_idempotency_key(self, sid: int, key: str, session_id: str) -> list[Entry]:
+    def entries_by_idempotency_key(self, session_id: str, key: str) -> list[Entry]:
+        """The entries an earlier append with this idempotency key wrote."""
         rows = self.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries"
-            " WHERE sid = ? AND idempotency_key = ? ORDER BY seq",
-            (sid, key),
+            " WHERE sid = (SELECT sid FROM sessions WHERE id = ?) AND idempotency_key = ?"
+            " ORDER BY seq",
+            (session_id, key),
         ).fetchall()
         return [self._entry(session_id, row) for row in rows]
 
@@ -666,6 +634,53 @@ class SqlTx(abc.ABC):
             idempotency_key=row[14],
             tokens=row[15],
         )
+
+
+_APPEND_UPDATE = (
+    "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
+    " compaction_count = compaction_count + ?,"
+    " compacted_at = CASE WHEN ? > 0 THEN ? ELSE compacted_at END,"
+    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+    " cache_read_tokens = cache_read_tokens + ?,"
+    " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
+    " cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = ?, updated_at = ?,"
+    " active_at = ?, version = version + 1"
+)
+"""The session row's update for an append; its parameters come from `_append_deltas`."""
+
+
+def _append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) -> tuple[Any, ...]:
+    # Plain sums: this runs on every append, inside the write lock.
+    counts = [0, 0, 0, 0, 0]
+    cost = 0.0
+    messages = compactions = size = 0
+    for entry in entries:
+        size += entry.size
+        if entry.type == "message":
+            messages += 1
+        elif entry.type == "compaction":
+            compactions += 1
+        usage = entry.usage
+        if usage is not None:
+            counts[0] += usage.input
+            counts[1] += usage.output
+            counts[2] += usage.cache_read
+            counts[3] += usage.cache_write
+            counts[4] += usage.total
+            cost += usage.cost
+    return (
+        len(entries),
+        messages,
+        compactions,
+        compactions,
+        now,
+        *counts,
+        cost,
+        size,
+        leaf_seq,
+        now,
+        now,
+    )
 
 
 _UPDATABLE = frozenset({"title", "metadata", "status", "leaf_seq", "key"})

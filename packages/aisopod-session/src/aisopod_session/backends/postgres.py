@@ -25,6 +25,7 @@ from psycopg import errors, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from aisopod_session._entries import PreparedEntry
 from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
@@ -35,7 +36,7 @@ from aisopod_session._errors import (
     StoreUnavailable,
 )
 from aisopod_session.backends._migrations import Migration
-from aisopod_session.backends._sql import SqlTx
+from aisopod_session.backends._sql import _APPEND_UPDATE, AppendTarget, SqlTx, _append_deltas
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
@@ -140,6 +141,22 @@ class PostgresTx(SqlTx):
     size_expression = "octet_length(payload::text) + length(text)"
 
     _translated: ClassVar[dict[str, str]] = {}
+
+    def claim_append(
+        self, session_id: str, entries: Sequence[PreparedEntry], *, now: int
+    ) -> AppendTarget | None:
+        # One round trip: lock the row, move it, and return it as it was.
+        row = self.execute(
+            _APPEND_UPDATE.replace("UPDATE sessions SET", "UPDATE sessions AS s SET", 1).replace(
+                "leaf_seq = ?", "leaf_seq = s.entry_count + ?"
+            )
+            + " FROM (SELECT sid AS old_sid, version AS old_version, entry_count AS old_count,"
+            " leaf_seq AS old_leaf FROM sessions WHERE id = ? FOR UPDATE) AS old"
+            " WHERE s.sid = old.old_sid"
+            " RETURNING s.sid, s.agent_id, old.old_version, old.old_count, old.old_leaf",
+            (*_append_deltas(entries, len(entries), now), session_id),
+        ).fetchone()
+        return AppendTarget(*row) if row is not None else None
 
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection

@@ -1,0 +1,279 @@
+"""PostgreSQL benchmarks beside a raw psycopg floor, printed as a table.
+
+    uv run python benchmarks/postgres.py                     # DSN from $AISOPOD_TEST_POSTGRES_DSN
+    uv run python benchmarks/postgres.py --dsn postgresql://postgres@127.0.0.1/test --quick
+
+Rows: the append rate with 1, 2, 4 and 8 processes, each appending single
+messages to a session of its own (target: 4 processes >= 2.5x one);
+`history(last=50)` at 1,000 and 1,000,000 entries (target: <= 1.5x); and
+`list(limit=50)` over 100,000 sessions. Each row runs, in the same schema,
+a hand-written psycopg floor doing the same statements (the entry insert and
+the session row update in one transaction; the same SELECTs). Everything
+runs in a schema of its own, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from aisopod_session import SessionStore, open_store
+from aisopod_shared import Message, TokenUsage
+
+TEXT = "The quick brown fox jumps over the lazy dog; how far can it go today?"
+
+
+def message(n: int) -> Message:
+    if n % 2:
+        return Message.assistant(f"{TEXT} ({n})", usage=TokenUsage(input=900, output=40))
+    return Message.user(f"{TEXT} ({n})")
+
+
+def with_schema(dsn: str, schema: str) -> str:
+    return f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+
+
+# --- appends from several processes ----------------------------------------------------
+
+
+def ours_appender(url: str, seconds: float, barrier: Any, out: Any) -> None:
+    store = open_store(url, pool_max=1)
+    session_id = store.get_or_create(f"agent:main:w-{uuid.uuid4().hex[:8]}").id
+    barrier.wait()
+    count = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        store.append(session_id, message(count))
+        count += 1
+    store.close()
+    out.put(count)
+
+
+def floor_appender(url: str, seconds: float, barrier: Any, out: Any) -> None:
+    store = open_store(url, pool_max=1)
+    session_id = store.get_or_create(f"agent:main:f-{uuid.uuid4().hex[:8]}").id
+    store.close()
+    dsn, schema = url.rsplit("?schema=", 1) if "?schema=" in url else url.rsplit("&schema=", 1)
+    db = psycopg.connect(dsn, autocommit=True)
+    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    sid = db.execute("SELECT sid FROM sessions WHERE id = %s", (session_id,)).fetchone()[0]  # type: ignore[index]
+    barrier.wait()
+    count = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        m = message(count)
+        payload = orjson.dumps({"message": m.to_json()}).decode()
+        usage = m.usage
+        now = time.time_ns() // 1000
+        with db.transaction():
+            db.execute(
+                "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
+                " input_tokens, output_tokens, total_tokens, created_at) VALUES (%s, %s, %s, %s,"
+                " 'message', %s, %s::jsonb, %s, %s, %s, %s, %s, %s)",
+                (
+                    sid,
+                    count + 1,
+                    os.urandom(8).hex(),
+                    count or None,
+                    m.role,
+                    payload,
+                    m.text,
+                    len(payload) // 4,
+                    usage.input if usage else None,
+                    usage.output if usage else None,
+                    usage.total if usage else None,
+                    now,
+                ),
+            )
+            db.execute(
+                "UPDATE sessions SET entry_count = entry_count + 1, message_count ="
+                " message_count + 1, input_tokens = input_tokens + %s, output_tokens ="
+                " output_tokens + %s, total_tokens = total_tokens + %s, size_bytes = size_bytes"
+                " + %s, leaf_seq = %s, updated_at = %s, active_at = %s, version = version + 1"
+                " WHERE sid = %s",
+                (
+                    usage.input if usage else 0,
+                    usage.output if usage else 0,
+                    usage.total if usage else 0,
+                    len(payload),
+                    count + 1,
+                    now,
+                    now,
+                    sid,
+                ),
+            )
+        count += 1
+    db.close()
+    out.put(count)
+
+
+def append_rate(target: Any, url: str, processes: int, seconds: float) -> float:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    out = context.Queue()
+    workers = [
+        context.Process(target=target, args=(url, seconds, barrier, out)) for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    total = sum(out.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return float(total) / seconds
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+def fill(store: SessionStore, key: str, entries: int) -> str:
+    session_id = store.get_or_create(key).id
+    batch = [message(n) for n in range(1000)]
+    for start in range(0, entries, 1000):
+        store.append(session_id, batch[: min(1000, entries - start)])
+    return session_id
+
+
+def timed(run: Any, ops: int = 200, rounds: int = 7) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(ops):
+            run()
+        times.append((time.perf_counter() - start) / ops)
+    return statistics.median(times)
+
+
+def raw(url: str) -> psycopg.Connection[Any]:
+    dsn, schema = url.rsplit("?schema=", 1) if "?schema=" in url else url.rsplit("&schema=", 1)
+    db = psycopg.connect(dsn, autocommit=True)
+    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    return db
+
+
+def history_floor(db: psycopg.Connection[Any], sid: int) -> Any:
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        db.execute("SELECT sid FROM sessions WHERE sid = %s", (sid,)).fetchone()
+        return db.execute(
+            "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
+            " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
+            " idempotency_key, tokens FROM entries WHERE sid = %s ORDER BY seq DESC LIMIT 50",
+            (sid,),
+        ).fetchall()
+
+
+def list_floor(db: psycopg.Connection[Any]) -> Any:
+    with db.transaction():
+        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return db.execute(
+            "SELECT * FROM sessions ORDER BY updated_at DESC, sid DESC LIMIT 51"
+        ).fetchall()
+
+
+def seed_sessions(db: psycopg.Connection[Any], count: int) -> None:
+    db.execute(
+        "INSERT INTO sessions (id, agent_id, key, status, created_at, updated_at, active_at)"
+        " SELECT 'bench-' || i, 'main', 'agent:main:chat-' || i, 'active', i, i * 1000, i"
+        " FROM generate_series(1, %s) AS i",
+        (count,),
+    )
+    db.execute("ANALYZE sessions")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", default=os.environ.get("AISOPOD_TEST_POSTGRES_DSN"))
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    args = parser.parse_args(argv)
+    if not args.dsn:
+        parser.error("give --dsn or set AISOPOD_TEST_POSTGRES_DSN")
+    big = 50_000 if args.quick else 1_000_000
+    sessions = 10_000 if args.quick else 100_000
+    seconds = 2.0 if args.quick else 5.0
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    url = with_schema(args.dsn, schema)
+    rows: list[tuple[str, str, str, str, str]] = []
+    admin = psycopg.connect(args.dsn, autocommit=True)
+    try:
+        store = open_store(url)
+        rates = {}
+        for processes in (1, 2, 4, 8):
+            ours = append_rate(ours_appender, url, processes, seconds)
+            floor = append_rate(floor_appender, url, processes, seconds)
+            rates[processes] = ours
+            rows.append(
+                (
+                    f"append, {processes} process(es)",
+                    f"{ours:,.0f}/s",
+                    f"{floor:,.0f}/s",
+                    f"{ours / floor:.2f}x floor",
+                    f"{ours / rates[1]:.2f}x one process",
+                )
+            )
+        db = raw(url)
+        small = fill(store, "agent:main:small", 1000)
+        large = fill(store, "agent:main:large", big)
+        sids = dict(db.execute("SELECT id, sid FROM sessions").fetchall())
+        t_small = timed(lambda: store.history(small, last=50))
+        t_large = timed(lambda: store.history(large, last=50))
+        f_small = timed(lambda: history_floor(db, sids[small]))
+        f_large = timed(lambda: history_floor(db, sids[large]))
+        rows.append(
+            (
+                "history(last=50), 1,000 entries",
+                f"{t_small * 1e6:,.0f} µs",
+                f"{f_small * 1e6:,.0f} µs",
+                f"{t_small / f_small:.2f}x floor time",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"history(last=50), {big:,} entries",
+                f"{t_large * 1e6:,.0f} µs",
+                f"{f_large * 1e6:,.0f} µs",
+                f"{t_large / f_large:.2f}x floor time",
+                f"{t_large / t_small:.2f}x the 1k time (target <= 1.5x)",
+            )
+        )
+        seed_sessions(db, sessions)
+        t_list = timed(lambda: store.list(limit=50))
+        f_list = timed(lambda: list_floor(db))
+        rows.append(
+            (
+                f"list(limit=50), {sessions:,} sessions",
+                f"{t_list * 1e6:,.0f} µs",
+                f"{f_list * 1e6:,.0f} µs",
+                f"{t_list / f_list:.2f}x floor time",
+                "",
+            )
+        )
+        db.close()
+        store.close()
+    finally:
+        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        admin.close()
+    header = ("workload", "aisopod-session", "psycopg floor", "ratio", "scaling / target")
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    server = "PostgreSQL"
+    print(f"# aisopod-session on {server}, {os.cpu_count()} cores; target: 4 processes >= 2.5x one")
+    for n, row in enumerate(table):
+        print(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("-|-".join("-" * w for w in widths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

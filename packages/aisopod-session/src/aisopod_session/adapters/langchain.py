@@ -1,0 +1,250 @@
+"""LangChain's `BaseChatMessageHistory` on the aisopod session store.
+
+A drop-in for `SQLChatMessageHistory` and friends, e.g. behind
+`RunnableWithMessageHistory` (the class itself is a history factory, on the
+default store; `lambda session_id: AisopodChatMessageHistory(session_id, url)`
+names another):
+
+    from aisopod_session.adapters.langchain import AisopodChatMessageHistory
+
+    chain_with_history = RunnableWithMessageHistory(
+        chain,
+        AisopodChatMessageHistory,
+        input_messages_key="question",
+        history_messages_key="history",
+    )
+
+The session id is a session key (`agent:main:slack:channel:c1`) or a plain
+name, which becomes a key of the agent (`user-42` -> `agent:main:user-42`;
+keys are case-insensitive). Every LangChain message is a message entry of
+the key's current session with its native role (human -> user, ai ->
+assistant with its tool calls and token usage, system, tool -> a tool result
+with its call id) and its text; messages without a native equivalent are
+`custom` entries. The message itself is kept in the entry exactly as
+`messages_to_dict` writes it (`langchainMessage`) and comes back equal. So
+the store's search, context, compaction and tool-call pairing understand the
+conversation.
+
+`clear()` starts a new session for the key; the old one stays readable,
+archived. Messages are read along the active path: entries a rewind left
+behind are not returned, nor are entries appended by other means.
+
+Requires the `langchain` extra: `pip install 'aisopod-session[langchain]'`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+try:
+    from langchain_core.chat_history import BaseChatMessageHistory
+    from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
+except ImportError as _err:  # pragma: no cover - exercised in a test that hides LangChain
+    raise ImportError(
+        "aisopod_session.adapters.langchain needs LangChain: "
+        "pip install 'aisopod-session[langchain]'",
+        name=_err.name,
+    ) from _err
+
+from aisopod_session._async import AsyncSessionStore
+from aisopod_session._entries import NewEntry
+from aisopod_session._errors import InvalidPayload
+from aisopod_session._model import Entry
+from aisopod_session._store import SessionStore
+from aisopod_session.adapters._common import (
+    StoreHandle,
+    StoreLike,
+    is_missing,
+    keep,
+    resolve_key,
+    restore,
+    searchable,
+    storable,
+    texts_of,
+)
+from aisopod_shared import InvalidInput, Message, TextPart, TokenUsage, ToolCallPart
+
+__all__ = ["MESSAGE_KEY", "AisopodChatMessageHistory"]
+
+MESSAGE_KEY: Final = "langchainMessage"
+"""Where an entry keeps its LangChain message (`message_to_dict`'s form): a key of
+the message, or the `customType` of a `custom` entry (whose `data` is it)."""
+
+_ROLES: Final = {
+    "human": "user",
+    "HumanMessageChunk": "user",
+    "ai": "assistant",
+    "AIMessageChunk": "assistant",
+    "system": "system",
+    "SystemMessageChunk": "system",
+}
+_CHAT_ROLES: Final = {
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "ai": "assistant",
+    "system": "system",
+}
+
+
+class AisopodChatMessageHistory(BaseChatMessageHistory):
+    """A LangChain chat message history kept in an aisopod store.
+
+    Args:
+        session_id: a session key (`agent:<agent>:...`) or a plain name, made
+            into a key of `agent_id` (`keys.request_key`).
+        store: a `SessionStore`, an `AsyncSessionStore`, a store URL or file
+            path, or `None` for the default store (`$AISOPOD_SESSION_DB`, else
+            `~/.aisopod/sessions.db`). A URL's store is opened once per process
+            and shared by every history given that URL; `close()` lets go of it
+            and the last one closes it. A store handed in is never closed here.
+        agent_id: the agent a plain name belongs to; by default the agent the
+            store handle is scoped to, else `main`.
+
+    The sync methods run on the calling thread; the async ones run the
+    store's work off the event loop (worker threads, or the async store's
+    coroutines). `add_messages` appends all its messages in one transaction.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: StoreLike = None,
+        *,
+        agent_id: str | None = None,
+    ) -> None:
+        self._store = StoreHandle(store)
+        try:
+            self._key = resolve_key(session_id, agent_id, self._store)
+        except Exception:
+            self._store.close()
+            raise
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return f"AisopodChatMessageHistory({self._key!r}, {self._store!r})"
+
+    @property
+    def key(self) -> str:
+        """The session key the messages live under (e.g. `agent:main:user-42`)."""
+        return self._key
+
+    @property
+    def store(self) -> SessionStore | AsyncSessionStore:
+        """The store the messages live in."""
+        return self._store.store
+
+    def close(self) -> None:
+        """Let go of the store, if this history was given a URL (or the default)."""
+        self._store.close()
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """Every message of the key's current session, along its active path, in order."""
+        return _messages(self._store.read_now(self._key, None, _decode, pairs=False))
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """`messages`, without blocking the event loop."""
+        return _messages(await self._store.read(self._key, None, _decode, pairs=False))
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append messages to the key's current session (made if need be), in one write."""
+        self._store.add_now(self._key, [_entry_of(message) for message in messages])
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """`add_messages`, without blocking the event loop."""
+        await self._store.add(self._key, [_entry_of(message) for message in messages])
+
+    def clear(self) -> None:
+        """Start the key on a new, empty session; the old one is archived, not deleted."""
+        self._store.clear_now(self._key)
+
+    async def aclear(self) -> None:
+        """`clear`, without blocking the event loop."""
+        await self._store.clear(self._key)
+
+
+def _messages(data: list[dict[str, Any]]) -> list[BaseMessage]:
+    return messages_from_dict(data)
+
+
+def _entry_of(message: BaseMessage) -> Message | NewEntry:
+    """The entry that keeps a LangChain message (see the module docstring).
+
+    Raises:
+        InvalidPayload: for something that is not a LangChain message, or
+            whose content is not JSON data.
+    """
+    if not isinstance(message, BaseMessage):
+        raise InvalidPayload(
+            f"expected a LangChain message, got {type(message).__name__}", field="messages"
+        )
+    data = message_to_dict(message)
+    kind, body = data["type"], data["data"]
+    kept = keep(data, MESSAGE_KEY)
+    texts = tuple(TextPart(searchable(text)) for text in texts_of(body.get("content")) if text)
+    role = _ROLES.get(kind)
+    if role is None and kind in ("chat", "ChatMessageChunk"):
+        role = _CHAT_ROLES.get(body.get("role"))
+    if role == "assistant":
+        calls = tuple(_tool_calls(body.get("tool_calls")))
+        return Message("assistant", texts + calls, usage=_usage(body), extra=kept)
+    if role is not None:
+        return Message(role, texts, extra=kept)
+    call_id = body.get("tool_call_id")
+    if kind in ("tool", "ToolMessageChunk") and isinstance(call_id, str):
+        return Message.tool_result(
+            searchable(call_id), texts, is_error=body.get("status") == "error", extra=kept
+        )
+    return NewEntry("custom", {"customType": MESSAGE_KEY, **keep(data, "data")})
+
+
+def _tool_calls(calls: object) -> list[ToolCallPart]:
+    if not isinstance(calls, list):
+        return []
+    parts = []
+    for call in calls:
+        if not isinstance(call, Mapping):
+            continue
+        call_id, name, args = call.get("id"), call.get("name"), call.get("args")
+        if isinstance(call_id, str) and isinstance(name, str):
+            arguments = args if isinstance(args, dict) and storable(args) else {}
+            parts.append(ToolCallPart(searchable(call_id), searchable(name), arguments))
+    return parts
+
+
+def _usage(body: Mapping[str, Any]) -> TokenUsage | None:
+    """LangChain's `usage_metadata` as the store counts tokens (input without cache)."""
+    usage = body.get("usage_metadata")
+    if not isinstance(usage, Mapping):
+        return None
+    details = usage.get("input_token_details")
+    details = details if isinstance(details, Mapping) else {}
+    try:
+        read = details.get("cache_read") or 0
+        write = details.get("cache_creation") or 0
+        counts: dict[str, Any] = {
+            "input": max((usage.get("input_tokens") or 0) - read - write, 0),
+            "output": usage.get("output_tokens") or 0,
+            "cache_read": read,
+            "cache_write": write,
+        }
+        if usage.get("total_tokens") is not None:
+            counts["total"] = usage["total_tokens"]
+        return TokenUsage(**counts)
+    except (InvalidInput, TypeError):
+        return None
+
+
+def _decode(entry: Entry) -> dict[str, Any] | None:
+    """The `messages_to_dict` form an entry keeps, or `None` for an entry that keeps none."""
+    if entry.type == "message":
+        value = restore(entry.payload.get("message"), MESSAGE_KEY)
+    elif entry.type == "custom" and entry.payload.get("customType") == MESSAGE_KEY:
+        value = restore(entry.payload, "data")
+    else:
+        return None
+    if is_missing(value) or not isinstance(value, dict) or "type" not in value:
+        return None
+    return value

@@ -1,0 +1,130 @@
+"""Fixtures of the adapter tests: a store on each backend, handed over in each form.
+
+The adapters take a store as a URL, a `SessionStore` or an `AsyncSessionStore`;
+`store_arg` is each of these in turn, on a SQLite file and, when
+`AISOPOD_TEST_POSTGRES_DSN` is set, on PostgreSQL (in a schema of the test's
+own, dropped after it). Without the DSN, or while `open_store` does not take
+`postgresql://` URLs, the PostgreSQL leg skips, saying why; with
+`AISOPOD_REQUIRE_POSTGRES=1` it fails instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from aisopod_session import (
+    AsyncSessionStore,
+    InvalidInput,
+    SessionStore,
+    open_async_store,
+    open_store,
+)
+
+POSTGRES_DSN_ENV = "AISOPOD_TEST_POSTGRES_DSN"
+REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
+
+BACKENDS = ("sqlite", "postgres")
+STORE_KINDS = ("url", "sync", "async")
+
+StoreArg = str | SessionStore | AsyncSessionStore
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip a PostgreSQL test, or fail it when PostgreSQL is required."""
+    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {reason}")
+    pytest.skip(reason)
+
+
+@contextmanager
+def postgres_url() -> Iterator[str]:
+    """A store URL on the test PostgreSQL database, in a fresh schema dropped after."""
+    dsn = os.environ.get(POSTGRES_DSN_ENV)
+    if not dsn:
+        unavailable(
+            f"PostgreSQL tests need {POSTGRES_DSN_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError:
+        unavailable("PostgreSQL tests need psycopg (the postgres extra)")
+    schema = f"adapters_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(dsn)
+    query = f"{parts.query}&{urlencode({'schema': schema})}".lstrip("&")
+    url = urlunsplit(parts._replace(query=query))
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        try:
+            open_store(url).close()
+        except InvalidInput as err:
+            if err.field != "url":
+                raise
+            unavailable(f"open_store does not take postgresql:// URLs here: {err.reason}")
+        yield url
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+@pytest.fixture(name="store_url", params=BACKENDS)
+def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store URL that several processes can open, on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sessions.db'}"
+    else:
+        with postgres_url() as url:
+            yield url
+
+
+@pytest.fixture(name="sqlite_url")
+def sqlite_url_fixture(tmp_path: Path) -> str:
+    """A fresh SQLite file store URL."""
+    return f"sqlite:///{tmp_path / 'sessions.db'}"
+
+
+@pytest.fixture(name="store_arg", params=STORE_KINDS)
+def store_arg_fixture(request: pytest.FixtureRequest, store_url: str) -> Iterator[StoreArg]:
+    """What an adapter's `store` argument may be: the URL, a sync or an async store."""
+    if request.param == "url":
+        yield store_url
+    elif request.param == "sync":
+        with open_store(store_url) as store:
+            yield store
+    else:
+        async_store = open_async_store(store_url)
+        try:
+            yield async_store
+        finally:
+            asyncio.run(async_store.aclose())
+
+
+@pytest.fixture(name="inspect")
+def inspect_fixture(store_url: str) -> Iterator[SessionStore]:
+    """A synchronous store on the test's database, to look at what the adapters wrote."""
+    with open_store(store_url) as store:
+        yield store
+
+
+@pytest.fixture(name="memory_store")
+def memory_store_fixture() -> Iterator[SessionStore]:
+    """An in-memory store, for the many-example property tests."""
+    with open_store("sqlite:///:memory:") as store:
+        yield store
+
+
+def fresh_name() -> str:
+    """A session name no other test uses (tests may share a PostgreSQL database)."""
+    return f"user-{uuid.uuid4().hex[:12]}"
