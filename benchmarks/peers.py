@@ -1375,12 +1375,18 @@ def compare(rows: list[Row]) -> None:
         if base is None or base.value is None or base.value == 0:
             continue
         r.ratio = r.value / base.value
-        r.ratio_text = f"{r.ratio:.2f}x"
+        r.ratio_text = fmt_ratio(r.ratio)
         pg = our_pg.get(r.workload)
         if r.backend == "PostgreSQL" and not r.ours and pg is not None and pg.value:
             r.extra["vs_aisopod_postgresql"] = r.value / pg.value
-            extra = f"vs aisopod-session PostgreSQL: {r.value / pg.value:.2f}x"
+            extra = f"vs aisopod-session PostgreSQL: {fmt_ratio(r.value / pg.value)}"
             r.note = f"{r.note}; {extra}" if r.note else extra
+
+
+def fmt_ratio(ratio: float) -> str:
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
 def fmt_time(seconds: float) -> str:
@@ -1478,7 +1484,7 @@ def targets(rows: list[Row], sizes: tuple[int, ...]) -> list[Target]:
                         f"{workload} ({backend}, {label} API)",
                         fmt_value(mine),
                         f"{best.store}: {fmt_value(best)}",
-                        f"{ratio:.2f}x",
+                        fmt_ratio(ratio),
                         "ok" if ratio >= 2 else "MISSED",
                     )
                 )

@@ -157,3 +157,24 @@ def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert [e.text for e in store.history(session.id).entries] == ["parent", "child"]
     store.close()
+
+
+def test_an_older_database_is_upgraded_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written before full-text search existed gets its index, data intact."""
+    from aisopod_session.backends import sqlite
+
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
+    old = open_store(path)
+    session = old.get_or_create("agent:main:main")
+    old.append(session.id, [Message.user("written before search"), Message.assistant("indeed")])
+    assert old.backend.schema_version() == 1  # type: ignore[attr-defined]
+    old.close()
+    monkeypatch.undo()
+    new = open_store(path)
+    assert new.backend.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+    assert [e.text for e in new.history(session.id).entries] == ["written before search", "indeed"]
+    assert [h.seq for h in new.search("before").hits] == [1]
+    new.close()

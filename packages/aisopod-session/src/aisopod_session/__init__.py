@@ -62,6 +62,7 @@ from aisopod_session._model import (
 from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
+from aisopod_session._search import SearchHit, SearchPage
 from aisopod_session._store import UNSET, SessionStore
 from aisopod_session._transfer import (
     CopyReport,
@@ -117,6 +118,9 @@ __all__ = [
     "Branch",
     "MaintenanceReport",
     "Removal",
+    # search
+    "SearchHit",
+    "SearchPage",
     # moving sessions whole
     "SessionImage",
     "EntryImage",

@@ -18,6 +18,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -36,6 +37,7 @@ from aisopod_session._errors import DuplicateEntryId, StoreUnavailable
 from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport
+from aisopod_session._search import SearchPage
 from aisopod_session._store import (
     _ID_ATTEMPTS,
     UNSET,
@@ -429,3 +431,32 @@ class AsyncSessionStore:
     ) -> Session:
         """See `SessionStore.write_session` (the entries are consumed on a worker thread)."""
         return await self._call(self._store.write_session, image, entries, replace=replace)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        key_prefix: str | None = None,
+        role: str | None = None,
+        session_id: str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        highlight: tuple[str, str] = ("[", "]"),
+    ) -> SearchPage:
+        """See `SessionStore.search`."""
+        return await self._call(
+            self._store.search,
+            query,
+            agent_id=agent_id,
+            key_prefix=key_prefix,
+            role=role,
+            session_id=session_id,
+            after=after,
+            before=before,
+            limit=limit,
+            cursor=cursor,
+            highlight=highlight,
+        )

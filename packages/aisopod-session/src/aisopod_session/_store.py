@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
@@ -51,9 +52,10 @@ from aisopod_session._model import (
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
+from aisopod_session._search import SearchHit, SearchPage, parse_query
 from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_int, check_text, merge_patch, session_key
-from aisopod_session.backends._sql import Backend, ListFilter, SessionRecord, SqlTx
+from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
 from aisopod_shared import (
     Clock,
@@ -73,6 +75,11 @@ T = TypeVar("T")
 
 MAX_PAGE: Final = 10_000
 """The most entries or sessions one page may hold: every read is bounded."""
+
+MAX_SEARCH_PAGE: Final = 100
+MAX_SEARCH_DEPTH: Final = 10_000
+"""How far search results can be paged: ranking is by relevance, and nobody reads
+the ten-thousandth best match."""
 
 _ID_ATTEMPTS: Final = 3
 
@@ -816,6 +823,74 @@ class SessionStore:
             previous = self._by_sid(tx, sid).session if sid is not None else None
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)
 
+    # --- search ---------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        agent_id: str | None = None,
+        key_prefix: str | None = None,
+        role: str | None = None,
+        session_id: str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        highlight: tuple[str, str] = ("[", "]"),
+    ) -> SearchPage:
+        """Full-text search over message text, best matches first.
+
+        The query language: words (all must match), "quoted phrases",
+        prefixes (`deplo*`), alternatives (`deploy OR release`), exclusions
+        (`-staging`); matching ignores case (and, on SQLite, accents). Filters
+        narrow by agent, key prefix, role, session and time (`after`,
+        `before`). Each hit carries a snippet with the matches between the
+        `highlight` markers. Pass `page.cursor` for the next page.
+
+        Raises:
+            SearchQueryError: for a malformed query (never an engine's error).
+        """
+        clauses = parse_query(query)
+        limit = check_int(limit, "limit", minimum=1, maximum=MAX_SEARCH_PAGE)
+        offset = 0
+        given: object = cursor
+        if given is not None:
+            if not isinstance(given, str) or not given.isdigit():
+                raise InvalidInput("must be a cursor from a previous page", field="cursor")
+            offset = int(given)
+        if offset + limit > MAX_SEARCH_DEPTH:
+            raise InvalidInput(f"search pages end at {MAX_SEARCH_DEPTH} hits", field="cursor")
+        _check_markers(highlight)
+        where = SearchFilter(
+            agent_id=self._scope_agent(agent_id),
+            key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
+            role=check_text(role, "role", max_length=64) if role is not None else None,
+            session_id=check_text(session_id, "session_id", max_length=256)
+            if session_id is not None
+            else None,
+            created_after=to_micros(after) if after is not None else None,
+            created_before=to_micros(before) if before is not None else None,
+        )
+        with self._backend.read() as tx:
+            rows = tx.search(clauses, where, limit=limit + 1, offset=offset, highlight=highlight)
+        hits = tuple(
+            SearchHit(
+                session_id=row[0],
+                agent_id=row[1],
+                key=row[2],
+                seq=row[3],
+                entry_id=row[4],
+                role=row[5],
+                created_at=from_micros(row[6]),
+                snippet=row[7],
+                rank=row[8],
+            )
+            for row in rows[:limit]
+        )
+        more = len(rows) > limit and offset + limit < MAX_SEARCH_DEPTH
+        return SearchPage(hits, str(offset + limit) if more else None)
+
     # --- whole sessions: imports, copies, dumps -------------------------------------
 
     def stream_sessions(self, *, page: int = 200) -> Iterator[tuple[Session, bool]]:
@@ -1065,6 +1140,15 @@ def _summary_now(result: str | Awaitable[str]) -> str:
 
 async def _awaited(result: Awaitable[str]) -> str:
     return await result
+
+
+def _check_markers(highlight: object) -> None:
+    """Highlight markers: two short strings that cannot change the engine's snippet options."""
+    markers = highlight if isinstance(highlight, tuple) and len(highlight) == 2 else None
+    if markers is None or not all(
+        isinstance(m, str) and len(m) <= 16 and not set(m) & set(',="\x00') for m in markers
+    ):
+        raise InvalidInput("must be two short markers without , = or quotes", field="highlight")
 
 
 def _check_version(session: Session, expected: int | None) -> None:

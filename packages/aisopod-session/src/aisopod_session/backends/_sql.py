@@ -17,9 +17,12 @@ import attrs
 
 from aisopod_session._entries import PreparedEntry
 from aisopod_session._model import Entry, ForkRef, Origin, Session
+from aisopod_session._search import Clause
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
+    "SearchFilter",
+    "SearchRow",
     "AppendTarget",
     "SESSION_COLUMNS",
     "Backend",
@@ -72,6 +75,41 @@ class MaintenanceRow(NamedTuple):
     size_bytes: int
     current: bool
     """Whether it is its key's current session."""
+
+
+@attrs.frozen
+class SearchFilter:
+    """What a search is restricted to (besides its query)."""
+
+    agent_id: str | None = None
+    key_prefix: str | None = None
+    role: str | None = None
+    session_id: str | None = None
+    created_after: int | None = None
+    created_before: int | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """` AND ...` conditions on `e` (entries) and `s` (sessions), and their parameters."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("s.agent_id = ?", self.agent_id),
+            ("e.role = ?", self.role),
+            ("s.id = ?", self.session_id),
+            ("e.created_at > ?", self.created_after),
+            ("e.created_at < ?", self.created_before),
+        ):
+            if value is not None:
+                clauses.append(column)
+                params.append(value)
+        if self.key_prefix is not None:
+            clauses.append("substr(s.key, 1, ?) = ?")
+            params.extend((len(self.key_prefix), self.key_prefix))
+        return "".join(f" AND {c}" for c in clauses), params
+
+
+SearchRow = tuple[str, str, str | None, int, str, str | None, int, str, float]
+"""session id, agent id, key, seq, entry id, role, created_at, snippet, rank (higher = better)."""
 
 
 @attrs.frozen
@@ -133,6 +171,18 @@ class SqlTx(abc.ABC):
 
     json_param = "?"
     """The placeholder of a JSON column (PostgreSQL casts to jsonb)."""
+
+    @abc.abstractmethod
+    def search(
+        self,
+        clauses: Sequence[Clause],
+        where: SearchFilter,
+        *,
+        limit: int,
+        offset: int,
+        highlight: tuple[str, str],
+    ) -> list[SearchRow]:
+        """Entries whose text matches every clause, best first (the engine's full-text index)."""
 
     def decode_json(self, value: Any) -> Any:
         """A JSON column's value as Python data (SQLite keeps text; psycopg decodes jsonb)."""

@@ -35,8 +35,16 @@ from aisopod_session._errors import (
     StoreFull,
     StoreUnavailable,
 )
+from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration
-from aisopod_session.backends._sql import _APPEND_UPDATE, AppendTarget, SqlTx, _append_deltas
+from aisopod_session.backends._sql import (
+    _APPEND_UPDATE,
+    AppendTarget,
+    SearchFilter,
+    SearchRow,
+    SqlTx,
+    _append_deltas,
+)
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
@@ -116,6 +124,24 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " WHERE idempotency_key IS NOT NULL",
         ),
     ),
+    Migration(
+        "full-text search (tsvector + GIN) over entry text",
+        (
+            # Like SQLite's unicode61 with remove_diacritics: no stemming, no
+            # stop words, accents folded (when the server has `unaccent`; it is
+            # a trusted extension, in `public` so that dropping a store's
+            # schema never drops it from under another store).
+            "DO $$ BEGIN CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public;"
+            " EXCEPTION WHEN OTHERS THEN NULL; END $$",
+            "CREATE TEXT SEARCH CONFIGURATION aisopod_search (COPY = pg_catalog.simple)",
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'unaccent') THEN"
+            " ALTER TEXT SEARCH CONFIGURATION aisopod_search ALTER MAPPING FOR hword,"
+            " hword_part, word WITH public.unaccent, simple; END IF; END $$",
+            "ALTER TABLE entries ADD COLUMN search tsvector"
+            " GENERATED ALWAYS AS (to_tsvector('aisopod_search'::regconfig, text)) STORED",
+            "CREATE INDEX entries_search ON entries USING GIN (search)",
+        ),
+    ),
 )
 
 _OWN_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
@@ -185,6 +211,33 @@ class PostgresTx(SqlTx):
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
+    def search(
+        self,
+        clauses: Sequence[Clause],
+        where: SearchFilter,
+        *,
+        limit: int,
+        offset: int,
+        highlight: tuple[str, str],
+    ) -> list[SearchRow]:
+        query, query_params = tsquery(clauses)
+        conditions, params = where.sql()
+        options = f"StartSel={highlight[0]}, StopSel={highlight[1]}, MaxWords=24, MinWords=8"
+        # Rank and cut first; ts_headline (costly) only for the page returned.
+        rows = self.execute(
+            "WITH q AS (SELECT " + query + " AS query),"
+            " hits AS (SELECT e.row_id, ts_rank_cd(e.search, q.query) AS rank"
+            " FROM entries e JOIN sessions s ON s.sid = e.sid, q"
+            f" WHERE e.search @@ q.query{conditions}"
+            " ORDER BY rank DESC, e.row_id LIMIT ? OFFSET ?)"
+            " SELECT s.id, s.agent_id, s.key, e.seq, e.id, e.role, e.created_at,"
+            " ts_headline('aisopod_search', e.text, q.query, ?), hits.rank"
+            " FROM hits JOIN entries e ON e.row_id = hits.row_id"
+            " JOIN sessions s ON s.sid = e.sid, q ORDER BY hits.rank DESC, e.row_id",
+            (*query_params, *params, limit, offset, options),
+        ).fetchall()
+        return [(*row[:8], float(row[8])) for row in rows]
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         self._savepoints += 1
@@ -197,6 +250,27 @@ class PostgresTx(SqlTx):
             self.execute(f"RELEASE SAVEPOINT {name}")
             raise
         self.execute(f"RELEASE SAVEPOINT {name}")
+
+
+def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
+    """A tsquery expression (and its parameters) of parsed clauses: user text only
+    ever enters as parameters of PostgreSQL's own query parsers."""
+    params: list[str] = []
+
+    def term(t: Term) -> str:
+        params.append(" ".join(t.words))
+        if t.prefix:
+            return "(plainto_tsquery('aisopod_search', ?)::text || ':*')::tsquery"
+        if t.is_phrase:
+            return "phraseto_tsquery('aisopod_search', ?)"
+        return "plainto_tsquery('aisopod_search', ?)"
+
+    def group(c: Clause) -> str:
+        return "(" + " || ".join(term(t) for t in c.terms) + ")"
+
+    parts = [group(c) for c in clauses if not c.negated]
+    parts += ["!!" + group(c) for c in clauses if c.negated]
+    return " && ".join(parts), params
 
 
 class PostgresBackend:

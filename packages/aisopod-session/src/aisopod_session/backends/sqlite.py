@@ -26,8 +26,9 @@ from aisopod_session._errors import (
     StoreFull,
     StoreUnavailable,
 )
+from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration
-from aisopod_session.backends._sql import SqlTx
+from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
@@ -108,6 +109,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " WHERE idempotency_key IS NOT NULL",
         ),
     ),
+    Migration(
+        "full-text search (FTS5) over entry text",
+        (
+            # External content: the text lives once, in `entries`; entries are
+            # never updated, so inserts and deletes are all the index follows.
+            "CREATE VIRTUAL TABLE entries_fts USING fts5(text, content='entries',"
+            " content_rowid='row_id', tokenize='unicode61 remove_diacritics 2')",
+            "CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries WHEN new.text != ''"
+            " BEGIN INSERT INTO entries_fts (rowid, text) VALUES (new.row_id, new.text); END",
+            "CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries WHEN old.text != ''"
+            " BEGIN INSERT INTO entries_fts (entries_fts, rowid, text)"
+            " VALUES ('delete', old.row_id, old.text); END",
+            "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
+            " WHERE text != ''",
+        ),
+    ),
 )
 
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
@@ -133,6 +150,28 @@ class SqliteTx(SqlTx):
         except sqlite3.Error as err:
             raise _translate(err, self._url) from err
 
+    def search(
+        self,
+        clauses: Sequence[Clause],
+        where: SearchFilter,
+        *,
+        limit: int,
+        offset: int,
+        highlight: tuple[str, str],
+    ) -> list[SearchRow]:
+        conditions, params = where.sql()
+        rows = self.execute(
+            "SELECT s.id, s.agent_id, s.key, e.seq, e.id, e.role, e.created_at,"
+            " snippet(entries_fts, 0, ?, ?, '…', 16), bm25(entries_fts)"
+            " FROM entries_fts JOIN entries e ON e.row_id = entries_fts.rowid"
+            " JOIN sessions s ON s.sid = e.sid"
+            f" WHERE entries_fts MATCH ?{conditions}"
+            " ORDER BY bm25(entries_fts), e.row_id LIMIT ? OFFSET ?",
+            (*highlight, fts5_query(clauses), *params, limit, offset),
+        ).fetchall()
+        # bm25 is lower for better matches; the store's ranks are higher-is-better.
+        return [(*row[:8], -float(row[8])) for row in rows]
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         self._savepoints += 1
@@ -145,6 +184,22 @@ class SqliteTx(SqlTx):
             self._connection.execute(f"RELEASE {name}")
             raise
         self._connection.execute(f"RELEASE {name}")
+
+
+def fts5_query(clauses: Sequence[Clause]) -> str:
+    """The FTS5 MATCH expression of parsed clauses: every word quoted, so user text
+    never meets FTS5's own syntax."""
+
+    def term(t: Term) -> str:
+        quoted = '"' + " ".join(w.replace('"', '""') for w in t.words) + '"'
+        return quoted + "*" if t.prefix else quoted
+
+    def group(c: Clause) -> str:
+        return "(" + " OR ".join(term(t) for t in c.terms) + ")"
+
+    positive = " AND ".join(group(c) for c in clauses if not c.negated)
+    negative = [group(c) for c in clauses if c.negated]
+    return f"({positive}) NOT ({' OR '.join(negative)})" if negative else positive
 
 
 class SqliteBackend:
