@@ -132,12 +132,12 @@ def test_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (tmp_path / "env.db").exists()
     monkeypatch.delenv("AISOPOD_SESSION_DB")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_url() == f"sqlite:///{tmp_path / 'home' / '.aisopod' / 'sessions.db'}"
+    assert default_url() == f"sqlite://{tmp_path / 'home' / '.aisopod' / 'sessions.db'}"
 
 
 def test_the_repr_names_the_database(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s.db")
-    assert repr(store) == f"SessionStore('sqlite:///{tmp_path / 's.db'}')"
+    assert repr(store) == f"SessionStore('sqlite://{tmp_path / 's.db'}')"
     assert repr(store.for_agent("ops")).endswith(", agent='ops')")
     store.close()
 

@@ -21,7 +21,15 @@ import attrs
 from aisopod_session._errors import ConfigError
 from aisopod_session.keys import DM_SCOPES, DmScope, chat_type_of_key, normalize_main_key
 
-__all__ = ["ResetMode", "ResetPolicy", "RetentionPolicy", "SessionConfig", "host_timezone"]
+__all__ = [
+    "ResetMode",
+    "ResetPolicy",
+    "RetentionPolicy",
+    "SessionConfig",
+    "host_timezone",
+    "parse_duration",
+    "parse_size",
+]
 
 ResetMode: TypeAlias = Literal["daily", "idle"]
 DEFAULT_TRIGGERS: Final = ("/new", "/reset")
@@ -396,26 +404,44 @@ class _Reader:
         return RetentionPolicy(**kwargs)
 
     def duration(self, name: str, *, default_unit: str) -> timedelta:
-        value = self.values[name]
-        if isinstance(value, bool):
-            raise self.fail(name, "must be a duration such as 30d or 12h")
-        if isinstance(value, int | float):
-            return value * _DURATION_UNITS[default_unit]
-        match = _DURATION.match(value) if isinstance(value, str) else None
-        if match is None:
-            raise self.fail(name, "must be a duration such as 30d or 12h")
-        unit = (match.group(2) or default_unit).lower()
-        return float(match.group(1)) * _DURATION_UNITS[unit]
+        return parse_duration(self.values[name], field=self.field(name), default_unit=default_unit)
 
     def size(self, name: str) -> int:
-        value = self.values[name]
-        if isinstance(value, bool):
-            raise self.fail(name, "must be a size such as 500mb")
-        if isinstance(value, int | float):
-            if value < 0:
-                raise self.fail(name, "must not be negative")
-            return int(value)
-        match = _SIZE.match(value) if isinstance(value, str) else None
-        if match is None:
-            raise self.fail(name, "must be a size such as 500mb")
-        return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+        return parse_size(self.values[name], field=self.field(name))
+
+
+def parse_duration(value: object, *, field: str, default_unit: str = "d") -> timedelta:
+    """`30d`, `12h`, `90m`, `2w`, `500ms`; a bare number is in `default_unit`.
+
+    Raises:
+        ConfigError: naming `field`.
+    """
+    if isinstance(value, bool):
+        raise ConfigError("must be a duration such as 30d or 12h", field=field)
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ConfigError("must not be negative", field=field)
+        return value * _DURATION_UNITS[default_unit]
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError("must be a duration such as 30d or 12h", field=field)
+    unit = (match.group(2) or default_unit).lower()
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def parse_size(value: object, *, field: str) -> int:
+    """`500mb`, `2gb`, `1048576`: bytes.
+
+    Raises:
+        ConfigError: naming `field`.
+    """
+    if isinstance(value, bool):
+        raise ConfigError("must be a size such as 500mb", field=field)
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ConfigError("must not be negative", field=field)
+        return int(value)
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError("must be a size such as 500mb", field=field)
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])

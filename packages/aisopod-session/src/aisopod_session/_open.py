@@ -24,7 +24,7 @@ def default_url() -> str:
     configured = os.environ.get(DEFAULT_DB_ENV, "").strip()
     if configured:
         return configured
-    return f"sqlite:///{Path.home() / '.aisopod' / 'sessions.db'}"
+    return f"sqlite://{Path.home() / '.aisopod' / 'sessions.db'}"
 
 
 def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> Backend:
@@ -44,7 +44,8 @@ def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> B
             )
         if path == "/:memory:":
             return _sqlite(":memory:", query, options)
-        return _sqlite(str(Path(path).expanduser()), query, options)
+        # sqlite:///abs/path and sqlite:////abs/path both mean /abs/path.
+        return _sqlite("/" + path.lstrip("/"), query, options)
     if parts.scheme in ("postgresql", "postgres"):
         return _postgres(text, options)
     raise InvalidInput(f"unknown store scheme {parts.scheme!r}", field="url")
@@ -58,7 +59,7 @@ def _postgres(url: str, options: dict[str, Any]) -> Backend:
             "PostgreSQL stores need the postgres extra: pip install 'aisopod-session[postgres]'",
             field="url",
         ) from err
-    known = {"schema", "pool_min", "pool_max", "pool_timeout"}
+    known = {"schema", "pool_min", "pool_max", "pool_timeout", "migrate"}
     unknown = set(options) - known
     if unknown:
         raise InvalidInput(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
@@ -74,6 +75,7 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
     synchronous = str(options.pop("synchronous", query.pop("synchronous", "FULL"))).upper()
     if synchronous not in ("FULL", "NORMAL"):
         raise InvalidInput("must be FULL or NORMAL", field="synchronous")
+    migrate = bool(options.pop("migrate", True))
     timeout = options.pop("busy_timeout", query.pop("busy_timeout", 30.0))
     try:
         busy_timeout = float(timeout)
@@ -87,6 +89,7 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
         None if path == ":memory:" else path,
         synchronous=synchronous,  # type: ignore[arg-type]
         busy_timeout=busy_timeout,
+        migrate=migrate,
     )
 
 
@@ -106,6 +109,9 @@ def open_store(
     PostgreSQL options (keyword or URL query): `schema` (a schema of the
     store's own, created on first open), `pool_min`, `pool_max` (connections,
     default 1 and 10), `pool_timeout` (seconds to wait for a connection).
+
+    `migrate=False` opens without upgrading the schema (to look at its
+    version, as `aisopod-session migrate` does); such a store is not for use.
 
     SQLite options (keyword or URL query): `synchronous` — `FULL` (the
     default: an acknowledged append survives a power cut) or `NORMAL` (faster;

@@ -69,7 +69,7 @@ from aisopod_shared import (
     to_micros,
 )
 
-__all__ = ["UNSET", "AppendRequest", "SessionStore"]
+__all__ = ["UNSET", "AgentStats", "AppendRequest", "SessionStore"]
 
 T = TypeVar("T")
 
@@ -101,6 +101,20 @@ class AppendRequest(NamedTuple):
     idempotency_key: str | None
     expected_version: int | None
     now: int
+
+
+@attrs.frozen
+class AgentStats:
+    """One agent's share of a store."""
+
+    agent_id: str
+    sessions: int
+    active: int
+    entries: int
+    messages: int
+    tokens: int
+    cost: float
+    size_bytes: int
 
 
 class _GeneratedIdClash(Exception):
@@ -178,6 +192,24 @@ class SessionStore:
     def check_integrity(self) -> list[str]:
         """Ask the database engine whether its files are consistent; the problems, if any."""
         return self._backend.check_integrity()
+
+    def stats(self) -> list[AgentStats]:
+        """Sessions, entries, tokens, cost and size, per agent (one agent when scoped)."""
+        with self._backend.read() as tx:
+            rows = tx.agent_stats(self._agent_id)
+        return [
+            AgentStats(
+                agent_id=row[0],
+                sessions=int(row[1]),
+                active=int(row[2] or 0),
+                entries=int(row[3] or 0),
+                messages=int(row[4] or 0),
+                tokens=int(row[5] or 0),
+                cost=float(row[6] or 0.0),
+                size_bytes=int(row[7] or 0),
+            )
+            for row in rows
+        ]
 
     # --- sessions -------------------------------------------------------------------
 

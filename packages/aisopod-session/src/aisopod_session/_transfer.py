@@ -119,13 +119,25 @@ def entry_images(store: SessionStore, session_id: str) -> Iterator[EntryImage]:
         after = page.cursor
 
 
-def read_images(store: SessionStore) -> Iterator[tuple[SessionImage, Iterator[EntryImage]]]:
-    """Every session of a store (of its agent, when scoped) with a stream of its entries.
+def read_images(
+    store: SessionStore, session_ids: Iterable[str] | None = None
+) -> Iterator[tuple[SessionImage, Iterator[EntryImage]]]:
+    """Every session of a store (of its agent, when scoped; or those of
+    `session_ids`) with a stream of its entries.
 
     Consume each entry stream before asking for the next session.
     """
-    for session, current in store.stream_sessions():
+    if session_ids is None:
+        sessions = store.stream_sessions()
+    else:
+        sessions = ((s, _is_current(store, s)) for s in map(store.get, session_ids))
+    for session, current in sessions:
         yield image_of(session, current=current), entry_images(store, session.id)
+
+
+def _is_current(store: SessionStore, session: Session) -> bool:
+    bound = store.current(session.key) if session.key is not None else None
+    return bound is not None and bound.id == session.id
 
 
 class _Checksum:
@@ -188,8 +200,7 @@ def checksummed(
 def session_checksum(store: SessionStore, session_id: str) -> str:
     """`count:sha256` over a session's identity, binding and every entry, streamed."""
     session = store.get(session_id)
-    bound = store.current(session.key) if session.key is not None else None
-    checksum = _Checksum(image_of(session, current=bound is not None and bound.id == session.id))
+    checksum = _Checksum(image_of(session, current=_is_current(store, session)))
     for entry in entry_images(store, session_id):
         checksum.entry(entry)
     return checksum.hexdigest()

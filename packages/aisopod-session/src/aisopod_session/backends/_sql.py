@@ -145,6 +145,19 @@ class Backend(Protocol):
         """The database engine's own consistency check: the problems found, if any."""
         ...
 
+    def schema_version(self) -> int:
+        """The schema version recorded in the database (0 for a new one)."""
+        ...
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Settings and facts worth checking (for `doctor`)."""
+        ...
+
+    @property
+    def migrations(self) -> Sequence[Any]:
+        """The migrations this code knows, in order."""
+        ...
+
 
 class SqlTx(abc.ABC):
     """One transaction's worth of the store's SQL."""
@@ -331,6 +344,21 @@ class SqlTx(abc.ABC):
         sql += " ORDER BY updated_at DESC, sid DESC LIMIT ?"
         params.append(limit)
         return [self._session(row) for row in self.execute(sql, params).fetchall()]
+
+    def agent_stats(self, agent_id: str | None) -> list[tuple[Any, ...]]:
+        """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
+        sql = (
+            "SELECT agent_id, count(*), sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END),"
+            " sum(entry_count), sum(message_count), sum(total_tokens), sum(cost),"
+            " sum(size_bytes) FROM sessions"
+        )
+        params: tuple[Any, ...] = ()
+        if agent_id is not None:
+            sql += " WHERE agent_id = ?"
+            params = (agent_id,)
+        return [
+            tuple(row) for row in self.execute(sql + " GROUP BY agent_id ORDER BY agent_id", params)
+        ]
 
     def maintenance_rows(self, agent_id: str | None) -> list[MaintenanceRow]:
         """Every session (of one agent, or all) with what retention decides by."""

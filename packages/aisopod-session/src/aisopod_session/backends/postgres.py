@@ -284,6 +284,7 @@ class PostgresBackend:
         pool_min: int = 1,
         pool_max: int = 10,
         pool_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
@@ -311,8 +312,10 @@ class PostgresBackend:
             self._pool.close()
             raise StoreUnavailable(f"{self.url}: PostgreSQL did not answer") from err
         self._check_lock = threading.Lock()
+        self.migrations = MIGRATIONS
         try:
-            self._migrate()
+            if migrate:
+                self._migrate()
         except BaseException:
             self._pool.close()
             raise
@@ -406,10 +409,28 @@ class PostgresBackend:
                 )
 
     def schema_version(self) -> int:
-        """The schema version recorded in the database."""
+        """The schema version recorded in the database (0 for a new one)."""
         with self.read() as tx:
+            exists = tx.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+            if exists is None:
+                return 0
             row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
             return int(row[0] or 0)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Server facts worth checking."""
+        facts: dict[str, Any] = {"backend": "postgresql", "url": self.url, "schema": self.schema}
+        with self.read() as tx:
+            facts["server_version"] = tx.execute("SHOW server_version").fetchone()[0]
+            facts["synchronous_commit"] = tx.execute("SHOW synchronous_commit").fetchone()[0]
+            facts["size_bytes"] = int(
+                tx.execute(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                ).fetchone()[0]
+            )
+        return facts
 
     def check_integrity(self) -> list[str]:
         """References the schema relies on: no entry, binding or leaf points nowhere."""

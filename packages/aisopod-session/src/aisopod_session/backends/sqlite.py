@@ -211,11 +211,12 @@ class SqliteBackend:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path).expanduser().absolute() if path is not None else None
-        self.url = f"sqlite:///{self.path}" if self.path is not None else "sqlite:///:memory:"
+        self.url = f"sqlite://{self.path}" if self.path is not None else "sqlite:///:memory:"
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         self._local = threading.local()
@@ -230,7 +231,9 @@ class SqliteBackend:
         self._closed = False
         if self.path is not None:
             _create_private_file(self.path)
-        self._migrate()
+        if migrate:
+            self._migrate()
+        self.migrations = MIGRATIONS
 
     def __repr__(self) -> str:
         return f"SqliteBackend({self.url!r})"
@@ -352,10 +355,42 @@ class SqliteBackend:
         return problems
 
     def schema_version(self) -> int:
-        """The schema version recorded in the database."""
+        """The schema version recorded in the database (0 for a new one)."""
         with self.read() as tx:
+            exists = tx.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"
+            ).fetchone()
+            if exists is None:
+                return 0
             row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
             return int(row[0] or 0)
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Settings and facts worth checking: pragmas, sizes, file permissions."""
+        facts: dict[str, Any] = {"backend": "sqlite", "url": self.url}
+        with self.read() as tx:
+            for pragma in (
+                "journal_mode",
+                "synchronous",
+                "foreign_keys",
+                "busy_timeout",
+                "page_size",
+                "page_count",
+                "freelist_count",
+            ):
+                facts[pragma] = tx.execute(f"PRAGMA {pragma}").fetchone()[0]
+        facts["sqlite_version"] = sqlite3.sqlite_version
+        if self.path is not None:
+            modes = {}
+            for path in (
+                self.path,
+                *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")),
+            ):
+                if path.exists():
+                    modes[path.name] = oct(path.stat().st_mode & 0o777)
+            modes[str(self.path.parent)] = oct(self.path.parent.stat().st_mode & 0o777)
+            facts["permissions"] = modes
+        return facts
 
 
 def _enable_wal(connection: sqlite3.Connection) -> None:

@@ -1,0 +1,844 @@
+"""`aisopod-session`: look into and manage conversation sessions from a terminal.
+
+Every command works on the store named by `--db URL` (or `$AISOPOD_SESSION_DB`,
+else the embedded default `~/.aisopod/sessions.db`). Read commands print
+aligned tables sized to the terminal, or `--json` with stable keys. Long
+operations show a progress bar on a terminal and stay quiet when piped.
+Errors are one line on stderr and a non-zero exit code (`--debug` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO
+
+import attrs
+import orjson
+
+from aisopod_session import __version__
+from aisopod_session._compaction import KeepLastTurns, TokenBudget
+from aisopod_session._config import RetentionPolicy, SessionConfig, parse_duration, parse_size
+from aisopod_session._errors import AisopodError, InvalidInput, InvalidSessionKey, SessionNotFound
+from aisopod_session._model import Session
+from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
+from aisopod_session._store import SessionStore
+from aisopod_session._transfer import SessionImage, copy_store
+from aisopod_session.dump import dump_store, restore_store
+from aisopod_session.transcripts import export_transcript, import_openclaw_agent, import_transcript
+from aisopod_shared import converter, enable_logging, logger
+
+__all__ = ["main"]
+
+Handler = Callable[[SessionStore, argparse.Namespace, TextIO], int]
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def _width() -> int:
+    return max(60, shutil.get_terminal_size((120, 24)).columns)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return " ".join(str(value).split())
+
+
+def print_table(
+    out: TextIO,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    keep: Sequence[str] = ("ID", "SESSION", "SEQ"),
+) -> None:
+    """Aligned columns in the terminal's width: the widest column gives way first,
+    never an id (people copy those)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    budget = _width() - 2 * (len(headers) - 1)
+    shrinkable = [i for i, h in enumerate(headers) if h not in keep]
+    while shrinkable and sum(widths) > budget:
+        widest = max(shrinkable, key=lambda i: widths[i])
+        if widths[widest] <= 12:
+            break
+        widths[widest] -= 1
+    for n, row in enumerate([list(headers), *cells]):
+        line = "  ".join(_fit(value, widths[i]) for i, value in enumerate(row))
+        print(line.rstrip(), file=out)
+        if n == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def _fit(value: str, width: int) -> str:
+    return value.ljust(width) if len(value) <= width else value[: width - 1] + "…"
+
+
+def print_json(out: TextIO, value: object) -> None:
+    """`value` as JSON (through the one converter), one document, keys as named."""
+    data = orjson.dumps(converter.unstructure(value), option=orjson.OPT_INDENT_2)
+    out.write(data.decode() + "\n")
+
+
+class Progress:
+    """A progress line on stderr when it is a terminal; nothing when piped."""
+
+    def __init__(self, what: str, total: int | None = None) -> None:
+        self.what = what
+        self.total = total
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, image: SessionImage | None = None) -> None:
+        if not self.enabled:
+            return
+        if self.total:
+            filled = int(30 * done / self.total)
+            bar = "#" * filled + "." * (30 - filled)
+            sys.stderr.write(f"\r{self.what} [{bar}] {done}/{self.total}")
+        else:
+            sys.stderr.write(f"\r{self.what}: {done}")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def session_row(session: Session) -> dict[str, Any]:
+    """The stable JSON shape of a session for scripts."""
+    return {
+        "id": session.id,
+        "agent": session.agent_id,
+        "key": session.key,
+        "status": session.status,
+        "title": session.title,
+        "entries": session.entry_count,
+        "messages": session.message_count,
+        "compactions": session.compaction_count,
+        "tokens": session.usage.total,
+        "cost": session.usage.cost,
+        "size_bytes": session.size_bytes,
+        "created_at": session.created_at.isoformat(),
+        "updated_at": session.updated_at.isoformat(),
+        "active_at": session.active_at.isoformat(),
+        "origin": converter.unstructure(session.origin),
+        "metadata": dict(session.metadata),
+        "fork_parent": converter.unstructure(session.fork_parent),
+        "leaf_seq": session.leaf_seq,
+        "version": session.version,
+    }
+
+
+# --- finding things ----------------------------------------------------------------------
+
+
+def find_session(store: SessionStore, ref: str) -> Session:
+    """A session by id, or a key's current session (`agent:...` or a request key)."""
+    with contextlib.suppress(SessionNotFound):
+        return store.get(ref)
+    try:
+        current = store.current(ref)
+    except InvalidSessionKey:
+        current = None
+    if current is None:
+        raise SessionNotFound(ref)
+    return current
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    page = store.list(
+        agent_id=args.agent,
+        status=args.status,
+        channel=args.channel,
+        key_prefix=args.key_prefix,
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+    if args.json:
+        print_json(
+            out, {"sessions": [session_row(s) for s in page.sessions], "cursor": page.cursor}
+        )
+        return 0
+    print_table(
+        out,
+        ["ID", "KEY", "STATUS", "ENTRIES", "TOKENS", "UPDATED", "TITLE"],
+        [
+            (s.id, s.key, s.status, s.entry_count, s.usage.total, s.updated_at, s.title)
+            for s in page.sessions
+        ],
+    )
+    if page.cursor:
+        print(f"(more: --cursor {page.cursor})", file=out)
+    return 0
+
+
+def cmd_show(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    row = session_row(session)
+    if args.json:
+        print_json(out, row)
+        return 0
+    for name, value in row.items():
+        shown = orjson.dumps(value).decode() if isinstance(value, dict) else _cell(value)
+        print(f"{name:>12}  {shown}", file=out)
+    return 0
+
+
+def _entry_row(entry: Any) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "id": entry.id,
+        "parent_seq": entry.parent_seq,
+        "type": entry.type,
+        "role": entry.role,
+        "text": entry.text,
+        "created_at": entry.created_at.isoformat(),
+        "tokens": entry.tokens,
+    }
+
+
+def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    page = store.history(session.id, last=args.last)
+    if args.json:
+        print_json(
+            out,
+            {
+                "session": session.id,
+                "entries": [{**_entry_row(e), "payload": dict(e.payload)} for e in page.entries],
+                "cursor": page.cursor,
+            },
+        )
+        return 0
+    print_table(
+        out,
+        ["SEQ", "TIME", "WHO", "TEXT"],
+        [(e.seq, e.created_at, e.role or e.type, e.text) for e in page.entries],
+    )
+    return 0
+
+
+def cmd_context(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    context = store.context(session.id, max_tokens=args.max_tokens)
+    if args.json:
+        print_json(
+            out,
+            {
+                "session": session.id,
+                "model": converter.unstructure(context.model),
+                "thinking_level": context.thinking_level,
+                "tokens": context.tokens,
+                "truncated": context.truncated,
+                "messages": [m.to_json() for m in context.messages],
+            },
+        )
+        return 0
+    print_table(out, ["ROLE", "TEXT"], [(m.role, m.text) for m in context.messages])
+    model = f"{context.model.provider}/{context.model.model_id}" if context.model else "-"
+    print(
+        f"model {model}, thinking {context.thinking_level or '-'}, ~{context.tokens} tokens"
+        + (", truncated" if context.truncated else ""),
+        file=out,
+    )
+    return 0
+
+
+def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    page = store.search(
+        args.query,
+        agent_id=args.agent,
+        key_prefix=args.key_prefix,
+        role=args.role,
+        limit=args.limit,
+        cursor=args.cursor,
+    )
+    if args.json:
+        print_json(out, {"hits": list(page.hits), "cursor": page.cursor})
+        return 0
+    print_table(
+        out,
+        ["KEY", "SESSION", "SEQ", "ROLE", "SNIPPET"],
+        [(h.key, h.session_id, h.seq, h.role, h.snippet) for h in page.hits],
+    )
+    return 0
+
+
+def _detect_format(path: Path) -> str:
+    if path.is_dir():
+        return "openclaw"
+    with path.open("rb") as handle:
+        first = handle.readline()
+    try:
+        head = orjson.loads(first)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput(f"{path}: not a transcript, dump or agent folder") from err
+    if isinstance(head, dict) and head.get("format") == "aisopod-session-dump":
+        return "native"
+    return "pi"
+
+
+def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise InvalidInput(f"{path} does not exist")
+    kind = args.format or _detect_format(path)
+    if args.agent:
+        store = store.for_agent(args.agent)
+    if kind == "openclaw":
+        results = import_openclaw_agent(store, path, skip_bad_lines=args.skip_bad_lines)
+        ids = [r.session.id for r in results]
+        skipped = [(r.path, s.line, s.reason) for r in results for s in r.skipped]
+    elif kind == "pi":
+        result = import_transcript(store, path, key=args.key, skip_bad_lines=args.skip_bad_lines)
+        ids = [result.session.id]
+        skipped = [(result.path, s.line, s.reason) for s in result.skipped]
+    else:
+        progress = Progress("restoring")
+        with path.open("rb") as handle:
+            report = restore_store(store, handle, name=str(path), progress=progress)
+        progress.done()
+        ids, skipped = list(report.sessions), []
+    for file, line, reason in skipped:
+        print(f"skipped {file}:{line}: {reason}", file=sys.stderr)
+    if args.json:
+        print_json(out, ids)
+    else:
+        for session_id in ids:
+            print(session_id, file=out)
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None, binary: bool = False) -> Iterator[IO[Any]]:
+    """A private new file (0600), or stdout."""
+    if path is None or path == "-":
+        yield sys.stdout.buffer if binary else sys.stdout
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
+        yield handle
+
+
+def cmd_export(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    if args.format == "native":
+        with _output(args.output, binary=True) as handle:
+            dump_store(store, handle, session_ids=[session.id])
+        return 0
+    with _output(args.output) as handle:
+        export_transcript(store, session.id, handle)
+    return 0
+
+
+def cmd_dump(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    progress = Progress("dumping")
+    with _output(args.output, binary=True) as handle:
+        sessions, entries = dump_store(store, handle, progress=progress)
+    progress.done()
+    print(f"dumped {sessions} sessions, {entries} entries", file=sys.stderr)
+    return 0
+
+
+def cmd_restore(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    progress = Progress("restoring")
+    with Path(args.path).open("rb") as handle:
+        report = restore_store(
+            store, handle, name=args.path, replace=args.replace, progress=progress
+        )
+    progress.done()
+    print(f"restored {len(report.sessions)} sessions, {report.entries} entries", file=out)
+    return 0
+
+
+def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    target = open_store(args.to)
+    try:
+        progress = Progress("copying")
+        report = copy_store(store, target, progress=progress)
+        progress.done()
+    finally:
+        target.close()
+    if args.json:
+        print_json(
+            out,
+            {
+                "sessions": report.sessions,
+                "copied": report.copied,
+                "skipped": report.skipped,
+                "entries": report.entries,
+            },
+        )
+    else:
+        print(
+            f"copied {report.copied} sessions ({report.entries} entries), {report.skipped} already"
+            f" there; {report.sessions} verified by checksum",
+            file=out,
+        )
+    return 0
+
+
+def cmd_reset(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = store.reset(args.key)
+    print(session.id, file=out)
+    return 0
+
+
+def cmd_compact(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    strategy = TokenBudget(args.max_tokens) if args.max_tokens else KeepLastTurns(args.keep_turns)
+    result = store.compact(session.id, strategy)
+    if args.json:
+        print_json(
+            out,
+            {
+                "compacted": result.compacted,
+                "entry_seq": result.entry.seq if result.entry else None,
+                "first_kept_seq": result.first_kept_seq,
+                "dropped": result.dropped,
+                "tokens_before": result.tokens_before,
+            },
+        )
+    elif result.compacted:
+        assert result.entry is not None
+        print(
+            f"compacted: {result.dropped} entries summarised at seq {result.entry.seq};"
+            f" context starts at seq {result.first_kept_seq}",
+            file=out,
+        )
+    else:
+        print("nothing to compact", file=out)
+    return 0
+
+
+def cmd_rewind(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    after = store.rewind(session.id, args.seq, summary=args.summary)
+    print(f"leaf of {after.id} is now seq {after.leaf_seq}", file=out)
+    return 0
+
+
+def cmd_fork(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    fork = store.fork(session.id, args.at, key=args.key)
+    print(fork.id, file=out)
+    return 0
+
+
+def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    mode: Literal["warn", "enforce"] = "enforce" if args.enforce else "warn"
+    if args.config:
+        config = SessionConfig.from_dict(orjson.loads(Path(args.config).read_bytes()))
+        policy = attrs.evolve(config.retention, mode=mode)
+    else:
+        policy = RetentionPolicy(
+            mode=mode,
+            prune_after=parse_duration(args.prune_after, field="--prune-after"),
+            max_sessions=args.max_sessions,
+            max_bytes=parse_size(args.max_bytes, field="--max-bytes") if args.max_bytes else None,
+        )
+    report = store.maintain(policy)
+    if args.json:
+        print_json(
+            out,
+            {
+                "mode": report.mode,
+                "scanned": report.scanned,
+                "removed": report.removed,
+                "bytes_freed": report.bytes_freed,
+                "removals": list(report.removals),
+            },
+        )
+        return 0
+    print_table(
+        out,
+        ["SESSION", "KEY", "STATUS", "REASON", "BYTES", "LAST ACTIVE", "REMOVED"],
+        [
+            (r.session_id, r.key, r.status, r.reason, r.size_bytes, r.active_at, r.removed)
+            for r in report.removals
+        ],
+    )
+    verb = "removed" if report.mode == "enforce" else "would remove (warn mode; --enforce to act)"
+    print(
+        f"scanned {report.scanned}; {verb} {len(report.removals)} sessions,"
+        f" {report.bytes_to_free} bytes",
+        file=out,
+    )
+    return 0
+
+
+def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    stats = store.stats()
+    if args.json:
+        print_json(out, stats)
+        return 0
+    print_table(
+        out,
+        ["AGENT", "SESSIONS", "ACTIVE", "ENTRIES", "MESSAGES", "TOKENS", "COST", "BYTES"],
+        [
+            (
+                s.agent_id,
+                s.sessions,
+                s.active,
+                s.entries,
+                s.messages,
+                s.tokens,
+                s.cost,
+                s.size_bytes,
+            )
+            for s in stats
+        ],
+    )
+    return 0
+
+
+def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    backend = store.backend
+    version = backend.schema_version()
+    known = list(backend.migrations)
+    if args.apply and version < len(known):
+        store.close()
+        store = open_store(args.db)
+        version = store.backend.schema_version()
+    rows = [
+        {"version": n, "name": m.name, "applied": n <= version}
+        for n, m in enumerate(known, start=1)
+    ]
+    if args.json:
+        print_json(out, {"version": version, "latest": len(known), "migrations": rows})
+    else:
+        print_table(out, ["VERSION", "NAME", "APPLIED"], [tuple(r.values()) for r in rows])
+        pending = len(known) - version
+        print(
+            f"schema version {version} of {len(known)}"
+            + (f"; {pending} pending (--apply)" if pending > 0 else ""),
+            file=out,
+        )
+    return 0
+
+
+def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    backend = store.backend
+    problems = list(backend.check_integrity())
+    facts = backend.diagnostics()
+    version = backend.schema_version()
+    facts["schema_version"] = version
+    facts["latest_schema_version"] = len(backend.migrations)
+    if facts.get("backend") == "sqlite":
+        if str(facts.get("journal_mode")).lower() != "wal":
+            problems.append(f"journal_mode is {facts['journal_mode']}, not wal")
+        if facts.get("foreign_keys") != 1:
+            problems.append("foreign_keys is off")
+        for name, mode in facts.get("permissions", {}).items():
+            if int(mode, 8) & 0o077:
+                problems.append(f"{name} is readable by others ({mode})")
+    if version < len(backend.migrations):
+        problems.append("schema migrations are pending (aisopod-session migrate --apply)")
+    facts["problems"] = problems
+    if args.json:
+        print_json(out, facts)
+    else:
+        for name, value in facts.items():
+            if name != "problems":
+                shown = orjson.dumps(value).decode() if isinstance(value, dict) else _cell(value)
+                print(f"{name:>22}  {shown}", file=out)
+        print("ok" if not problems else "problems:\n  " + "\n  ".join(problems), file=out)
+    return 0 if not problems else 1
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def _command(
+    sub: Any, name: str, handler: Handler, help_text: str, example: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="aisopod-session",
+        description=textwrap.dedent(__doc__ or "").strip().split("\n\n")[0],
+        epilog=textwrap.dedent(
+            f"""\
+            SESSION is a session id or a session key (the key's current session).
+            The store: --db URL, else ${DEFAULT_DB_ENV}, else ~/.aisopod/sessions.db.
+            URLs: sqlite:///path/to/sessions.db, postgresql://user@host/db
+
+            example:
+              aisopod-session import examples/openclaw/main
+              aisopod-session list"""
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--db", metavar="URL", default=None, help="the store (see below)")
+    parser.add_argument("--debug", action="store_true", help="logs and tracebacks on stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "list",
+        cmd_list,
+        "list sessions, most recently updated first",
+        "aisopod-session list --agent main --status active",
+    )
+    p.add_argument("--agent", metavar="ID")
+    p.add_argument("--status", choices=["active", "idle", "archived"])
+    p.add_argument("--channel")
+    p.add_argument("--key-prefix", metavar="PREFIX")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor", help="from the previous page")
+    _json(p)
+
+    p = _command(
+        sub, "show", cmd_show, "show one session's fields", "aisopod-session show agent:main:main"
+    )
+    p.add_argument("session", metavar="SESSION")
+    _json(p)
+
+    p = _command(
+        sub,
+        "history",
+        cmd_history,
+        "show the last entries of a session",
+        "aisopod-session history agent:main:telegram:direct:123 --last 20",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--last", type=int, default=50, metavar="N")
+    _json(p)
+
+    p = _command(
+        sub,
+        "context",
+        cmd_context,
+        "show what the model would be given",
+        "aisopod-session context agent:main:main --max-tokens 8000",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--max-tokens", type=int, metavar="N")
+    _json(p)
+
+    p = _command(
+        sub,
+        "search",
+        cmd_search,
+        "full-text search over message text",
+        "aisopod-session search '\"deploy failed\" staging -test' --agent main",
+    )
+    p.add_argument("query", metavar="QUERY", help='words, "phrases", prefix*, a OR b, -excluded')
+    p.add_argument("--agent", metavar="ID")
+    p.add_argument("--key-prefix", metavar="PREFIX")
+    p.add_argument("--role", choices=["system", "user", "assistant", "tool", "custom"])
+    p.add_argument("--limit", type=int, default=20, metavar="N")
+    p.add_argument("--cursor", help="from the previous page")
+    _json(p)
+
+    p = _command(
+        sub,
+        "import",
+        cmd_import,
+        "import a pi transcript, an OpenClaw agent folder or a native dump",
+        "aisopod-session import ~/.openclaw/agents/main",
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument(
+        "--format", choices=["pi", "openclaw", "native"], help="default: guessed from the path"
+    )
+    p.add_argument("--agent", metavar="ID", help="import into this agent's sessions")
+    p.add_argument("--key", metavar="KEY", help="bind a transcript to this key")
+    p.add_argument(
+        "--skip-bad-lines", action="store_true", help="skip (and report) lines that are not JSON"
+    )
+    _json(p)
+
+    p = _command(
+        sub,
+        "export",
+        cmd_export,
+        "export a session as a transcript (stdout by default)",
+        "aisopod-session export agent:main:main -o main.jsonl",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--format", choices=["pi", "native"], default="pi")
+    p.add_argument("-o", "--output", metavar="FILE")
+
+    p = _command(
+        sub,
+        "dump",
+        cmd_dump,
+        "write the whole store as native JSONL",
+        "aisopod-session dump -o backup.jsonl",
+    )
+    p.add_argument("-o", "--output", metavar="FILE")
+
+    p = _command(
+        sub,
+        "restore",
+        cmd_restore,
+        "write a native dump into the store",
+        "aisopod-session --db sqlite:///new.db restore backup.jsonl",
+    )
+    p.add_argument("path", metavar="FILE")
+    p.add_argument("--replace", action="store_true", help="overwrite sessions with the same id")
+
+    p = _command(
+        sub,
+        "copy",
+        cmd_copy,
+        "copy every session to another store (resumable, checksummed)",
+        "aisopod-session copy --to postgresql://gateway@db.internal/aisopod",
+    )
+    p.add_argument("--to", required=True, metavar="URL")
+    _json(p)
+
+    p = _command(
+        sub,
+        "reset",
+        cmd_reset,
+        "start a new session for a key (the old one is archived)",
+        "aisopod-session reset agent:main:main",
+    )
+    p.add_argument("key", metavar="KEY")
+
+    p = _command(
+        sub,
+        "compact",
+        cmd_compact,
+        "summarise the start of a session's context",
+        "aisopod-session compact agent:main:main --keep-turns 10",
+    )
+    p.add_argument("session", metavar="SESSION")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--keep-turns", type=int, default=10, metavar="N")
+    group.add_argument("--max-tokens", type=int, metavar="N")
+    _json(p)
+
+    p = _command(
+        sub,
+        "rewind",
+        cmd_rewind,
+        "move a session's leaf back (nothing is deleted)",
+        "aisopod-session rewind agent:main:main 42",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("seq", type=int, metavar="SEQ")
+    p.add_argument("--summary", help="record what the abandoned branch did")
+
+    p = _command(
+        sub,
+        "fork",
+        cmd_fork,
+        "copy a session's active path into a new session",
+        "aisopod-session fork agent:main:main --at 42",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--at", type=int, metavar="SEQ")
+    p.add_argument("--key", metavar="KEY", help="make the fork this key's current session")
+
+    p = _command(
+        sub,
+        "maintain",
+        cmd_maintain,
+        "retention: report (default) or remove old sessions",
+        "aisopod-session maintain --prune-after 30d --max-sessions 500 --enforce",
+    )
+    p.add_argument("--enforce", action="store_true", help="remove, not just report")
+    p.add_argument("--prune-after", default="30d", metavar="AGE")
+    p.add_argument("--max-sessions", type=int, default=500, metavar="N", help="per agent")
+    p.add_argument("--max-bytes", metavar="SIZE", help="a size budget, e.g. 2gb")
+    p.add_argument(
+        "--config", metavar="FILE", help="take the policy from an OpenClaw `session` section (JSON)"
+    )
+    _json(p)
+
+    p = _command(
+        sub,
+        "stats",
+        cmd_stats,
+        "sessions, entries, tokens and size per agent",
+        "aisopod-session stats --json",
+    )
+    _json(p)
+
+    p = _command(
+        sub,
+        "migrate",
+        cmd_migrate,
+        "show (or --apply) schema migrations",
+        "aisopod-session migrate --apply",
+    )
+    p.add_argument("--apply", action="store_true")
+    _json(p)
+
+    p = _command(
+        sub,
+        "doctor",
+        cmd_doctor,
+        "check integrity, settings, permissions and schema version",
+        "aisopod-session doctor",
+    )
+    _json(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    enable_logging()
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if args.debug else "WARNING", format="{level}: {message}")
+    args.db = args.db or default_url()
+    try:
+        store = open_store(args.db, migrate=args.command != "migrate")
+        try:
+            code: int = args.handler(store, args, out)
+        finally:
+            store.close()
+    except BrokenPipeError:
+        # `aisopod-session list | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (AisopodError, OSError) as err:
+        if args.debug:
+            raise
+        message = str(err) if isinstance(err, AisopodError) else f"{err.strerror}: {err.filename}"
+        print(f"aisopod-session: error: {message}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

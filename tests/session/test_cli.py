@@ -1,0 +1,197 @@
+"""The `aisopod-session` command, end to end on real stores and the example data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aisopod_session import open_store, session_checksum
+from aisopod_session.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "openclaw" / "main"
+
+
+def run(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--db", db, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> Any:
+    code, out, err = run(capsys, db, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(name="db")
+def db_fixture(shared_database_url: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """A store (SQLite file or PostgreSQL) with the example OpenClaw agent imported."""
+    code, out, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
+    assert code == 0, err
+    assert len(out.split()) == 5
+    return shared_database_url
+
+
+def test_import_prints_the_sessions_it_made(shared_database_url: str, capsys: Any) -> None:
+    ids = run_json(capsys, shared_database_url, "import", str(EXAMPLE))
+    assert len(ids) == 5
+    again, _, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
+    assert again == 1
+    assert err.startswith("aisopod-session: error: ")
+    assert "Traceback" not in err
+
+
+def test_list_and_show(db: str, capsys: Any) -> None:
+    listed = run_json(capsys, db, "list")
+    assert {s["key"] for s in listed["sessions"]} >= {"agent:main:main"}
+    assert set(listed["sessions"][0]) >= {"id", "key", "status", "entries", "tokens", "updated_at"}
+    code, out, _ = run(capsys, db, "list")
+    assert code == 0
+    assert out.splitlines()[0].split()[:3] == ["ID", "KEY", "STATUS"]
+    by_key = run_json(capsys, db, "show", "agent:main:main")
+    by_id = run_json(capsys, db, "show", by_key["id"])
+    assert by_key == by_id
+    assert by_key["title"] == "Lisbon weekend"
+
+
+def test_history_context_and_search(db: str, capsys: Any) -> None:
+    history = run_json(capsys, db, "history", "agent:main:main", "--last", "5")
+    assert [e["seq"] for e in history["entries"]] == [12, 13, 14, 15, 16]
+    context = run_json(capsys, db, "context", "agent:main:main")
+    assert context["messages"]
+    hits = run_json(capsys, db, "search", "deploy")["hits"]
+    assert hits
+    assert {"session_id", "seq", "snippet", "key"} <= set(hits[0])
+    code, out, _ = run(capsys, db, "search", "deploy")
+    assert code == 0
+    assert "[deploy]" in out.lower() or "[deploy" in out.lower()
+    code, _, err = run(capsys, db, "search", '"unclosed')
+    assert code == 1
+    assert "quote" in err
+
+
+def test_unknown_sessions_are_one_line_errors(db: str, capsys: Any) -> None:
+    code, out, err = run(capsys, db, "show", "agent:main:nobody")
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    with pytest.raises(Exception, match="nobody"):
+        main(["--db", db, "--debug", "show", "agent:main:nobody"])
+
+
+def test_export_then_import_gives_the_same_session(db: str, capsys: Any, tmp_path: Path) -> None:
+    source = run_json(capsys, db, "show", "agent:main:main")
+    out = tmp_path / "main.jsonl"
+    code, _, err = run(capsys, db, "export", "agent:main:main", "-o", str(out))
+    assert code == 0, err
+    assert (out.stat().st_mode & 0o777) == 0o600
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    ids = run_json(capsys, other, "import", str(out), "--key", "agent:main:main")
+    assert ids == [source["id"]]
+    copied = run_json(capsys, other, "show", "agent:main:main")
+    assert (copied["entries"], copied["tokens"]) == (source["entries"], source["tokens"])
+
+
+def test_dump_restore_and_copy_keep_every_session_exactly(
+    db: str, capsys: Any, tmp_path: Path
+) -> None:
+    dump = tmp_path / "all.jsonl"
+    code, _, err = run(capsys, db, "dump", "-o", str(dump))
+    assert code == 0, err
+    restored = f"sqlite:///{tmp_path / 'restored.db'}"
+    code, out, err = run(capsys, restored, "restore", str(dump))
+    assert code == 0, err
+    assert out.startswith("restored 5 sessions")
+    copy = f"sqlite:///{tmp_path / 'copy.db'}"
+    report = run_json(capsys, db, "copy", "--to", copy)
+    assert (report["sessions"], report["copied"]) == (5, 5)
+    resumed = run_json(capsys, db, "copy", "--to", copy)
+    assert (resumed["copied"], resumed["skipped"]) == (0, 5)
+    source, a, b = open_store(db), open_store(restored), open_store(copy)
+    for session, _ in source.stream_sessions():
+        expected = session_checksum(source, session.id)
+        assert session_checksum(a, session.id) == expected
+        assert session_checksum(b, session.id) == expected
+    for store in (source, a, b):
+        store.close()
+
+
+def test_reset_compact_rewind_fork(db: str, capsys: Any) -> None:
+    compacted = run_json(capsys, db, "compact", "agent:main:main", "--keep-turns", "1")
+    assert compacted["compacted"]
+    code, out, _ = run(capsys, db, "rewind", "agent:main:main", "3")
+    assert code == 0
+    assert "seq 3" in out
+    code, out, _ = run(capsys, db, "fork", "agent:main:main", "--at", "2")
+    assert code == 0
+    fork = run_json(capsys, db, "show", out.strip())
+    assert fork["entries"] == 2
+    code, out, _ = run(capsys, db, "reset", "agent:main:main")
+    assert run_json(capsys, db, "show", "agent:main:main")["id"] == out.strip()
+
+
+def test_maintain_stats_migrate_doctor(db: str, capsys: Any) -> None:
+    stats = run_json(capsys, db, "stats")
+    assert stats[0]["agent_id"] == "main"
+    assert stats[0]["sessions"] == 5
+    warned = run_json(capsys, db, "maintain", "--prune-after", "30d")
+    assert warned["mode"] == "warn"
+    assert warned["removed"] == 0
+    assert warned["removals"]  # the examples are from early 2026
+    enforced = run_json(capsys, db, "maintain", "--prune-after", "30d", "--enforce")
+    assert enforced["removed"] == len(warned["removals"])
+    migrations = run_json(capsys, db, "migrate")
+    assert migrations["version"] == migrations["latest"]
+    doctor = run_json(capsys, db, "doctor")
+    assert doctor["problems"] == []
+    code, _, err = run(capsys, db, "maintain", "--prune-after", "soon")
+    assert code == 1
+    assert "--prune-after" in err
+
+
+def test_doctor_reports_a_file_others_can_read(tmp_path: Path, capsys: Any) -> None:
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    open_store(db).close()
+    (tmp_path / "s.db").chmod(0o644)
+    code, out, _ = run(capsys, db, "doctor")
+    assert code == 1
+    assert "readable by others" in out
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    parser = build_parser()
+    actions = [a for a in parser._actions if a.dest == "command"]
+    choices = actions[0].choices
+    assert isinstance(choices, dict)
+    for name, sub in choices.items():
+        assert "example:" in sub.format_help(), name
+
+
+def test_the_console_script_runs_quietly_when_piped(tmp_path: Path) -> None:
+    env = {**os.environ, "AISOPOD_SESSION_DB": f"sqlite:///{tmp_path / 'piped.db'}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "aisopod_session", "import", str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "aisopod_session", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert len(json.loads(listed.stdout)["sessions"]) == 5
