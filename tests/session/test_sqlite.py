@@ -170,11 +170,11 @@ def test_an_older_database_is_upgraded_in_place(
     old = open_store(path)
     session = old.get_or_create("agent:main:main")
     old.append(session.id, [Message.user("written before search"), Message.assistant("indeed")])
-    assert old.backend.schema_version() == 1  # type: ignore[attr-defined]
+    assert old.backend.schema_version() == 1
     old.close()
     monkeypatch.undo()
     new = open_store(path)
-    assert new.backend.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+    assert new.backend.schema_version() == len(MIGRATIONS)
     assert [e.text for e in new.history(session.id).entries] == ["written before search", "indeed"]
     assert [h.seq for h in new.search("before").hits] == [1]
     new.close()
