@@ -42,8 +42,12 @@ def db_fixture(shared_database_url: str, capsys: pytest.CaptureFixture[str]) -> 
 def test_import_prints_the_sessions_it_made(shared_database_url: str, capsys: Any) -> None:
     ids = run_json(capsys, shared_database_url, "import", str(EXAMPLE))
     assert len(ids) == 5
-    again, _, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
-    assert again == 1
+    again, out, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
+    assert again == 0
+    assert sorted(out.split()) == sorted(ids)
+    assert "5 of these sessions were already in the store" in err
+    code, _, err = run(capsys, shared_database_url, "import", "/no/such/folder")
+    assert code == 1
     assert err.startswith("aisopod-session: error: ")
     assert "Traceback" not in err
 

@@ -33,7 +33,12 @@ from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
 from aisopod_session._store import SessionStore
 from aisopod_session._transfer import SessionImage, copy_store
 from aisopod_session.dump import dump_store, restore_store
-from aisopod_session.transcripts import export_transcript, import_openclaw_agent, import_transcript
+from aisopod_session.transcripts import (
+    Existing,
+    export_transcript,
+    import_openclaw_agent,
+    import_transcript,
+)
 from aisopod_shared import converter, enable_logging, logger
 
 __all__ = ["main"]
@@ -301,22 +306,37 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
     kind = args.format or _detect_format(path)
     if args.agent:
         store = store.for_agent(args.agent)
+    existing: Existing = "replace" if args.replace else "skip"
+    report = None
     if kind == "openclaw":
-        results = import_openclaw_agent(store, path, skip_bad_lines=args.skip_bad_lines)
-        ids = [r.session.id for r in results]
-        skipped = [(r.path, s.line, s.reason) for r in results for s in r.skipped]
+        results = import_openclaw_agent(
+            store, path, skip_bad_lines=args.skip_bad_lines, existing=existing
+        )
     elif kind == "pi":
-        result = import_transcript(store, path, key=args.key, skip_bad_lines=args.skip_bad_lines)
-        ids = [result.session.id]
-        skipped = [(result.path, s.line, s.reason) for s in result.skipped]
+        results = [
+            import_transcript(
+                store, path, key=args.key, skip_bad_lines=args.skip_bad_lines, existing=existing
+            )
+        ]
     else:
         progress = Progress("restoring")
         with path.open("rb") as handle:
-            report = restore_store(store, handle, name=str(path), progress=progress)
+            report = restore_store(
+                store, handle, name=str(path), replace=args.replace, progress=progress
+            )
         progress.done()
-        ids, skipped = list(report.sessions), []
-    for file, line, reason in skipped:
-        print(f"skipped {file}:{line}: {reason}", file=sys.stderr)
+        results = []
+    ids = list(report.sessions) if report is not None else [r.session.id for r in results]
+    for result in results:
+        for line in result.skipped:
+            print(f"skipped {result.path}:{line.line}: {line.reason}", file=sys.stderr)
+    held = [r for r in results if r.existed]
+    if held:
+        print(
+            f"{len(held)} of these sessions were already in the store and were left as they"
+            " are (--replace to import them again)",
+            file=sys.stderr,
+        )
     if args.json:
         print_json(out, ids)
     else:
@@ -678,6 +698,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", metavar="KEY", help="bind a transcript to this key")
     p.add_argument(
         "--skip-bad-lines", action="store_true", help="skip (and report) lines that are not JSON"
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="write sessions already in the store again (default: leave them as they are)",
     )
     _json(p)
 

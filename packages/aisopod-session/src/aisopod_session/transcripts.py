@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias, TypeGuard
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeGuard
 
 import attrs
 import orjson
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
 
 __all__ = [
+    "Existing",
     "CURRENT_VERSION",
     "HEADER_METADATA_KEY",
     "OPENCLAW_METADATA_KEY",
@@ -135,6 +136,14 @@ class ImportResult:
     missing: bool = False
     """Whether `sessions.json` named a transcript that does not exist (the
     session was made empty, so the key keeps its session id and origin)."""
+    existed: bool = False
+    """Whether the session was already in the store and left as it was
+    (`existing="skip"`); `session` is then the stored one."""
+
+
+Existing = Literal["error", "skip", "replace"]
+"""What an import does with a session the store already holds: refuse the whole
+import (`SessionExists`), leave the stored one, or write the file's over it."""
 
 
 # --- reading a transcript --------------------------------------------------------------
@@ -520,6 +529,7 @@ def import_transcript(
     key: str | None = None,
     current: bool = True,
     skip_bad_lines: bool = False,
+    existing: Existing = "error",
 ) -> ImportResult:
     """Import one transcript file (version 1, 2 or 3) as a session, in one transaction.
 
@@ -538,14 +548,31 @@ def import_transcript(
     Raises:
         TranscriptError: for a file that is not a transcript, a bad line, or an
             entry the store refuses (over its size limit); nothing is written.
-        SessionExists: when the store already holds a session with this id.
+        SessionExists: when the store already holds a session with this id (and
+            `existing` is "error").
         OSError: when the file cannot be read.
     """
     agent, stored_key = _owner(store, agent_id, key)
     status: SessionStatus = "archived" if stored_key is not None and not current else "active"
     target = _Target(agent, stored_key, current and stored_key is not None, status)
-    source = os.fspath(path)
-    return _write(store, _scan(source, skip_bad_lines=skip_bad_lines), target, skip_bad_lines)
+    summary = _scan(os.fspath(path), skip_bad_lines=skip_bad_lines)
+    stored = _stored(store, summary.header.session_id)
+    if stored is not None and existing == "skip":
+        return _left_alone(stored, summary)
+    return _write(store, summary, target, skip_bad_lines, replace=existing == "replace")
+
+
+def _stored(store: SessionStore, session_id: str) -> Session | None:
+    try:
+        return store.get(session_id)
+    except SessionNotFound:
+        return None
+
+
+def _left_alone(session: Session, summary: _Summary) -> ImportResult:
+    return ImportResult(
+        session, summary.path, summary.header.version, 0, summary.lines, existed=True
+    )
 
 
 def _owner(store: SessionStore, agent_id: str | None, key: str | None) -> tuple[str, str | None]:
@@ -564,7 +591,12 @@ def _owner(store: SessionStore, agent_id: str | None, key: str | None) -> tuple[
 
 
 def _write(
-    store: SessionStore, summary: _Summary, target: _Target, skip_bad_lines: bool
+    store: SessionStore,
+    summary: _Summary,
+    target: _Target,
+    skip_bad_lines: bool,
+    *,
+    replace: bool = False,
 ) -> ImportResult:
     """The second pass: write the session and its entries in one transaction."""
     header = summary.header
@@ -588,7 +620,7 @@ def _write(
     )
     with _Reader(summary.path, skip_bad_lines=skip_bad_lines) as reader:
         try:
-            session = store.write_session(image, _second_pass(reader, summary))
+            session = store.write_session(image, _second_pass(reader, summary), replace=replace)
         except (InvalidPayload, PayloadTooLarge) as err:
             # The store refused the entry the reader handed it last.
             raise reader.error(err.reason) from err
@@ -738,7 +770,11 @@ class _Planned:
 
 
 def import_openclaw_agent(
-    store: SessionStore, folder: PathLike, *, skip_bad_lines: bool = False
+    store: SessionStore,
+    folder: PathLike,
+    *,
+    skip_bad_lines: bool = False,
+    existing: Existing = "error",
 ) -> list[ImportResult]:
     """Import an OpenClaw agent folder: `<agentId>/sessions/sessions.json` and transcripts.
 
@@ -764,18 +800,33 @@ def import_openclaw_agent(
 
     Raises:
         TranscriptError: for a bad `sessions.json` or transcript (nothing is written).
-        SessionExists: when the store already holds one of the sessions.
+        SessionExists: when the store already holds one of the sessions (and
+            `existing` is "error"; nothing is written).
     """
     agent_dir, sessions_dir = _agent_folders(Path(folder).expanduser())
     agent = normalize_agent_id(agent_dir.name)
     plan = _plan_folder(sessions_dir, agent)
     summaries = _check_folder(store, plan, skip_bad_lines=skip_bad_lines)
+    ids = [s.header.session_id if s else i.session_id for i, s in zip(plan, summaries, strict=True)]
+    held = {sid: _stored(store, sid) for sid in ids if sid is not None}
+    if existing == "error":
+        for session_id, found in held.items():
+            if found is not None:
+                raise SessionExists(session_id)  # before anything is written
     results = []
-    for item, summary in zip(plan, summaries, strict=True):
-        if summary is None:
-            results.append(_write_empty(store, item))
+    for item, summary, maybe_id in zip(plan, summaries, ids, strict=True):
+        stored = held.get(maybe_id) if maybe_id is not None else None
+        if stored is not None and existing == "skip":
+            results.append(
+                _left_alone(stored, summary)
+                if summary
+                else ImportResult(stored, item.path, 0, 0, 0, missing=True, existed=True)
+            )
+        elif summary is None:
+            results.append(_write_empty(store, item, replace=existing == "replace"))
         else:
-            results.append(_write(store, summary, item.target, skip_bad_lines))
+            replace = existing == "replace"
+            results.append(_write(store, summary, item.target, skip_bad_lines, replace=replace))
     return results
 
 
@@ -976,16 +1027,10 @@ def _check_folder(
             )
         seen[session_id] = item.path
         summaries.append(summary)
-    for session_id in seen:
-        try:
-            store.get(session_id)
-        except SessionNotFound:
-            continue
-        raise SessionExists(session_id)
     return summaries
 
 
-def _write_empty(store: SessionStore, item: _Planned) -> ImportResult:
+def _write_empty(store: SessionStore, item: _Planned, *, replace: bool = False) -> ImportResult:
     """The session of a key whose transcript is missing: no entries, its id and origin kept."""
     target = item.target
     assert item.session_id is not None
@@ -1006,5 +1051,5 @@ def _write_empty(store: SessionStore, item: _Planned) -> ImportResult:
         version=1,
         current=target.current,
     )
-    session = store.write_session(image, ())
+    session = store.write_session(image, (), replace=replace)
     return ImportResult(session, item.path, 0, 0, 0, missing=True)
