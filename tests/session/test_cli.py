@@ -35,7 +35,7 @@ def db_fixture(shared_database_url: str, capsys: pytest.CaptureFixture[str]) -> 
     """A store (SQLite file or PostgreSQL) with the example OpenClaw agent imported."""
     code, out, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
     assert code == 0, err
-    assert len(out.split()) == 5
+    assert len(out.splitlines()) == 2 + 5  # a table: header, rule, a row per session
     return shared_database_url
 
 
@@ -44,7 +44,7 @@ def test_import_prints_the_sessions_it_made(shared_database_url: str, capsys: An
     assert len(ids) == 5
     again, out, err = run(capsys, shared_database_url, "import", str(EXAMPLE))
     assert again == 0
-    assert sorted(out.split()) == sorted(ids)
+    assert sorted(line.split()[0] for line in out.splitlines()[2:]) == sorted(ids)
     assert "5 of these sessions were already in the store" in err
     code, _, err = run(capsys, shared_database_url, "import", "/no/such/folder")
     assert code == 1

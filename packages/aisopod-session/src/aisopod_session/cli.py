@@ -57,7 +57,7 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
         return f"{value:.4f}"
     return " ".join(str(value).split())
@@ -339,9 +339,13 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         )
     if args.json:
         print_json(out, ids)
-    else:
-        for session_id in ids:
-            print(session_id, file=out)
+        return 0
+    sessions = [store.get(session_id) for session_id in ids]
+    print_table(
+        out,
+        ["ID", "KEY", "STATUS", "ENTRIES", "TOKENS", "TITLE"],
+        [(x.id, x.key, x.status, x.entry_count, x.usage.total, x.title) for x in sessions],
+    )
     return 0
 
 
