@@ -52,6 +52,7 @@ import platform
 import re
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -1566,6 +1567,13 @@ def render(rows: list[Row], meta: dict[str, Any], checks: list[Target], specs: l
         file=out,
     )
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    if meta.get("source"):
+        versions = versions.replace(
+            "aisopod-session " + meta["versions"].get("aisopod-session", ""),
+            f"aisopod-session {meta['versions'].get('aisopod-session', '')}"
+            f" (commit {meta['source']})",
+            1,
+        )
     print(f"# {versions}", file=out)
     print(
         f"# {meta['rounds']} rounds; budgets: {meta['build_budget_seconds']:,.0f} s to build a"
@@ -1615,6 +1623,26 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             found[name] = package_version(name)
     return found
+
+
+def source_state() -> str:
+    """The commit the measured code comes from, and whether the package was modified."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "packages"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return ""
+    if not commit:
+        return ""
+    return f"{commit}, with uncommitted changes" if changed else commit
 
 
 def missing_peers() -> list[str]:
@@ -1748,6 +1776,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "versions": versions(),
+        "source": source_state(),
         "postgresql": pg_settings,
         "sizes": sizes,
         "sessions": args.sessions or (1_000 if quick else 10_000),

@@ -85,28 +85,47 @@ def race_resolve(url: str, at: str, barrier: Any, out: Any) -> None:
 
 
 def mixed_load(url: str, worker: int, seconds: float, out: Any) -> None:
-    """Random appends, patches, resets, compactions, forks, rewinds and deletes on a
-    few shared keys for `seconds`; report counts of what was done and what failed."""
+    """Random appends, patches, resets, compactions, forks, rewinds, deletes,
+    resolves, searches and (worker 0) maintenance on a few shared keys for
+    `seconds`; report counts of what was done and what failed."""
     import random
     import time
     from collections import Counter
-
-    from aisopod_session import (
-        ConflictError,
-        KeepLastTurns,
-        SessionNotFound,
-        TokenUsage,
-    )
 
     rng = random.Random(worker)
     store = open_store(url)
     done: Counter[str] = Counter()
     keys = [f"agent:main:mixed-{n}" for n in range(4)]
     deadline = time.monotonic() + seconds
+    try:
+        _mixed_steps(store, rng, keys, worker, deadline, done)
+    except BaseException as err:  # tell the parent instead of leaving it waiting
+        out.put({f"crashed: {type(err).__name__}: {err}": 1})
+        raise
+    store.close()
+    out.put(dict(done))
+
+
+def _mixed_steps(
+    store: Any, rng: Any, keys: list[str], worker: int, deadline: float, done: Any
+) -> None:
+    import time
+
+    from aisopod_session import (
+        ConflictError,
+        Inbound,
+        KeepLastTurns,
+        RetentionPolicy,
+        SessionNotFound,
+        TokenUsage,
+    )
+
     while time.monotonic() < deadline:
         key = rng.choice(keys)
         action = rng.choice(
-            ["append"] * 6 + ["patch", "reset", "compact", "fork", "rewind", "delete", "resolve"]
+            ["append"] * 6
+            + ["patch", "reset", "compact", "fork", "rewind", "delete", "resolve", "search"]
+            + ["maintain"] * (1 if worker == 0 else 0)
         )
         try:
             session = store.get_or_create(key)
@@ -131,15 +150,15 @@ def mixed_load(url: str, worker: int, seconds: float, out: Any) -> None:
                 store.rewind(session.id, rng.randint(0, store.get(session.id).entry_count))
             elif action == "delete":
                 store.delete(session.id)
+            elif action == "search":
+                store.search(f"w{rng.randint(0, 3)} OR says", limit=10)
+            elif action == "maintain":
+                store.maintain(RetentionPolicy(mode="enforce", max_sessions=40))
             else:
-                from aisopod_session import Inbound
-
                 store.resolve(Inbound(key=key, text="/new hi" if rng.random() < 0.2 else "hi"))
             done[action] += 1
         except (ConflictError, SessionNotFound) as err:
             done[f"expected {type(err).__name__}"] += 1
-    store.close()
-    out.put(dict(done))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,12 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
     if synchronous not in ("FULL", "NORMAL"):
         raise InvalidInput("must be FULL or NORMAL", field="synchronous")
     migrate = bool(options.pop("migrate", True))
+    max_pages = options.pop("max_pages", query.pop("max_pages", None))
+    if max_pages is not None:
+        try:
+            max_pages = int(max_pages)
+        except (TypeError, ValueError) as err:
+            raise InvalidInput("must be a number of pages", field="max_pages") from err
     timeout = options.pop("busy_timeout", query.pop("busy_timeout", 30.0))
     try:
         busy_timeout = float(timeout)
@@ -90,6 +96,7 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
         synchronous=synchronous,  # type: ignore[arg-type]
         busy_timeout=busy_timeout,
         migrate=migrate,
+        max_pages=max_pages,
     )
 
 
@@ -116,7 +123,8 @@ def open_store(
     SQLite options (keyword or URL query): `synchronous` — `FULL` (the
     default: an acknowledged append survives a power cut) or `NORMAL` (faster;
     in WAL mode still never corrupt, but the last appends can be lost on power
-    loss); `busy_timeout` in seconds (default 30).
+    loss); `busy_timeout` in seconds (default 30); `max_pages`, a cap on the
+    file's size in pages (writes past it raise `StoreFull`).
 
     Raises:
         InvalidInput: for a URL or option that is not understood.

@@ -37,6 +37,7 @@ from aisopod_session._errors import (
     InvalidPayload,
     SessionExists,
     SessionNotFound,
+    StoreBusy,
 )
 from aisopod_session._ids import new_entry_id, new_session_id
 from aisopod_session._model import (
@@ -82,6 +83,7 @@ MAX_SEARCH_DEPTH: Final = 10_000
 the ten-thousandth best match."""
 
 _ID_ATTEMPTS: Final = 3
+_BIND_ATTEMPTS: Final = 8
 
 
 class _Unset:
@@ -234,17 +236,29 @@ class SessionStore:
                 return self._by_sid(tx, sid).session
         new = self._new_session(agent, stored, origin=origin, title=title, metadata=metadata)
         with self._backend.write() as tx:
-            sid = tx.binding(agent, stored, lock=True)
+            found = self._bind_new(tx, agent, stored, new)
+            return found if found is not None else new
+
+    def _bind_new(self, tx: SqlTx, agent: str, key: str, new: Session) -> Session | None:
+        """Make `new` the key's session unless it has one: `None` when `new` was bound,
+        else the session that holds the key (and `new` is not kept).
+
+        On a server database another process may bind the key between our look
+        and our insert, and a third may delete that session again before we
+        look once more; each turn of the loop settles one such race.
+        """
+        new_sid: int | None = None
+        for _ in range(_BIND_ATTEMPTS):
+            sid = tx.binding(agent, key, lock=True)
             if sid is not None:
+                if new_sid is not None:
+                    tx.delete_session(new_sid)
                 return self._by_sid(tx, sid).session
-            new_sid = tx.insert_session(new)
-            if tx.bind_if_unbound(agent, stored, new_sid, to_micros(new.created_at)):
-                return new
-            # Another process bound the key between our read and our insert.
-            tx.delete_session(new_sid)
-            sid = tx.binding(agent, stored)
-            assert sid is not None
-            return self._by_sid(tx, sid).session
+            if new_sid is None:
+                new_sid = tx.insert_session(new)
+            if tx.bind_if_unbound(agent, key, new_sid, to_micros(new.created_at)):
+                return None
+        raise StoreBusy(f"could not bind {key!r}: other writers kept changing it")
 
     def get(self, session_id: str) -> Session:
         """The session with this id.
@@ -842,15 +856,12 @@ class SessionStore:
                     return Resolution(latest, stored, None, None, text, None)
             if latest is None:
                 new = self._new_session(agent, stored, origin=origin, now=now)
-                new_sid = tx.insert_session(new)
-                if tx.bind_if_unbound(agent, stored, new_sid, to_micros(now)):
+                theirs = self._bind_new(tx, agent, stored, new)
+                if theirs is None:
                     return Resolution(new, stored, "new", None, text, None)
-                # Bound by another process between our lookup and our insert (a
-                # server database; SQLite writers never overlap): theirs wins.
-                tx.delete_session(new_sid)
-                sid = tx.binding(agent, stored, lock=True)
-                assert sid is not None
-                return Resolution(self._by_sid(tx, sid).session, stored, None, None, text, None)
+                # Bound by another process meanwhile (a server database; SQLite
+                # writers never overlap): theirs wins.
+                return Resolution(theirs, stored, None, None, text, None)
             new = self._reset_in(tx, agent, stored, origin=origin, now=now)
             previous = self._by_sid(tx, sid).session if sid is not None else None
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)

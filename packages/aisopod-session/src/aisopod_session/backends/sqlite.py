@@ -212,6 +212,7 @@ class SqliteBackend:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = 30.0,
         migrate: bool = True,
+        max_pages: int | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -219,6 +220,7 @@ class SqliteBackend:
         self.url = f"sqlite://{self.path}" if self.path is not None else "sqlite:///:memory:"
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
+        self.max_pages = max_pages
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._registry_lock = threading.Lock()
@@ -252,6 +254,10 @@ class SqliteBackend:
             connection.execute(f"PRAGMA synchronous = {self.synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA temp_store = MEMORY")
+            if self.max_pages is not None:
+                # A hard cap on the file's size: writes past it fail with
+                # SQLITE_FULL (StoreFull) and change nothing.
+                connection.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
             if self.path is not None:
                 _retry_busy(self.busy_timeout, lambda: _enable_wal(connection))
         except sqlite3.Error as err:
