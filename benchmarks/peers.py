@@ -1,6 +1,6 @@
 """aisopod-session against its peers, on the same workloads in one process, printed as a table.
 
-    uv run --group bench python benchmarks/peers.py            # the full run (20-30 minutes)
+    uv run --group bench python benchmarks/peers.py            # the full run (15-20 minutes)
     uv run --group bench python benchmarks/peers.py --quick    # small sizes: a smoke test
     uv run --group bench python benchmarks/peers.py --json     # the results as JSON
     uv run --group bench python benchmarks/peers.py --json results.json  # both
@@ -1713,7 +1713,7 @@ def main(argv: list[str] | None = None) -> int:
         help="messages in the read session (default 1000,100000,1000000)",
     )
     parser.add_argument("--sessions", type=int, help="sessions for the listing (default 10000)")
-    parser.add_argument("--rounds", type=int, help="rounds per measurement (default 9)")
+    parser.add_argument("--rounds", type=int, help="rounds per measurement (default 15)")
     parser.add_argument(
         "--budget", type=float, help="seconds a store may take to read once (default 60)"
     )
@@ -1780,7 +1780,7 @@ def main(argv: list[str] | None = None) -> int:
         "postgresql": pg_settings,
         "sizes": sizes,
         "sessions": args.sessions or (1_000 if quick else 10_000),
-        "rounds": args.rounds or (3 if quick else 9),
+        "rounds": args.rounds or (3 if quick else 15),
         "budget_seconds": args.budget or (10.0 if quick else 60.0),
         "build_budget_seconds": args.build_budget or (15.0 if quick else 180.0),
         "quick": quick,

@@ -166,7 +166,9 @@ def test_an_older_database_is_upgraded_in_place(
     from aisopod_session.backends import sqlite
 
     path = tmp_path / "old.db"
+    # The code of schema version 1: its migrations, and no search index to fill.
     monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
+    monkeypatch.setattr(sqlite.SqliteTx, "index_entries", lambda *args: None)
     old = open_store(path)
     session = old.get_or_create("agent:main:main")
     old.append(session.id, [Message.user("written before search"), Message.assistant("indeed")])

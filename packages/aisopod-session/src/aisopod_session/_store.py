@@ -531,10 +531,8 @@ class SessionStore:
         if after is not None:
             check_int(after, "after")
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
-            rows = tx.entries_page(
-                record.sid, record.session.id, before=before, after=after, limit=limit + 1
-            )
+            sid = self._sid(tx, session_id)
+            rows = tx.entries_page(sid, session_id, before=before, after=after, limit=limit + 1)
         if after is not None:
             page = rows[:limit]
             cursor = page[-1].seq if len(rows) > limit else None
@@ -1096,6 +1094,16 @@ class SessionStore:
             raise SessionNotFound(session_id)
         self._check_scope(record.session)
         return record
+
+    def _sid(self, tx: SqlTx, session_id: str) -> int:
+        """A session's internal id, checked for existence and scope (a light `_record`)."""
+        check_text(session_id, "session_id", max_length=256)
+        ref = tx.session_ref(session_id)
+        if ref is None:
+            raise SessionNotFound(session_id)
+        if self._agent_id is not None and ref[1] != self._agent_id:
+            raise AccessDenied(self._agent_id, session_id)
+        return ref[0]
 
     def _by_sid(self, tx: SqlTx, sid: int) -> SessionRecord:
         record = tx.session_by_sid(sid)

@@ -54,6 +54,26 @@ class TokenUsage:
     )
     cost: float = attrs.field(default=0.0, converter=_cost)
 
+    @classmethod
+    def trusted(
+        cls, input: int, output: int, cache_read: int, cache_write: int, total: int, cost: float
+    ) -> TokenUsage:
+        """A usage from values already checked (read back from storage): no validation.
+
+        Reads build one per entry; skipping the converters makes them cheap.
+        """
+        usage = object.__new__(cls)
+        for name, value in (
+            ("input", input),
+            ("output", output),
+            ("cache_read", cache_read),
+            ("cache_write", cache_write),
+            ("total", total),
+            ("cost", float(cost)),
+        ):
+            object.__setattr__(usage, name, value)
+        return usage
+
     def __add__(self, other: object) -> TokenUsage:
         if not isinstance(other, TokenUsage):
             return NotImplemented

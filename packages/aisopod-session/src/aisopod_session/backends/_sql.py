@@ -220,6 +220,13 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return AppendTarget(*row) if row is not None else None
 
+    def session_ref(self, session_id: str) -> tuple[int, str] | None:
+        """A session's internal id and agent, for reads that need no more of it."""
+        row = self.execute(
+            "SELECT sid, agent_id FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row is not None else None
+
     def session_by_sid(self, sid: int, *, lock: bool = False) -> SessionRecord | None:
         row = self.execute(
             f"SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = ?"
@@ -471,6 +478,12 @@ class SqlTx(abc.ABC):
             self.execute(sql, rows[0])  # one row: execute is cheaper than executemany
         else:
             self.executemany(sql, rows)
+        self.index_entries(sid, first_seq, first_seq + len(rows) - 1)
+
+    @abc.abstractmethod
+    def index_entries(self, sid: int, first_seq: int, last_seq: int) -> None:
+        """Add entries to the full-text index, when the engine does not do it itself
+        (PostgreSQL's generated column does; SQLite's FTS5 table is filled here)."""
 
     def encode_payload(self, payload: bytes) -> Any:
         """The driver value of a serialized payload."""
@@ -623,6 +636,7 @@ class SqlTx(abc.ABC):
             " created_at FROM entries WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (target, offset, offset, offset, source, first, last),
         )
+        self.index_entries(target, new_first, new_first + last - first)
 
     def restore_state(
         self, sid: int, *, leaf_seq: int, version: int, updated_at: int, active_at: int
@@ -682,7 +696,7 @@ class SqlTx(abc.ABC):
                 message_count=row[10],
                 compaction_count=row[11],
                 compacted_at=from_micros(row[12]) if row[12] is not None else None,
-                usage=TokenUsage(row[13], row[14], row[15], row[16], row[17], row[18]),
+                usage=TokenUsage.trusted(row[13], row[14], row[15], row[16], row[17], row[18]),
                 size_bytes=row[19],
                 metadata=self.decode_json(row[20]),
                 origin=converter.structure(origin, Origin),
@@ -694,7 +708,7 @@ class SqlTx(abc.ABC):
 
     def _entry(self, session_id: str, row: Sequence[Any]) -> Entry:
         usage = (
-            TokenUsage(row[7], row[8], row[9], row[10], row[11], row[12])
+            TokenUsage.trusted(row[7], row[8], row[9], row[10], row[11], row[12])
             if row[7] is not None
             else None
         )
