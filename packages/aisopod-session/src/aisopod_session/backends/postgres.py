@@ -12,7 +12,6 @@ own (`?schema=name` in the URL), created on first open.
 from __future__ import annotations
 
 import threading
-import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,13 +29,12 @@ from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
     InvalidInput,
-    SchemaVersionError,
     StoreBusy,
     StoreFull,
     StoreUnavailable,
 )
 from aisopod_session._search import Clause, Term
-from aisopod_session.backends._migrations import Migration
+from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
     _APPEND_UPDATE,
     AppendTarget,
@@ -45,7 +43,6 @@ from aisopod_session.backends._sql import (
     SqlTx,
     _append_deltas,
 )
-from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
 
@@ -397,22 +394,7 @@ class PostgresBackend:
                 # crc32, not hash(): the key must be the same in every process.
                 (_MIGRATION_LOCK ^ zlib.crc32((self.schema or "").encode()),),
             )
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
-            )
-            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            current = int(row[0] or 0)
-            if current > len(MIGRATIONS):
-                raise SchemaVersionError(current, len(MIGRATIONS))
-            for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
-                logger.info("applying schema migration {} ({})", version, migration.name)
-                for statement in migration.statements:
-                    tx.execute(statement)
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, migration.name, time.time_ns() // 1000),
-                )
+            apply_migrations(tx, MIGRATIONS, integer="BIGINT")
 
     def schema_version(self) -> int:
         """The schema version recorded in the database (0 for a new one)."""

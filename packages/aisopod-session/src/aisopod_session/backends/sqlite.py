@@ -21,15 +21,13 @@ from typing import Any, Final, Literal
 from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
-    SchemaVersionError,
     StoreBusy,
     StoreFull,
     StoreUnavailable,
 )
 from aisopod_session._search import Clause, Term
-from aisopod_session.backends._migrations import Migration
+from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
-from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
 
@@ -349,22 +347,7 @@ class SqliteBackend:
 
     def _migrate(self) -> None:
         with self.write() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-            )
-            row = tx.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            current = int(row[0] or 0)
-            if current > len(MIGRATIONS):
-                raise SchemaVersionError(current, len(MIGRATIONS))
-            for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
-                logger.info("applying schema migration {} ({})", version, migration.name)
-                for statement in migration.statements:
-                    tx.execute(statement)
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, migration.name, time.time_ns() // 1000),
-                )
+            apply_migrations(tx, MIGRATIONS, integer="INTEGER")
 
     def check_integrity(self) -> list[str]:
         """`PRAGMA integrity_check` and `foreign_key_check`: the problems found, if any."""
