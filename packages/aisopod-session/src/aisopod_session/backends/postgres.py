@@ -144,7 +144,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration("index new entries a batch at a time, not by a per-row trigger", ()),
 )
 
-_OWN_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
+_BEGIN_ATTEMPTS = 3
 _MIGRATION_LOCK = 0x41_15_0D
 """The advisory lock taken while migrating (xor'ed with the schema's hash)."""
 
@@ -355,9 +355,8 @@ class PostgresBackend:
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PostgresTx]:
         try:
-            with self._pool.connection() as connection:
+            with self._connection(begin) as connection:
                 tx = PostgresTx(connection, self.url)
-                tx.execute(begin)
                 try:
                     yield tx
                 except BaseException:
@@ -375,6 +374,27 @@ class PostgresBackend:
         except psycopg.Error as err:
             self._check_pool()
             raise translate(err, self.url) from err
+
+    @contextmanager
+    def _connection(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection with a transaction begun on it.
+
+        A connection the server closed while it sat in the pool (a restart)
+        fails at BEGIN, before anything was asked of it: that is safe to try
+        again on another connection, so callers only see failures that
+        happened during their transaction.
+        """
+        for attempt in range(_BEGIN_ATTEMPTS):
+            with self._pool.connection() as connection:
+                try:
+                    connection.execute(begin)
+                except psycopg.OperationalError:
+                    if attempt + 1 == _BEGIN_ATTEMPTS:
+                        raise
+                    self._check_pool()
+                    continue  # the pool discards the broken connection on return
+                yield connection
+                return
 
     def _check_pool(self) -> None:
         if self._check_lock.acquire(blocking=False):
