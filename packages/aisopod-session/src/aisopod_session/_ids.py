@@ -19,6 +19,12 @@ def new_session_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def new_entry_id() -> str:
-    """16 hex characters: unique within a session in practice; the store retries on a clash."""
-    return os.urandom(8).hex()
+def new_entry_id(seq: int) -> str:
+    """The id of the entry at `seq`: the seq in hex (at least 8 digits), then 4 random ones.
+
+    Ids the store makes never clash with each other (the seq is in them) and
+    sort in the order they are written, so the (session, id) index grows at
+    its end instead of at random places; a clash with an imported id is
+    possible, and the store then retries with fresh random digits.
+    """
+    return f"{seq:08x}{os.urandom(2).hex()}"

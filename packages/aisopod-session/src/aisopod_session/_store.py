@@ -466,7 +466,10 @@ class SessionStore:
         first = target.entry_count + 1
         count = len(request.entries)
         parents = [target.leaf_seq or None, *range(first, first + count - 1)]
-        ids = [p.id if p.id is not None else new_entry_id() for p in request.entries]
+        ids = [
+            p.id if p.id is not None else new_entry_id(first + offset)
+            for offset, p in enumerate(request.entries)
+        ]
         try:
             tx.insert_entries(
                 target.sid,
