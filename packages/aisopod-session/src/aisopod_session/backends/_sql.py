@@ -9,8 +9,8 @@ row locks, JSON columns, full-text search.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -172,9 +172,22 @@ class SqlTx(abc.ABC):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for many parameter rows."""
 
-    @abc.abstractmethod
-    def savepoint(self) -> AbstractContextManager[None]:
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
         """A nested transaction: rolled back alone if its block raises."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.execute(f"RELEASE SAVEPOINT {name}")
+
+    _savepoints = 0
+    """Savepoints opened so far in this transaction (their names must differ)."""
 
     lock_clause = ""
     """Appended to a SELECT that must lock the rows it reads (PostgreSQL: FOR UPDATE)."""

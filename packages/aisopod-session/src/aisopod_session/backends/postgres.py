@@ -187,7 +187,6 @@ class PostgresTx(SqlTx):
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
         self._url = url
-        self._savepoints = 0
 
     @classmethod
     def _sql(cls, statement: str) -> str:
@@ -240,19 +239,6 @@ class PostgresTx(SqlTx):
             (*query_params, *params, limit, offset, options),
         ).fetchall()
         return [(*row[:8], float(row[8])) for row in rows]
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self._savepoints += 1
-        name = f"sp{self._savepoints}"
-        self.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            self.execute(f"RELEASE SAVEPOINT {name}")
-            raise
-        self.execute(f"RELEASE SAVEPOINT {name}")
 
 
 def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:

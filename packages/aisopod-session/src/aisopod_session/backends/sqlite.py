@@ -141,7 +141,6 @@ class SqliteTx(SqlTx):
     def __init__(self, connection: sqlite3.Connection, url: str) -> None:
         self._connection = connection
         self._url = url
-        self._savepoints = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
@@ -184,19 +183,6 @@ class SqliteTx(SqlTx):
         ).fetchall()
         # bm25 is lower for better matches; the store's ranks are higher-is-better.
         return [(*row[:8], -float(row[8])) for row in rows]
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self._savepoints += 1
-        name = f"sp{self._savepoints}"
-        self._connection.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            self._connection.execute(f"ROLLBACK TO {name}")
-            self._connection.execute(f"RELEASE {name}")
-            raise
-        self._connection.execute(f"RELEASE {name}")
 
 
 def fts5_query(clauses: Sequence[Clause]) -> str:
