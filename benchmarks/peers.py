@@ -38,6 +38,7 @@ the other store is ahead.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -163,7 +164,7 @@ class Row:
 # --- the stores ------------------------------------------------------------------------
 
 
-class Contender:
+class Contender(abc.ABC):
     """One store under test, opened on one database for one workload."""
 
     is_async: ClassVar[bool] = False
@@ -171,36 +172,45 @@ class Contender:
     list_api: ClassVar[bool] = True
     path: Path | None = None
 
+    @abc.abstractmethod
     async def open(self, target: str) -> None:
-        raise NotImplementedError
+        """Each store says how."""
 
-    async def close(self) -> None:
-        pass
+    async def close(self) -> None:  # noqa: B027 - most stores have nothing to close
+        """Release the store (nothing, unless the store holds connections)."""
 
+    @abc.abstractmethod
     async def durability(self, handle: Any) -> Durability:
-        raise NotImplementedError
+        """Each store says how."""
 
+    @abc.abstractmethod
     async def session(self, name: str) -> Any:
-        raise NotImplementedError
+        """Each store says how."""
 
+    @abc.abstractmethod
     def native(self, n: int) -> Any:
-        raise NotImplementedError
+        """Each store says how."""
 
     # The operations: plain functions, or functions returning an awaitable when is_async.
+    @abc.abstractmethod
     def append_one(self, handle: Any, message: Any) -> Any:
-        raise NotImplementedError
+        """Each store says how."""
 
+    @abc.abstractmethod
     def append_many(self, handle: Any, messages: list[Any]) -> Any:
-        raise NotImplementedError
+        """Each store says how."""
 
+    @abc.abstractmethod
     def last50(self, handle: Any) -> Any:
-        raise NotImplementedError
+        """Each store says how."""
 
     def list50(self) -> Any:
-        raise NotImplementedError
+        """Only stores with a list API (`list_api`) are asked."""
+        raise TypeError(f"{type(self).__name__} has no list API")
 
     async def make_sessions(self, start: int, stop: int) -> None:
-        raise NotImplementedError
+        """Only stores with a list API (`list_api`) are asked."""
+        raise TypeError(f"{type(self).__name__} has no list API")
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from collections import Counter
 
 from aisopod_session import open_store
 from tests.session.invariants import check_invariants
-from tests.session.test_concurrency import _all_entries
+from tests.session.snapshot import all_entries
 from tests.session.test_crash import BATCH, _run_and_kill
 
 
@@ -29,7 +29,7 @@ def test_fifty_kills_lose_no_acknowledged_append(shared_database_url: str, soak:
         acknowledged.setdefault(session_id, set())
         acknowledged[session_id] |= set(range(1, last + 1))
     for session_id, batches in acknowledged.items():
-        entries = _all_entries(reopened, session_id)
+        entries = all_entries(reopened, session_id)
         counts = Counter(re.match(r"batch (\d+)", e.text).group(1) for e in entries)  # type: ignore[union-attr]
         assert all(count % BATCH == 0 for count in counts.values()), "an append is half there"
         assert {int(b) for b in counts} >= batches, "an acknowledged append is gone"

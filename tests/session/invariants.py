@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from aisopod_shared import TokenUsage
+from tests.session.snapshot import all_entries, all_sessions
 
 
 def check_invariants(store: Any) -> dict[str, int]:
@@ -16,25 +17,11 @@ def check_invariants(store: Any) -> dict[str, int]:
     the sum of the entries' usage; the leaf an existing entry; one current
     session per key, and at most one active session per key.
     """
-    sessions = []
-    cursor = None
-    while True:
-        page = store.list(limit=1000, cursor=cursor)
-        sessions.extend(page.sessions)
-        cursor = page.cursor
-        if cursor is None:
-            break
+    sessions = all_sessions(store)
     active_per_key: dict[str, int] = defaultdict(int)
     entries_checked = 0
     for session in sessions:
-        entries = []
-        after = 0
-        while True:
-            page = store.history(session.id, after=after, limit=2000)
-            entries.extend(page.entries)
-            if page.cursor is None:
-                break
-            after = page.cursor
+        entries = all_entries(store, session.id)
         entries_checked += len(entries)
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), session.id
         assert session.entry_count == len(entries), session.id

@@ -10,22 +10,12 @@ from typing import Any
 from aisopod_session import open_async_store, open_store
 from aisopod_shared import Message
 from tests.session.invariants import check_invariants
+from tests.session.snapshot import all_entries
 from tests.session.workers import append_from_threads, mixed_load, race_get_or_create
 
 PROCESSES = 4
 THREADS = 8
 PER_THREAD = 25
-
-
-def _all_entries(store: Any, session_id: str) -> list[Any]:
-    entries: list[Any] = []
-    after = 0
-    while True:
-        page = store.history(session_id, after=after, limit=1000)
-        entries.extend(page.entries)
-        if page.cursor is None:
-            return entries
-        after = page.cursor
 
 
 def test_processes_and_threads_appending_lose_nothing(shared_database_url: str) -> None:
@@ -51,7 +41,7 @@ def test_processes_and_threads_appending_lose_nothing(shared_database_url: str) 
     assert [w.exitcode for w in workers] == [0] * PROCESSES
 
     total = PROCESSES * THREADS * PER_THREAD
-    entries = _all_entries(store, shared.id)
+    entries = all_entries(store, shared.id)
     assert [e.seq for e in entries] == list(range(1, total + 1))
     assert [e.parent_seq for e in entries] == [None, *range(1, total)]
     texts = [e.text for e in entries]
@@ -60,7 +50,7 @@ def test_processes_and_threads_appending_lose_nothing(shared_database_url: str) 
         for t in range(THREADS):
             mine = [text for text in texts if text.startswith(f"{p}:{t}:")]
             assert mine == [f"{p}:{t}:{n}" for n in range(PER_THREAD)]  # each thread's order kept
-            own_entries = _all_entries(store, own[p][t])
+            own_entries = all_entries(store, own[p][t])
             assert [e.text for e in own_entries] == mine
     after = store.get(shared.id)
     assert after.entry_count == total
@@ -102,7 +92,7 @@ def test_many_coroutines_appending_through_group_commit(shared_database_url: str
 
         await asyncio.gather(*(writer(n) for n in range(64)))
         for session in sessions:
-            entries = _all_entries(store.sync, session.id)
+            entries = all_entries(store.sync, session.id)
             assert [e.seq for e in entries] == list(range(1, 16 * 20 + 1))
             for n in range(session_index(sessions, session), 64, 4):
                 assert [e.text for e in entries if e.text.startswith(f"{n}:")] == [
@@ -135,7 +125,7 @@ def test_eight_processes_appending_to_one_session_keep_seqs_gapless(
     for worker in workers:
         worker.join(timeout=300)
     assert [w.exitcode for w in workers] == [0] * 8
-    entries = _all_entries(store, shared.id)
+    entries = all_entries(store, shared.id)
     assert [e.seq for e in entries] == list(range(1, 8 * 40 + 1))
     assert len({e.text for e in entries}) == 8 * 40
     store.close()

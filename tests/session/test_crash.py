@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from aisopod_session import open_store
-from tests.session.test_concurrency import _all_entries
+from tests.session.snapshot import all_entries
 
 KILLS = 20
 BATCH = 5
@@ -62,7 +62,7 @@ def test_sigkill_mid_stream_never_loses_or_halves_an_append(shared_database_url:
     reopened = open_store(shared_database_url)
     assert reopened.check_integrity() == []
     for session_id, acknowledged in sessions:
-        entries = _all_entries(reopened, session_id)
+        entries = all_entries(reopened, session_id)
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         batches = Counter(int(re.match(r"batch (\d+)", e.text).group(1)) for e in entries)  # type: ignore[union-attr]
         assert all(count == BATCH for count in batches.values()), "an append is half there"
