@@ -5,8 +5,9 @@
 
 Each row measures aisopod-session and, in the same run, a hand-written
 `sqlite3` script doing the same work on the same schema with the same
-pragmas (the floor): for an append, the entry insert, its full-text index
-insert and the session row update in one transaction; for a read, the same
+pragmas (the floor): for an append, the entry insert and the session row
+update in one transaction, and the full-text index insert of the entries
+waiting for it each time a row id crosses a multiple of INDEX_BATCH; for a read, the same
 SELECT with the payloads decoded. Rounds of the two alternate, and each figure is the median round.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import orjson
 
 from aisopod_session import SessionStore, open_async_store, open_store
+from aisopod_session.backends.sqlite import INDEX_BATCH
 from aisopod_shared import Message, TokenUsage
 
 TEXT = "The quick brown fox jumps over the lazy dog; how far can it go today?"
@@ -99,12 +101,15 @@ class Floor:
             " ?, ?, ?, ?)",
             rows,
         )
-        # The store fills its full-text index in the same transaction.
-        self.db.execute(
-            "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
-            " WHERE sid = ? AND seq BETWEEN ? AND ? AND text != ''",
-            (self.sid, self.seq - count + 1, self.seq),
-        )
+        # The store indexes entries for search a batch at a time, in the
+        # transaction whose row ids cross a multiple of INDEX_BATCH.
+        last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
+            self.db.execute(
+                "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
+                " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
+            )
+            self.db.execute("UPDATE search_state SET indexed_through = ?", (last,))
         now = time.time_ns() // 1000
         self.db.execute(
             "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"

@@ -168,7 +168,7 @@ def test_an_older_database_is_upgraded_in_place(
     path = tmp_path / "old.db"
     # The code of schema version 1: its migrations, and no search index to fill.
     monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
-    monkeypatch.setattr(sqlite.SqliteTx, "index_entries", lambda *args: None)
+    monkeypatch.setattr(sqlite.SqliteTx, "entries_inserted", lambda *args: None)
     old = open_store(path)
     session = old.get_or_create("agent:main:main")
     old.append(session.id, [Message.user("written before search"), Message.assistant("indeed")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
 
@@ -25,6 +26,8 @@ def new_entry_id(seq: int) -> str:
     Ids the store makes never clash with each other (the seq is in them) and
     sort in the order they are written, so the (session, id) index grows at
     its end instead of at random places; a clash with an imported id is
-    possible, and the store then retries with fresh random digits.
+    possible, and the store then retries with fresh random digits. The digits
+    need to differ, not to be secret: `random` (reseeded in a forked child)
+    costs no system call, unlike `os.urandom`.
     """
-    return f"{seq:08x}{os.urandom(2).hex()}"
+    return f"{seq:08x}{random.getrandbits(16):04x}"

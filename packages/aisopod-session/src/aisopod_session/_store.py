@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -420,24 +420,24 @@ class SessionStore:
     ) -> AppendRequest:
         """Check and serialize an append before any transaction starts."""
         check_text(session_id, "session_id", max_length=256)
-        items: Sequence[Message | NewEntry]
-        given: object = entries
-        if isinstance(given, Message | NewEntry):
-            items = (given,)
-        elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
-            items = tuple(given)
-        else:
-            raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
         if idempotency_key is not None:
             check_text(idempotency_key, "idempotency_key", max_length=256)
         if expected_version is not None:
             check_int(expected_version, "expected_version")
         stamp = Stamp.of(self._clock.now())
         limit = self._max_payload_bytes
-        prepared = tuple(prepare(item, stamp, max_payload_bytes=limit) for item in items)
-        explicit = [p.id for p in prepared if p.id is not None]
-        if len(explicit) != len(set(explicit)):
-            raise DuplicateEntryId("two entries in one append share an id", field="id")
+        given: object = entries
+        prepared: tuple[PreparedEntry, ...]
+        if isinstance(given, Message | NewEntry):
+            # One entry, the commonest append: no generator, nothing to compare ids with.
+            prepared = (prepare(given, stamp, max_payload_bytes=limit),)
+        elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
+            prepared = tuple(prepare(item, stamp, max_payload_bytes=limit) for item in given)
+            explicit = [p.id for p in prepared if p.id is not None]
+            if len(explicit) != len(set(explicit)):
+                raise DuplicateEntryId("two entries in one append share an id", field="id")
+        else:
+            raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
         return AppendRequest(session_id, prepared, idempotency_key, expected_version, stamp.micros)
 
     def append_in(
@@ -916,6 +916,7 @@ class SessionStore:
             created_after=to_micros(after) if after is not None else None,
             created_before=to_micros(before) if before is not None else None,
         )
+        self._backend.index_for_search()
         with self._backend.read() as tx:
             rows = tx.search(clauses, where, limit=limit + 1, offset=offset, highlight=highlight)
         hits = tuple(

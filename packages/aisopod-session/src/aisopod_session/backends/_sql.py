@@ -141,6 +141,10 @@ class Backend(Protocol):
         """Release every connection."""
         ...
 
+    def index_for_search(self) -> None:
+        """Bring the full-text index up to every committed entry (before a search)."""
+        ...
+
     def check_integrity(self) -> list[str]:
         """The database engine's own consistency check: the problems found, if any."""
         ...
@@ -488,15 +492,17 @@ class SqlTx(abc.ABC):
             " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         if len(rows) == 1:
-            self.execute(sql, rows[0])  # one row: execute is cheaper than executemany
+            # One row: execute is cheaper than executemany, and its cursor knows the row.
+            self.entries_inserted(1, self.execute(sql, rows[0]))
         else:
             self.executemany(sql, rows)
-        self.index_entries(sid, first_seq, first_seq + len(rows) - 1)
+            self.entries_inserted(len(rows))
 
     @abc.abstractmethod
-    def index_entries(self, sid: int, first_seq: int, last_seq: int) -> None:
-        """Add entries to the full-text index, when the engine does not do it itself
-        (PostgreSQL's generated column does; SQLite's FTS5 table is filled here)."""
+    def entries_inserted(self, count: int, cursor: Any = None) -> None:
+        """This transaction's last statement (run on `cursor`, when given) inserted
+        `count` entries: the full-text index follows, when the engine does not do it
+        itself (PostgreSQL's generated column does; SQLite indexes a batch at a time)."""
 
     def encode_payload(self, payload: bytes) -> Any:
         """The driver value of a serialized payload."""
@@ -649,7 +655,7 @@ class SqlTx(abc.ABC):
             " created_at FROM entries WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (target, offset, offset, offset, source, first, last),
         )
-        self.index_entries(target, new_first, new_first + last - first)
+        self.entries_inserted(last - first + 1)
 
     def restore_state(
         self, sid: int, *, leaf_seq: int, version: int, updated_at: int, active_at: int

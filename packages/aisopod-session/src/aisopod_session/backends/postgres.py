@@ -210,7 +210,7 @@ class PostgresTx(SqlTx):
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
-    def index_entries(self, sid: int, first_seq: int, last_seq: int) -> None:
+    def entries_inserted(self, count: int, cursor: Any = None) -> None:
         """Nothing to do: the `search` column is generated from the text on insert."""
 
     def search(
@@ -323,6 +323,9 @@ class PostgresBackend:
     def close(self) -> None:
         """Close the pool and every connection in it."""
         self._pool.close()
+
+    def index_for_search(self) -> None:
+        """Nothing waits: the `search` column and its index follow every insert."""
 
     # --- transactions -----------------------------------------------------------
 

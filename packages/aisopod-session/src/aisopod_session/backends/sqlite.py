@@ -13,9 +13,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Final, Literal
 
 from aisopod_session._errors import (
@@ -130,6 +130,40 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # for every row. Deletes still go through their trigger.
         ("DROP TRIGGER IF EXISTS entries_fts_insert",),
     ),
+    Migration(
+        "index new entries behind a watermark, a few hundred at a time",
+        # Every FTS5 transaction writes a new index segment: indexing each
+        # append on its own cost more than the rest of the append, fsync
+        # aside. Entries up to `indexed_through` (a row id) are in the index;
+        # appends index the rows past it each time a row id crosses a multiple
+        # of INDEX_BATCH, and a search first indexes whatever waits.
+        (
+            "CREATE TABLE search_state (indexed_through INTEGER NOT NULL)",
+            "INSERT INTO search_state SELECT coalesce(max(row_id), 0) FROM entries",
+            "DROP TRIGGER entries_fts_delete",
+            # One trigger, in this order: the index forgets a row only if it
+            # holds it, and then the watermark comes down to the highest row
+            # left, so that a new row (max + 1) is never taken for indexed.
+            "CREATE TRIGGER entries_deleted AFTER DELETE ON entries BEGIN"
+            " INSERT INTO entries_fts (entries_fts, rowid, text)"
+            " SELECT 'delete', old.row_id, old.text WHERE old.text != ''"
+            " AND old.row_id <= (SELECT indexed_through FROM search_state);"
+            " UPDATE search_state SET indexed_through ="
+            " (SELECT coalesce(max(row_id), 0) FROM entries)"
+            " WHERE indexed_through > (SELECT coalesce(max(row_id), 0) FROM entries); END",
+        ),
+    ),
+)
+
+INDEX_BATCH: Final = 256
+"""Appends index pending entries when a row id crosses a multiple of this."""
+
+_INDEX_PENDING = (
+    "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
+    " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
+)
+_ADVANCE_WATERMARK = (
+    "UPDATE search_state SET indexed_through = (SELECT coalesce(max(row_id), 0) FROM entries)"
 )
 
 _BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
@@ -154,13 +188,31 @@ class SqliteTx(SqlTx):
         except sqlite3.Error as err:
             raise _translate(err, self._url) from err
 
-    def index_entries(self, sid: int, first_seq: int, last_seq: int) -> None:
-        """Add entries `first_seq..last_seq` of a session to the full-text index."""
-        self.execute(
-            "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
-            " WHERE sid = ? AND seq BETWEEN ? AND ? AND text != ''",
-            (sid, first_seq, last_seq),
-        )
+    def entries_inserted(self, count: int, cursor: Any = None) -> None:
+        """Index what waits once the rows just inserted cross a multiple of INDEX_BATCH.
+
+        The rows' ids are consecutive (the write lock is held, and a new row
+        id is the highest plus one), so a batch of INDEX_BATCH or more always
+        crosses one: imports are indexed in their own transaction.
+        """
+        last = cursor.lastrowid if cursor is not None else None
+        if last is None:  # executemany and INSERT ... SELECT leave the cursor's unset
+            last = self._connection.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
+            self.index_pending()
+
+    def index_pending(self) -> None:
+        """Add every entry past the watermark to the full-text index, and move it."""
+        self.execute(_INDEX_PENDING)
+        self.execute(_ADVANCE_WATERMARK)
+
+    def index_lags(self) -> bool:
+        """Whether some entries wait to be indexed."""
+        row = self.execute(
+            "SELECT (SELECT coalesce(max(row_id), 0) FROM entries)"
+            " > (SELECT indexed_through FROM search_state)"
+        ).fetchone()
+        return bool(row[0])
 
     def search(
         self,
@@ -296,38 +348,15 @@ class SqliteBackend:
 
     # --- transactions -----------------------------------------------------------
 
-    @contextmanager
-    def read(self) -> Iterator[SqliteTx]:
+    def read(self) -> _Transaction:
         """A read transaction: one consistent snapshot (WAL lets it run beside a writer)."""
-        if self.path is None:
-            with self._write_lock:
-                yield from self._transaction("BEGIN")
-        else:
-            yield from self._transaction("BEGIN")
+        # An in-memory database is one connection: its readers queue with its writers.
+        lock = self._write_lock if self.path is None else None
+        return _Transaction(self, "BEGIN", lock)
 
-    @contextmanager
-    def write(self) -> Iterator[SqliteTx]:
+    def write(self) -> _Transaction:
         """A write transaction, begun IMMEDIATE so it holds the write lock from the start."""
-        with self._write_lock:
-            yield from self._transaction("BEGIN IMMEDIATE")
-
-    def _transaction(self, begin: str) -> Iterator[SqliteTx]:
-        # A plain generator, delegated to with `yield from`: one context
-        # manager per transaction instead of two, on the hottest path.
-        connection = self._connection()
-        try:
-            _retry_busy(self.busy_timeout, lambda: connection.execute(begin))
-        except sqlite3.Error as err:
-            raise _translate(err, self.url) from err
-        try:
-            yield SqliteTx(connection, self.url)
-            connection.execute("COMMIT")
-        except sqlite3.Error as err:
-            _rollback(connection)
-            raise _translate(err, self.url) from err
-        except BaseException:
-            _rollback(connection)
-            raise
+        return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
     # --- schema -----------------------------------------------------------------
 
@@ -335,13 +364,34 @@ class SqliteBackend:
         with self.write() as tx:
             apply_migrations(tx, MIGRATIONS, integer="INTEGER")
 
+    def index_for_search(self) -> None:
+        """Index the entries that wait, so that a search sees every committed entry."""
+        with self.read() as tx:
+            if not tx.index_lags():
+                return
+        with self.write() as tx:
+            tx.index_pending()
+
     def check_integrity(self) -> list[str]:
-        """`PRAGMA integrity_check` and `foreign_key_check`: the problems found, if any."""
+        """`PRAGMA integrity_check`, `foreign_key_check` and the full-text index checked
+        against the entries (after indexing those that wait): the problems found."""
         with self.read() as tx:
             problems = [str(row[0]) for row in tx.execute("PRAGMA integrity_check").fetchall()]
             problems = [p for p in problems if p != "ok"]
             for table, rowid, parent, _ in tx.execute("PRAGMA foreign_key_check").fetchall():
                 problems.append(f"{table} row {rowid} references a missing {parent} row")
+        if problems:
+            return problems
+        try:
+            with self.write() as tx:
+                tx.index_pending()
+                tx.execute(
+                    "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)"
+                )
+        except (StoreFull, StoreBusy):
+            pass  # no room or no lock to index what waits: the index goes unchecked
+        except StoreUnavailable as err:
+            problems.append(f"full-text index: {err}")
         return problems
 
     def schema_version(self) -> int:
@@ -406,6 +456,65 @@ def _create_private_file(path: Path) -> None:
         pass  # another process made it first; it made it the same way
     except OSError as err:
         raise StoreUnavailable(f"cannot create {path}: {err.strerror}") from err
+
+
+class _Transaction:
+    """One transaction on the calling thread's connection, as a context manager.
+
+    A class rather than a generator-based context manager: every append and
+    read goes through here, and this costs a third as much per transaction.
+    """
+
+    __slots__ = ("_backend", "_begin", "_connection", "_lock")
+
+    def __init__(self, backend: SqliteBackend, begin: str, lock: threading.RLock | None) -> None:
+        self._backend = backend
+        self._begin = begin
+        self._lock = lock
+
+    def __enter__(self) -> SqliteTx:
+        backend = self._backend
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            self._connection = connection = backend._connection()
+            try:
+                connection.execute(self._begin)
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+                _retry_busy(backend.busy_timeout, lambda: connection.execute(self._begin))
+        except sqlite3.Error as err:
+            self._release()
+            raise _translate(err, backend.url) from err
+        except BaseException:
+            self._release()
+            raise
+        return SqliteTx(connection, backend.url)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        try:
+            if kind is None:
+                try:
+                    self._connection.execute("COMMIT")
+                except sqlite3.Error as err:
+                    _rollback(self._connection)
+                    raise _translate(err, self._backend.url) from err
+            else:
+                _rollback(self._connection)
+                if isinstance(error, sqlite3.Error):
+                    raise _translate(error, self._backend.url) from error
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _rollback(connection: sqlite3.Connection) -> None:

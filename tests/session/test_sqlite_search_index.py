@@ -1,0 +1,193 @@
+"""SQLite's full-text index follows the entries a batch at a time, behind a watermark.
+
+Appends index the entries that wait each time a row id crosses a multiple of
+INDEX_BATCH, a search first indexes the rest, and deleting the newest rows
+lowers the watermark so that their reused row ids are indexed again. Each
+test ends with FTS5's own check of the index against the entries.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aisopod_session import SessionStore, open_store
+from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
+from aisopod_shared import Message
+
+
+def _lags(store: SessionStore) -> bool:
+    backend = store.backend
+    assert isinstance(backend, SqliteBackend)
+    with backend.read() as tx:
+        return tx.index_lags()
+
+
+def _watermark(path: Path) -> tuple[int, int]:
+    """(indexed_through, the highest entry row id), read from the file itself."""
+    with sqlite3.connect(path) as db:
+        row = db.execute(
+            "SELECT indexed_through, (SELECT coalesce(max(row_id), 0) FROM entries)"
+            " FROM search_state"
+        ).fetchone()
+    db.close()
+    return int(row[0]), int(row[1])
+
+
+def test_a_search_sees_entries_the_index_has_not_caught_up_with(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user("pelican"), Message.assistant("cormorant")])
+    assert _lags(store)  # two rows: below a batch, nothing indexed yet
+    assert [h.seq for h in store.search("cormorant").hits] == [2]
+    assert not _lags(store)
+    assert store.backend.check_integrity() == []
+    store.close()
+
+
+def test_appends_index_what_waits_when_a_row_id_crosses_a_batch(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    session = store.get_or_create("agent:main:main")
+    for n in range(INDEX_BATCH - 1):
+        store.append(session.id, Message.user(f"word{n}"))
+    assert _watermark(path) == (0, INDEX_BATCH - 1)
+    store.append(session.id, Message.user("the crossing one"))
+    assert _watermark(path) == (INDEX_BATCH, INDEX_BATCH)
+    # A batch of a full INDEX_BATCH always crosses: an import is indexed as it lands.
+    store.append(session.id, [Message.user(f"bulk{n}") for n in range(INDEX_BATCH)])
+    assert _watermark(path) == (2 * INDEX_BATCH, 2 * INDEX_BATCH)
+    assert store.backend.check_integrity() == []
+    store.close()
+
+
+def test_deleting_the_newest_entries_lowers_the_watermark(tmp_path: Path) -> None:
+    """Without it, new entries would reuse the deleted row ids and never be indexed."""
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    kept = store.get_or_create("agent:main:kept")
+    store.append(kept.id, [Message.user("heron"), Message.user("egret")])
+    doomed = store.get_or_create("agent:main:doomed")
+    store.append(doomed.id, [Message.user("ibis"), Message.user("stork"), Message.user("crane")])
+    assert len(store.search("ibis").hits) == 1  # indexes all five rows
+    assert _watermark(path) == (5, 5)
+    assert store.delete(doomed.id)
+    assert _watermark(path) == (2, 2)
+    store.append(kept.id, Message.user("spoonbill"))  # row id 3 again
+    assert _watermark(path) == (2, 3)
+    assert [h.seq for h in store.search("spoonbill").hits] == [3]
+    assert store.search("ibis").hits == ()
+    assert store.backend.check_integrity() == []
+    store.close()
+
+
+def test_deleting_older_entries_leaves_the_waiting_ones_waiting(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    old = store.get_or_create("agent:main:old")
+    store.append(old.id, Message.user("flamingo"))
+    store.search("flamingo")
+    new = store.get_or_create("agent:main:new")
+    store.append(new.id, Message.user("avocet"))
+    assert _watermark(path) == (1, 2)
+    store.delete(old.id)
+    assert _watermark(path) == (1, 2)  # row 2 still waits; nothing pretends it is indexed
+    assert [h.session_id for h in store.search("avocet").hits] == [new.id]
+    assert store.backend.check_integrity() == []
+    store.close()
+
+
+def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, Message.user("godwit"))
+    store.search("godwit")
+    with sqlite3.connect(path) as db:  # a watermark past rows the index never saw
+        db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
+    db.close()
+    problems = store.backend.check_integrity()
+    assert problems
+    assert "full-text index" in problems[0]
+    store.close()
+
+
+def test_a_version_3_database_starts_with_everything_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisopod_session.backends import sqlite
+
+    path = tmp_path / "old.db"
+    # The code of schema version 3, which indexed every append as it landed.
+    monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:3])
+    monkeypatch.setattr(
+        sqlite.SqliteTx,
+        "entries_inserted",
+        lambda tx, count: tx.execute(
+            "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
+            " WHERE row_id > last_insert_rowid() - ? AND text != ''",
+            (count,),
+        ),
+    )
+    old = open_store(path)
+    session = old.get_or_create("agent:main:main")
+    old.append(session.id, [Message.user("sandpiper"), Message.assistant("plover")])
+    assert old.backend.schema_version() == 3
+    old.close()
+    monkeypatch.undo()
+    new = open_store(path)
+    assert new.backend.schema_version() == len(MIGRATIONS)
+    assert _watermark(path) == (2, 2)
+    new.append(session.id, Message.user("dunlin"))
+    assert [h.seq for h in new.search("plover OR dunlin").hits] == [2, 3]
+    assert new.backend.check_integrity() == []
+    new.close()
+
+
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(0, 3), st.integers(1, INDEX_BATCH + 40)),
+        st.tuples(st.just("delete"), st.integers(0, 3), st.just(0)),
+        st.tuples(st.just("fork"), st.integers(0, 3), st.just(0)),
+        st.tuples(st.just("search"), st.just(0), st.just(0)),
+    ),
+    max_size=14,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations=_operations)
+def test_the_index_matches_the_entries_after_any_mix_of_writes(
+    tmp_path_factory: pytest.TempPathFactory, operations: list[tuple[str, int, int]]
+) -> None:
+    store = open_store(tmp_path_factory.mktemp("mix") / "s.db")
+    sessions: dict[int, str] = {}  # slot -> session id
+    expected: dict[str, tuple[str, int]] = {}  # session id -> a word, messages holding it
+    for operation, slot, count in operations:
+        if operation == "append":
+            if slot not in sessions:
+                sessions[slot] = store.get_or_create(f"agent:main:s{slot}").id
+                expected[sessions[slot]] = (f"word{slot}x{len(expected)}", 0)
+            session_id = sessions[slot]
+            word, held = expected[session_id]
+            store.append(session_id, [Message.user(f"{word} {n}") for n in range(count)])
+            expected[session_id] = (word, held + count)
+        elif operation == "delete" and slot in sessions:
+            store.delete(sessions[slot])
+            del expected[sessions.pop(slot)]
+        elif operation == "fork" and slot in sessions:
+            fork = store.fork(sessions[slot])  # copies the source's entries, word and all
+            expected[fork.id] = expected[sessions[slot]]
+        elif operation == "search":
+            store.search("anything")
+    assert store.backend.check_integrity() == []
+    for session_id, (word, held) in expected.items():
+        found = store.search(word, session_id=session_id, limit=100).hits
+        assert len(found) == min(held, 100)
+    store.close()
