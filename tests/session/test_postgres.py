@@ -84,6 +84,89 @@ def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: s
     store.close()
 
 
+def test_connections_closed_while_idle_are_replaced_before_an_append(pg_url: str) -> None:
+    """An append without a key is one statement outside a transaction: a pooled
+    connection the server closed meanwhile is noticed before it is used."""
+    dsn = postgres_dsn()
+    assert dsn is not None
+    name = f"aisopod-idle-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{pg_url}&application_name={name}&pool_min=2&pool_max=2")
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, Message.user("before"))
+    assert _terminate(dsn, name) == 2  # the whole pool, idle
+    time.sleep(0.1)  # the goodbye reaches the sockets
+    (entry,) = store.append(session.id, Message.user("after"))
+    assert entry.seq == 2
+    assert [e.text for e in store.history(session.id).entries] == ["before", "after"]
+    store.close()
+
+
+def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: str) -> None:
+    dsn = postgres_dsn()
+    assert dsn is not None
+    name = f"aisopod-kill1-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{pg_url}&application_name={name}&pool_max=2")
+    session = store.get_or_create("agent:main:main")
+    acknowledged: list[str] = []
+    failed = 0
+    stop = threading.Event()
+
+    def writer() -> None:
+        nonlocal failed
+        n = 0
+        while not stop.is_set():
+            n += 1
+            batch = [Message.user(f"m{n} part {p}") for p in range(3)]
+            try:
+                store.append(session.id, batch)
+                acknowledged.append(f"m{n}")
+            except StoreUnavailable:
+                failed += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    killed = 0
+    for _ in range(20):
+        time.sleep(0.05)
+        killed += _terminate(dsn, name)
+    stop.set()
+    thread.join(timeout=60)
+    entries = store.history(session.id, after=0, limit=10_000).entries
+    parts = Counter(e.text.split(" part ")[0] for e in entries)
+    assert set(parts.values()) <= {3}  # no append half there
+    assert set(acknowledged) <= set(parts)  # every acknowledged append there
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    check_invariants(store)
+    print(f"{killed} connections killed, {failed} appends failed, {len(parts)} appends verified")
+    store.close()
+
+
+def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(pg_url: str) -> None:
+    """The retry looks for its key only once it holds the session: looking first
+    would miss the uncommitted entries of the call it repeats, and add them again."""
+    store = open_store(f"{pg_url}&pool_max=4")
+    session = store.get_or_create("agent:main:main")
+    messages = [Message.user("once"), Message.user("only")]
+    request = store.prepare_append(session.id, messages, idempotency_key="k")
+    retried: list[tuple[int, ...]] = []
+
+    def retry() -> None:
+        appended = store.append(session.id, messages, idempotency_key="k")
+        retried.append(tuple(e.seq for e in appended))
+
+    with store.backend.write() as tx:
+        first = store.append_in(tx, request)  # appended, not yet committed
+        thread = threading.Thread(target=retry)
+        thread.start()
+        time.sleep(0.3)  # the retry is now waiting for the session's row
+        assert retried == []
+    thread.join(timeout=60)
+    assert tuple(e.seq for e in first) == (1, 2)
+    assert retried == [(1, 2)]
+    assert store.get(session.id).entry_count == 2
+    store.close()
+
+
 def _open_and_report(url: str, barrier: object, out: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
     store = open_store(url)

@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 
-__all__ = ["new_entry_id", "new_session_id"]
+__all__ = ["entry_id", "new_entry_suffix", "new_session_id"]
 
 
 def new_session_id() -> str:
@@ -20,14 +20,20 @@ def new_session_id() -> str:
     return str(uuid.UUID(int=value))
 
 
-def new_entry_id(seq: int) -> str:
-    """The id of the entry at `seq`: the seq in hex (at least 8 digits), then 4 random ones.
+def entry_id(seq: int, suffix: str) -> str:
+    """The id the store gives the entry at `seq`: the seq in hex (at least 8 digits),
+    then a suffix of 4 random hex digits from `new_entry_suffix`.
 
     Ids the store makes never clash with each other (the seq is in them) and
     sort in the order they are written, so the (session, id) index grows at
     its end instead of at random places; a clash with an imported id is
-    possible, and the store then retries with fresh random digits. The digits
-    need to differ, not to be secret: `random` (reseeded in a forked child)
-    costs no system call, unlike `os.urandom`.
+    possible, and the store then retries with fresh suffixes. PostgreSQL
+    builds the same id in SQL (`to_hex`, padded to 8 digits).
     """
-    return f"{seq:08x}{random.getrandbits(16):04x}"
+    return f"{seq:08x}{suffix}"
+
+
+def new_entry_suffix() -> str:
+    """4 random hex digits for an entry id. They need to differ, not to be secret:
+    `random` (reseeded in a forked child) costs no system call, unlike `os.urandom`."""
+    return f"{random.getrandbits(16):04x}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -39,7 +40,7 @@ from aisopod_session._errors import (
     SessionNotFound,
     StoreBusy,
 )
-from aisopod_session._ids import new_entry_id, new_session_id
+from aisopod_session._ids import new_entry_suffix, new_session_id
 from aisopod_session._model import (
     SESSION_STATUSES,
     Entry,
@@ -56,7 +57,15 @@ from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchHit, SearchPage, parse_query
 from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_int, check_text, merge_patch, session_key
-from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SessionRecord, SqlTx
+from aisopod_session.backends._sql import (
+    AppendTarget,
+    Backend,
+    ListFilter,
+    SearchFilter,
+    SessionRecord,
+    SqlTx,
+    appended_links,
+)
 from aisopod_session.keys import normalize_agent_id
 from aisopod_shared import (
     Clock,
@@ -397,14 +406,24 @@ class SessionStore:
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
-        return self._write_appending(lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh))
+        # Without a key to look up first, the append is one `append_entries` call.
+        single = request.idempotency_key is None and bool(request.entries)
+        return self._write_appending(
+            lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
+            self._backend.write_append if single else self._backend.write,
+        )
 
-    def _write_appending(self, work: Callable[[SqlTx, bool], T]) -> T:
-        """Run `work` in a write transaction, again with fresh entry ids should two
-        generated ids ever clash (`work` gets whether to make fresh ones)."""
+    def _write_appending(
+        self,
+        work: Callable[[SqlTx, bool], T],
+        begin: Callable[[], AbstractContextManager[SqlTx]] | None = None,
+    ) -> T:
+        """Run `work` in a write transaction (from `begin`, by default the backend's
+        `write`), again with fresh entry ids should two generated ids ever clash
+        (`work` gets whether to make fresh ones)."""
         for attempt in range(_ID_ATTEMPTS):
             try:
-                with self._backend.write() as tx:
+                with (begin or self._backend.write)() as tx:
                     return work(tx, attempt > 0)
             except _GeneratedIdClash:
                 continue
@@ -446,43 +465,42 @@ class SessionStore:
         """Run a prepared append inside the caller's write transaction."""
         session_id = request.session_id
         if request.idempotency_key is not None:
+            # Lock the session before looking: a retry racing the call it repeats
+            # then waits for that call to commit, and finds its entries.
+            if tx.append_target(session_id) is None:
+                raise SessionNotFound(session_id)
             done = tx.entries_by_idempotency_key(session_id, request.idempotency_key)
             if done:
                 self._check_scope(self._record(tx, session_id).session)
                 return tuple(done)
-        if not request.entries:
+        entries = request.entries
+        if not entries:
             target = tx.append_target(session_id)
-        else:
-            target = tx.claim_append(session_id, request.entries, now=request.now)
-        if target is None:
-            raise SessionNotFound(session_id)
-        # Raising from here on rolls the claim back with the transaction (or savepoint).
-        if self._agent_id is not None and target.agent_id != self._agent_id:
-            raise AccessDenied(self._agent_id, session_id)
-        if request.expected_version is not None and request.expected_version != target.version:
-            raise ConflictError(session_id, request.expected_version, target.version)
-        if not request.entries:
+            if target is None:
+                raise SessionNotFound(session_id)
+            self._check_append(target, request)
             return ()
-        first = target.entry_count + 1
-        count = len(request.entries)
-        parents = [target.leaf_seq or None, *range(first, first + count - 1)]
-        ids = [
-            p.id if p.id is not None else new_entry_id(first + offset)
-            for offset, p in enumerate(request.entries)
-        ]
+        suffixes = [new_entry_suffix() for _ in entries]
         try:
-            tx.insert_entries(
-                target.sid,
-                request.entries,
-                ids=ids,
-                first_seq=first,
-                parents=parents,
+            target = tx.append_entries(
+                session_id,
+                entries,
+                suffixes=suffixes,
+                agent_id=self._agent_id,
+                expected_version=request.expected_version,
                 idempotency_key=request.idempotency_key,
+                now=request.now,
             )
         except DuplicateEntryId:
-            if all(p.id is not None for p in request.entries) or fresh_ids:
+            if all(p.id is not None for p in entries) or fresh_ids:
                 raise
             raise _GeneratedIdClash from None
+        if target is None:
+            raise SessionNotFound(session_id)
+        # Raising from here rolls back whatever was appended, with the transaction.
+        self._check_append(target, request)
+        first = target.entry_count + 1
+        ids, parents = appended_links(target, entries, suffixes)
         created = from_micros(request.now)
         return tuple(
             Entry(
@@ -501,6 +519,12 @@ class SessionStore:
             )
             for offset, entry in enumerate(request.entries)
         )
+
+    def _check_append(self, target: AppendTarget, request: AppendRequest) -> None:
+        if self._agent_id is not None and target.agent_id != self._agent_id:
+            raise AccessDenied(self._agent_id, request.session_id)
+        if request.expected_version is not None and request.expected_version != target.version:
+            raise ConflictError(request.session_id, request.expected_version, target.version)
 
     def history(
         self,

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol
 import attrs
 
 from aisopod_session._entries import PreparedEntry
+from aisopod_session._ids import entry_id
 from aisopod_session._model import Entry, ForkRef, Origin, Session
 from aisopod_session._search import Clause
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
@@ -24,6 +25,7 @@ __all__ = [
     "SearchFilter",
     "SearchRow",
     "AppendTarget",
+    "appended_links",
     "SESSION_COLUMNS",
     "Backend",
     "ListFilter",
@@ -135,6 +137,12 @@ class Backend(Protocol):
 
     def write(self) -> AbstractContextManager[SqlTx]:
         """A write transaction: committed on success, rolled back on any error."""
+        ...
+
+    def write_append(self) -> AbstractContextManager[SqlTx]:
+        """A write made of one `SqlTx.append_entries` call and nothing else, which
+        PostgreSQL runs as a single statement outside a transaction (one round trip
+        instead of three); SQLite runs it as any write."""
         ...
 
     def close(self) -> None:
@@ -295,22 +303,44 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return int(row[0])
 
-    def claim_append(
-        self, session_id: str, entries: Sequence[PreparedEntry], *, now: int
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[PreparedEntry],
+        *,
+        suffixes: Sequence[str],
+        agent_id: str | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+        now: int,
     ) -> AppendTarget | None:
-        """Lock a session and move its counters, usage totals, size, leaf and version for
-        `entries`, which the caller inserts next; return the session as it was before.
+        """Append `entries` to a session: lock it, move its counters, usage totals,
+        size, leaf and version, and insert the entries from seq `entry_count + 1`,
+        the first hanging from the leaf; return the session as it was before (None
+        when there is no such session).
 
-        The caller checks scope and version against what this returns and raises to
-        roll back. SQLite reads and then updates (the database lock is already
-        held); PostgreSQL does both in one round trip.
+        Nothing is appended when the session belongs to another agent than
+        `agent_id` or its version is not `expected_version` (either given); the
+        caller sees that in what this returns and raises, which rolls back
+        whatever was done. Generated ids are `entry_id(seq, suffix)`.
         """
         target = self.append_target(session_id)
-        if target is not None:
-            self.execute(
-                _APPEND_UPDATE + " WHERE sid = ?",
-                (*_append_deltas(entries, target.entry_count + len(entries), now), target.sid),
-            )
+        if target is None or not _may_append(target, agent_id, expected_version):
+            return target
+        count = len(entries)
+        self.execute(
+            _APPEND_UPDATE + " WHERE sid = ?",
+            (*_append_deltas(entries, target.entry_count + count, now), target.sid),
+        )
+        ids, parents = appended_links(target, entries, suffixes)
+        self.insert_entries(
+            target.sid,
+            entries,
+            ids=ids,
+            first_seq=target.entry_count + 1,
+            parents=parents,
+            idempotency_key=idempotency_key,
+        )
         return target
 
     def update_session(self, sid: int, *, now: int, **fields: Any) -> None:
@@ -460,7 +490,7 @@ class SqlTx(abc.ABC):
             else idempotency_key
         )
         rows = []
-        for offset, (entry, entry_id, parent, key) in enumerate(
+        for offset, (entry, given_id, parent, key) in enumerate(
             zip(entries, ids, parents, keys, strict=True)
         ):
             usage = entry.usage
@@ -468,7 +498,7 @@ class SqlTx(abc.ABC):
                 (
                     sid,
                     first_seq + offset,
-                    entry_id,
+                    given_id,
                     parent,
                     entry.type,
                     entry.role,
@@ -791,6 +821,26 @@ def _append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) ->
         leaf_seq,
         now,
         now,
+    )
+
+
+def appended_links(
+    target: AppendTarget, entries: Sequence[PreparedEntry], suffixes: Sequence[str]
+) -> tuple[list[str], list[int | None]]:
+    """The ids and parents `append_entries` gives entries appended to `target` (the
+    session as it was): generated ids where none was given; the first entry hangs
+    from the leaf, each next one from the one before."""
+    first = target.entry_count + 1
+    ids = [
+        p.id if p.id is not None else entry_id(first + n, suffixes[n])
+        for n, p in enumerate(entries)
+    ]
+    return ids, [target.leaf_seq or None, *range(first, first + len(entries) - 1)]
+
+
+def _may_append(target: AppendTarget, agent_id: str | None, expected_version: int | None) -> bool:
+    return (agent_id is None or target.agent_id == agent_id) and (
+        expected_version is None or target.version == expected_version
     )
 
 

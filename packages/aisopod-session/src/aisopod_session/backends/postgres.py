@@ -11,6 +11,7 @@ own (`?schema=name` in the URL), created on first open.
 
 from __future__ import annotations
 
+import select
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
@@ -158,6 +159,36 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_APPEND_STATEMENT = (
+    "WITH target AS (SELECT sid AS t_sid, agent_id AS t_agent, version AS t_version,"
+    " entry_count AS t_count, leaf_seq AS t_leaf FROM sessions WHERE id = ? FOR UPDATE),"
+    " ok AS (SELECT * FROM target WHERE (?::text IS NULL OR t_agent = ?::text)"
+    " AND (?::bigint IS NULL OR t_version = ?::bigint)),"
+    " moved AS ("
+    + _APPEND_UPDATE.replace("UPDATE sessions SET", "UPDATE sessions AS s SET", 1).replace(
+        "leaf_seq = ?", "leaf_seq = s.entry_count + ?"
+    )
+    + " FROM ok WHERE s.sid = ok.t_sid RETURNING 1),"
+    " added AS (INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text,"
+    " tokens, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+    " total_tokens, cost, created_at, idempotency_key)"
+    " SELECT ok.t_sid, ok.t_count + e.n,"
+    # entry_id(seq, suffix): the seq in hex, at least 8 digits (lpad would cut longer ones).
+    " coalesce(e.id, CASE WHEN ok.t_count + e.n < 4294967296"
+    " THEN lpad(to_hex(ok.t_count + e.n), 8, '0') ELSE to_hex(ok.t_count + e.n) END"
+    " || e.suffix),"
+    " CASE WHEN e.n = 1 THEN nullif(ok.t_leaf, 0) ELSE ok.t_count + e.n - 1 END,"
+    " e.type, e.role, e.payload, e.text, e.tokens, e.input, e.output, e.cache_read,"
+    " e.cache_write, e.total, e.cost, e.created_at, key.value"
+    " FROM ok, (SELECT ?::text AS value) AS key,"
+    " jsonb_to_recordset(?::jsonb) AS e(n bigint, id text, suffix text, type text, role text,"
+    " payload jsonb, text text, tokens bigint, input bigint, output bigint, cache_read bigint,"
+    " cache_write bigint, total bigint, cost float8, created_at bigint) RETURNING 1)"
+    " SELECT t_sid, t_agent, t_version, t_count, t_leaf FROM target"
+)
+"""An append in one statement; its parameters are built by `PostgresTx.append_entries`."""
+
+
 class PostgresTx(SqlTx):
     """The store's SQL on a psycopg connection."""
 
@@ -168,21 +199,60 @@ class PostgresTx(SqlTx):
 
     _translated: ClassVar[dict[str, str]] = {}
 
-    def claim_append(
-        self, session_id: str, entries: Sequence[PreparedEntry], *, now: int
+    def append_entries(
+        self,
+        session_id: str,
+        entries: Sequence[PreparedEntry],
+        *,
+        suffixes: Sequence[str],
+        agent_id: str | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+        now: int,
     ) -> AppendTarget | None:
-        # One round trip: lock the row, move it, and return it as it was.
-        row = self.execute(
-            _APPEND_UPDATE.replace("UPDATE sessions SET", "UPDATE sessions AS s SET", 1).replace(
-                "leaf_seq = ?", "leaf_seq = s.entry_count + ?"
-            )
-            + " FROM (SELECT sid AS old_sid, version AS old_version, entry_count AS old_count,"
-            " leaf_seq AS old_leaf FROM sessions WHERE id = ? FOR UPDATE) AS old"
-            " WHERE s.sid = old.old_sid"
-            " RETURNING s.sid, s.agent_id, old.old_version, old.old_count, old.old_leaf",
-            (*_append_deltas(entries, len(entries), now), session_id),
+        # One statement, so one round trip, and outside a transaction one
+        # commit: lock the row, check it, move it, insert the entries, and
+        # return the row as it was. The entries travel as one JSON array,
+        # payloads embedded as they are: one parameter to send, not fifteen
+        # per entry (or fifteen arrays, which psycopg dumps slowly).
+        rows = []
+        for n, (entry, suffix) in enumerate(zip(entries, suffixes, strict=True), 1):
+            usage = entry.usage
+            row: dict[str, Any] = {
+                "n": n,
+                "id": entry.id,
+                "suffix": suffix,
+                "type": entry.type,
+                "role": entry.role,
+                "payload": orjson.Fragment(entry.payload),
+                "text": entry.text,
+                "tokens": entry.tokens,
+                "created_at": entry.created_at,
+            }
+            if usage is not None:
+                row.update(
+                    input=usage.input,
+                    output=usage.output,
+                    cache_read=usage.cache_read,
+                    cache_write=usage.cache_write,
+                    total=usage.total,
+                    cost=usage.cost,
+                )
+            rows.append(row)
+        found = self.execute(
+            _APPEND_STATEMENT,
+            (
+                session_id,
+                agent_id,
+                agent_id,
+                expected_version,
+                expected_version,
+                *_append_deltas(entries, len(entries), now),
+                idempotency_key,
+                orjson.dumps(rows).decode(),
+            ),
         ).fetchone()
-        return AppendTarget(*row) if row is not None else None
+        return AppendTarget(*found) if found is not None else None
 
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
@@ -342,17 +412,25 @@ class PostgresBackend:
             yield tx
 
     @contextmanager
-    def _transaction(self, begin: str) -> Iterator[PostgresTx]:
+    def write_append(self) -> Iterator[PostgresTx]:
+        """One append, which is one statement: sent alone, in autocommit mode, it is
+        its own transaction (one round trip instead of BEGIN, it and COMMIT)."""
+        with self._transaction(None) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: str | None) -> Iterator[PostgresTx]:
         try:
             with self._connection(begin) as connection:
                 tx = PostgresTx(connection, self.url)
                 try:
                     yield tx
                 except BaseException:
-                    if not connection.broken:
+                    if begin is not None and not connection.broken:
                         connection.execute("ROLLBACK")
                     raise
-                tx.execute("COMMIT")
+                if begin is not None:
+                    tx.execute("COMMIT")
         except PoolTimeout as err:
             raise StoreBusy(f"{self.url}: no connection free within {self._pool_timeout}s") from err
         except StoreUnavailable:
@@ -365,18 +443,23 @@ class PostgresBackend:
             raise translate(err, self.url) from err
 
     @contextmanager
-    def _connection(self, begin: str) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection with a transaction begun on it.
+    def _connection(self, begin: str | None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection with a transaction begun on it (none when `begin` is None).
 
         A connection the server closed while it sat in the pool (a restart)
         fails at BEGIN, before anything was asked of it: that is safe to try
         again on another connection, so callers only see failures that
-        happened during their transaction.
+        happened during their transaction. Without a BEGIN, a connection the
+        server has something to say to while idle (its goodbye) is not used.
         """
         for attempt in range(_BEGIN_ATTEMPTS):
             with self._pool.connection() as connection:
                 try:
-                    connection.execute(begin)
+                    if begin is not None:
+                        connection.execute(begin)
+                    elif _server_spoke(connection):
+                        connection.close()  # the pool replaces a closed connection
+                        raise psycopg.OperationalError("the server closed the connection")
                 except psycopg.OperationalError:
                     if attempt + 1 == _BEGIN_ATTEMPTS:
                         raise
@@ -446,6 +529,16 @@ class PostgresBackend:
                 if count:
                     problems.append(f"{count} {what}")
         return problems
+
+
+def _server_spoke(connection: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has something to read: a server that ends a
+    session (a restart, a terminated backend) says so, then closes the socket."""
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def translate(err: psycopg.Error, url: str) -> AisopodError:

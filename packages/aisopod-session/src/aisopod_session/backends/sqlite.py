@@ -358,6 +358,9 @@ class SqliteBackend:
         """A write transaction, begun IMMEDIATE so it holds the write lock from the start."""
         return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
+    write_append = write
+    """An append is a write like any other here."""
+
     # --- schema -----------------------------------------------------------------
 
     def _migrate(self) -> None:
