@@ -204,12 +204,12 @@ def bench_single_append(root: Path, synchronous: str, target: float, rounds: int
     session_id = store.get_or_create("agent:main:bench").id
     floor = Floor(root / f"single-floor-{synchronous}.db", synchronous)
     counter = iter(range(10**9))
-    ops = 50 if synchronous == "NORMAL" else 20
+    ops = 50 if synchronous == "NORMAL" else 40
     ours, raw = interleaved(
         lambda: store.append(session_id, message(next(counter))),
         lambda: floor.append(1),
         ops,
-        rounds * 8,
+        rounds * 16,
     )
     store.close()
     ratio = raw / ours

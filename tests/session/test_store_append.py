@@ -83,6 +83,25 @@ def test_messages_come_back_as_they_went_in(store: Any) -> None:
     assert entry.created_at == store.get(session.id).updated_at
 
 
+def test_a_read_gives_back_the_entries_an_append_returned(store: Any) -> None:
+    """Including a reported usage of zero, which is not the same as none reported."""
+    session = _session(store)
+    appended = store.append(
+        session.id,
+        [
+            Message.user("no usage"),
+            Message.assistant("cached, free", usage=TokenUsage()),
+            Message.assistant("paid", usage=TokenUsage(input=3, output=4, cost=0.5)),
+        ],
+    )
+    assert store.history(session.id).entries == appended
+    assert [e.usage for e in appended] == [
+        None,
+        TokenUsage(),
+        TokenUsage(input=3, output=4, cost=0.5),
+    ]
+
+
 def test_unknown_entry_types_and_fields_are_kept_verbatim(store: Any) -> None:
     session = _session(store)
     payload = {"weird": {"deep": [1, "two", 3.0]}, "n": 12345678901234}

@@ -255,8 +255,10 @@ def extract_text(entry_type: str, payload: Mapping[str, Any]) -> str:
             return ""
         text = _content_text(message.get("content"))
         # bashExecution messages carry their text outside `content`.
-        extras = [message.get(key) for key in ("command", "output")]
-        return "\n".join(t for t in [text, *extras] if isinstance(t, str) and t)
+        command, output = message.get("command"), message.get("output")
+        if command is None and output is None:
+            return text  # every other message: no join to build
+        return "\n".join(t for t in (text, command, output) if isinstance(t, str) and t)
     if entry_type in ("compaction", "branch_summary"):
         summary = payload.get("summary")
         return summary if isinstance(summary, str) else ""

@@ -64,7 +64,6 @@ from aisopod_session.backends._sql import (
     SearchFilter,
     SessionRecord,
     SqlTx,
-    appended_links,
 )
 from aisopod_session.keys import normalize_agent_id
 from aisopod_shared import (
@@ -480,12 +479,11 @@ class SessionStore:
                 raise SessionNotFound(session_id)
             self._check_append(target, request)
             return ()
-        suffixes = [new_entry_suffix() for _ in entries]
         try:
-            target = tx.append_entries(
+            appended = tx.append_entries(
                 session_id,
                 entries,
-                suffixes=suffixes,
+                suffixes=[new_entry_suffix() for _ in entries],
                 agent_id=self._agent_id,
                 expected_version=request.expected_version,
                 idempotency_key=request.idempotency_key,
@@ -495,12 +493,12 @@ class SessionStore:
             if all(p.id is not None for p in entries) or fresh_ids:
                 raise
             raise _GeneratedIdClash from None
-        if target is None:
+        if appended is None:
             raise SessionNotFound(session_id)
         # Raising from here rolls back whatever was appended, with the transaction.
-        self._check_append(target, request)
-        first = target.entry_count + 1
-        ids, parents = appended_links(target, entries, suffixes)
+        self._check_append(appended.target, request)
+        first = appended.target.entry_count + 1
+        ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         return tuple(
             Entry(
@@ -915,6 +913,10 @@ class SessionStore:
         narrow by agent, key prefix, role, session and time (`after`,
         `before`). Each hit carries a snippet with the matches between the
         `highlight` markers. Pass `page.cursor` for the next page.
+
+        Every committed entry is found. SQLite adds new entries to its index a
+        few hundred at a time, and a search first indexes those still waiting
+        (a write, so it may wait for another writer like any write).
 
         Raises:
             SearchQueryError: for a malformed query (never an engine's error).

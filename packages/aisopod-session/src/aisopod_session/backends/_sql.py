@@ -25,7 +25,7 @@ __all__ = [
     "SearchFilter",
     "SearchRow",
     "AppendTarget",
-    "appended_links",
+    "Appended",
     "SESSION_COLUMNS",
     "Backend",
     "ListFilter",
@@ -63,6 +63,18 @@ class AppendTarget(NamedTuple):
     version: int
     entry_count: int
     leaf_seq: int
+
+
+class Appended(NamedTuple):
+    """What `SqlTx.append_entries` did."""
+
+    target: AppendTarget
+    """The session as it was before."""
+    ids: list[str]
+    """The appended entries' ids (empty when nothing was appended)."""
+    parents: list[int | None]
+    """The appended entries' parents: the first hangs from the leaf, each next
+    one from the one before."""
 
 
 class MaintenanceRow(NamedTuple):
@@ -313,35 +325,36 @@ class SqlTx(abc.ABC):
         expected_version: int | None,
         idempotency_key: str | None,
         now: int,
-    ) -> AppendTarget | None:
+    ) -> Appended | None:
         """Append `entries` to a session: lock it, move its counters, usage totals,
         size, leaf and version, and insert the entries from seq `entry_count + 1`,
-        the first hanging from the leaf; return the session as it was before (None
-        when there is no such session).
+        the first hanging from the leaf (None when there is no such session).
 
         Nothing is appended when the session belongs to another agent than
         `agent_id` or its version is not `expected_version` (either given); the
-        caller sees that in what this returns and raises, which rolls back
+        caller sees that in the returned target and raises, which rolls back
         whatever was done. Generated ids are `entry_id(seq, suffix)`.
         """
         target = self.append_target(session_id)
-        if target is None or not _may_append(target, agent_id, expected_version):
-            return target
+        if target is None:
+            return None
+        if not _may_append(target, agent_id, expected_version):
+            return Appended(target, [], [])
         count = len(entries)
         self.execute(
             _APPEND_UPDATE + " WHERE sid = ?",
             (*_append_deltas(entries, target.entry_count + count, now), target.sid),
         )
-        ids, parents = appended_links(target, entries, suffixes)
+        appended = appended_to(target, entries, suffixes)
         self.insert_entries(
             target.sid,
             entries,
-            ids=ids,
+            ids=appended.ids,
             first_seq=target.entry_count + 1,
-            parents=parents,
+            parents=appended.parents,
             idempotency_key=idempotency_key,
         )
-        return target
+        return appended
 
     def update_session(self, sid: int, *, now: int, **fields: Any) -> None:
         """Set some of a session's columns, bump its version and `updated_at`."""
@@ -505,12 +518,12 @@ class SqlTx(abc.ABC):
                     self.encode_payload(entry.payload),
                     entry.text,
                     entry.tokens,
-                    usage.input if usage else None,
-                    usage.output if usage else None,
-                    usage.cache_read if usage else None,
-                    usage.cache_write if usage else None,
-                    usage.total if usage else None,
-                    usage.cost if usage else None,
+                    usage.input if usage is not None else None,
+                    usage.output if usage is not None else None,
+                    usage.cache_read if usage is not None else None,
+                    usage.cache_write if usage is not None else None,
+                    usage.total if usage is not None else None,
+                    usage.cost if usage is not None else None,
                     entry.created_at,
                     key,
                 )
@@ -824,18 +837,17 @@ def _append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) ->
     )
 
 
-def appended_links(
+def appended_to(
     target: AppendTarget, entries: Sequence[PreparedEntry], suffixes: Sequence[str]
-) -> tuple[list[str], list[int | None]]:
-    """The ids and parents `append_entries` gives entries appended to `target` (the
-    session as it was): generated ids where none was given; the first entry hangs
-    from the leaf, each next one from the one before."""
+) -> Appended:
+    """`entries` appended to `target` (the session as it was): their ids (generated
+    where none was given) and parents."""
     first = target.entry_count + 1
     ids = [
         p.id if p.id is not None else entry_id(first + n, suffixes[n])
         for n, p in enumerate(entries)
     ]
-    return ids, [target.leaf_seq or None, *range(first, first + len(entries) - 1)]
+    return Appended(target, ids, [target.leaf_seq or None, *range(first, first + len(entries) - 1)])
 
 
 def _may_append(target: AppendTarget, agent_id: str | None, expected_version: int | None) -> bool:

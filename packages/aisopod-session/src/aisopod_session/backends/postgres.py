@@ -38,11 +38,14 @@ from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
     _APPEND_UPDATE,
+    Appended,
     AppendTarget,
     SearchFilter,
     SearchRow,
     SqlTx,
     _append_deltas,
+    _may_append,
+    appended_to,
 )
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
@@ -209,7 +212,7 @@ class PostgresTx(SqlTx):
         expected_version: int | None,
         idempotency_key: str | None,
         now: int,
-    ) -> AppendTarget | None:
+    ) -> Appended | None:
         # One statement, so one round trip, and outside a transaction one
         # commit: lock the row, check it, move it, insert the entries, and
         # return the row as it was. The entries travel as one JSON array,
@@ -252,7 +255,12 @@ class PostgresTx(SqlTx):
                 orjson.dumps(rows).decode(),
             ),
         ).fetchone()
-        return AppendTarget(*found) if found is not None else None
+        if found is None:
+            return None
+        target = AppendTarget(*found)
+        if not _may_append(target, agent_id, expected_version):
+            return Appended(target, [], [])
+        return appended_to(target, entries, suffixes)
 
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
