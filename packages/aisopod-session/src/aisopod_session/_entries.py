@@ -161,7 +161,11 @@ class Stamp(NamedTuple):
     @classmethod
     def of(cls, when: datetime) -> Stamp:
         """The stamp of `when` (an aware datetime)."""
-        micros = to_micros(when)
+        return cls.at(to_micros(when))
+
+    @classmethod
+    def at(cls, micros: int) -> Stamp:
+        """The stamp of `micros` microseconds since the epoch."""
         return cls(micros // 1000, micros)
 
 
@@ -251,7 +255,9 @@ def extract_text(entry_type: str, payload: Mapping[str, Any]) -> str:
     """The searchable text of an entry: what a person would read in it."""
     if entry_type == "message":
         message = payload.get("message")
-        if not isinstance(message, Mapping):
+        # isinstance(x, dict) first: it is what JSON gives, and far cheaper than
+        # the Mapping ABC's check.
+        if not isinstance(message, dict) and not isinstance(message, Mapping):
             return ""
         text = _content_text(message.get("content"))
         # bashExecution messages carry their text outside `content`.
@@ -277,11 +283,15 @@ def _content_text(content: Any) -> str:
         return ""
     texts: list[str] = []
     for part in content:
-        if not isinstance(part, Mapping):
+        if not isinstance(part, dict) and not isinstance(part, Mapping):
             continue
         kind = part.get("type")
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
+        if kind == "text":
+            text = part.get("text")
+            if isinstance(text, str) and text:
+                texts.append(text)
         elif kind == "toolResult":
-            texts.append(_content_text(part.get("content")))
-    return "\n".join(text for text in texts if text)
+            text = _content_text(part.get("content"))
+            if text:
+                texts.append(text)
+    return texts[0] if len(texts) == 1 else "\n".join(texts)

@@ -112,6 +112,7 @@ class Entry:
     `{"timestamp": ..., "message": {...}}`. It is stored verbatim.
     """
 
+    # The store builds entries with positional arguments, in this order.
     session_id: str
     seq: int
     id: str

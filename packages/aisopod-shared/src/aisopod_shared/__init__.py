@@ -8,7 +8,14 @@ turns it on.
 
 from importlib.metadata import version as _version
 
-from aisopod_shared._clock import Clock, ManualClock, SystemClock, from_micros, to_micros
+from aisopod_shared._clock import (
+    Clock,
+    ManualClock,
+    SystemClock,
+    from_micros,
+    now_micros,
+    to_micros,
+)
 from aisopod_shared._errors import AisopodError, InvalidInput
 from aisopod_shared._json import JSONObject, converter, dumps, loads, structure
 from aisopod_shared._logging import enable_logging, logger
@@ -58,6 +65,7 @@ __all__ = [
     "Clock",
     "SystemClock",
     "ManualClock",
+    "now_micros",
     "to_micros",
     "from_micros",
     # logging

@@ -338,7 +338,9 @@ class SqlTx(abc.ABC):
         target = self.append_target(session_id)
         if target is None:
             return None
-        if not _may_append(target, agent_id, expected_version):
+        if (agent_id is not None and target.agent_id != agent_id) or (
+            expected_version is not None and target.version != expected_version
+        ):
             return Appended(target, [], [])
         count = len(entries)
         self.execute(
@@ -502,32 +504,26 @@ class SqlTx(abc.ABC):
             if idempotency_key is None or isinstance(idempotency_key, str)
             else idempotency_key
         )
-        rows = []
-        for offset, (entry, given_id, parent, key) in enumerate(
-            zip(entries, ids, parents, keys, strict=True)
-        ):
-            usage = entry.usage
-            rows.append(
-                (
-                    sid,
-                    first_seq + offset,
-                    given_id,
-                    parent,
-                    entry.type,
-                    entry.role,
-                    self.encode_payload(entry.payload),
-                    entry.text,
-                    entry.tokens,
-                    usage.input if usage is not None else None,
-                    usage.output if usage is not None else None,
-                    usage.cache_read if usage is not None else None,
-                    usage.cache_write if usage is not None else None,
-                    usage.total if usage is not None else None,
-                    usage.cost if usage is not None else None,
-                    entry.created_at,
-                    key,
-                )
+        # A comprehension, not a loop of appends: this runs for every appended entry.
+        rows = [
+            (
+                sid,
+                first_seq + offset,
+                given_id,
+                parent,
+                entry.type,
+                entry.role,
+                entry.payload.decode(),
+                entry.text,
+                entry.tokens,
+                *_usage_columns(entry.usage),
+                entry.created_at,
+                key,
             )
+            for offset, (entry, given_id, parent, key) in enumerate(
+                zip(entries, ids, parents, keys, strict=True)
+            )
+        ]
         sql = (
             "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
@@ -547,10 +543,6 @@ class SqlTx(abc.ABC):
         `count` entries: the full-text index follows, when the engine does not do it
         itself (PostgreSQL's generated column does; SQLite indexes a batch at a time)."""
 
-    def encode_payload(self, payload: bytes) -> Any:
-        """The driver value of a serialized payload."""
-        return payload.decode()
-
     def entries_by_idempotency_key(self, session_id: str, key: str) -> list[Entry]:
         """The entries an earlier append with this idempotency key wrote."""
         rows = self.execute(
@@ -569,22 +561,25 @@ class SqlTx(abc.ABC):
         before: int | None = None,
         after: int | None = None,
         limit: int,
-    ) -> list[Entry]:
+    ) -> tuple[list[Entry], bool]:
         """Up to `limit` entries, chronological: the last ones before `before`, or the
-        first ones after `after`. A keyset read on (sid, seq), never OFFSET."""
+        first ones after `after`; and whether more lie beyond them. A keyset read on
+        (sid, seq), never OFFSET."""
         if after is not None:
             rows = self.execute(
                 f"SELECT {_ENTRY_COLUMNS} FROM entries"
                 " WHERE sid = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (sid, after, limit),
+                (sid, after, limit + 1),
             ).fetchall()
-            return [self._entry(session_id, row) for row in rows]
+            return [self._entry(session_id, row) for row in rows[:limit]], len(rows) > limit
         rows = self.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries"
             " WHERE sid = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (sid, before if before is not None else 2**62, limit),
+            (sid, before if before is not None else 2**62, limit + 1),
         ).fetchall()
-        return [self._entry(session_id, row) for row in reversed(rows)]
+        # The one row past the page only says that there is more: no entry is built for it.
+        page = [self._entry(session_id, row) for row in reversed(rows[:limit])]
+        return page, len(rows) > limit
 
     def entries_by_seq(self, sid: int, session_id: str, seqs: Sequence[int]) -> list[Entry]:
         """The entries with these seqs, in seq order."""
@@ -774,19 +769,20 @@ class SqlTx(abc.ABC):
             if row[7] is not None
             else None
         )
+        # Positional, in Entry's field order: reads build many, and keywords cost a third more.
         return Entry(
-            session_id=session_id,
-            seq=row[0],
-            id=row[1],
-            parent_seq=row[2],
-            type=row[3],
-            role=row[4],
-            payload=self.decode_json(row[5]),
-            text=row[6] or "",
-            usage=usage,
-            created_at=from_micros(row[13]),
-            idempotency_key=row[14],
-            tokens=row[15],
+            session_id,
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            self.decode_json(row[5]),
+            row[6] or "",
+            usage,
+            from_micros(row[13]),
+            row[14],
+            row[15],
         )
 
 
@@ -854,6 +850,16 @@ def _may_append(target: AppendTarget, agent_id: str | None, expected_version: in
     return (agent_id is None or target.agent_id == agent_id) and (
         expected_version is None or target.version == expected_version
     )
+
+
+_NO_USAGE = (None,) * 6
+
+
+def _usage_columns(usage: TokenUsage | None) -> tuple[Any, ...]:
+    """An entry's input, output, cache read, cache write, total tokens and cost columns."""
+    if usage is None:
+        return _NO_USAGE
+    return (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.total, usage.cost)
 
 
 _UPDATABLE = frozenset({"title", "metadata", "status", "leaf_seq", "key"})

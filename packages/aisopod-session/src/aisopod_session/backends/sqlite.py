@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
+import orjson
+
 from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
@@ -175,6 +177,11 @@ class SqliteTx(SqlTx):
     def __init__(self, connection: sqlite3.Connection, url: str) -> None:
         self._connection = connection
         self._url = url
+
+    def decode_json(self, value: Any) -> Any:
+        """A JSON column's value: always text here, written by the store itself, so
+        parsed without the checks of `loads` (this runs once per entry read)."""
+        return orjson.loads(value)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         try:
