@@ -162,16 +162,15 @@ def raw(url: str) -> psycopg.Connection[Any]:
     return db
 
 
-def history_floor(db: psycopg.Connection[Any], sid: int) -> Any:
-    with db.transaction():
-        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        db.execute("SELECT sid FROM sessions WHERE sid = %s", (sid,)).fetchone()
-        return db.execute(
-            "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
-            " idempotency_key, tokens FROM entries WHERE sid = %s ORDER BY seq DESC LIMIT 50",
-            (sid,),
-        ).fetchall()
+def history_floor(db: psycopg.Connection[Any], session_id: str) -> Any:
+    # One statement, as the store reads a page: the session looked up by its id inside it.
+    return db.execute(
+        "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
+        " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
+        " idempotency_key, tokens FROM entries"
+        " WHERE sid = (SELECT sid FROM sessions WHERE id = %s) ORDER BY seq DESC LIMIT 51",
+        (session_id,),
+    ).fetchall()
 
 
 def list_floor(db: psycopg.Connection[Any]) -> Any:
@@ -233,11 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         db = raw(url)
         small = fill(store, "agent:main:small", 1000)
         large = fill(store, "agent:main:large", big)
-        sids = dict(db.execute("SELECT id, sid FROM sessions").fetchall())
         t_small = timed(lambda: store.history(small, last=50))
         t_large = timed(lambda: store.history(large, last=50))
-        f_small = timed(lambda: history_floor(db, sids[small]))
-        f_large = timed(lambda: history_floor(db, sids[large]))
+        f_small = timed(lambda: history_floor(db, small))
+        f_large = timed(lambda: history_floor(db, large))
         rows.append(
             (
                 "history(last=50), 1,000 entries",

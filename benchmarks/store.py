@@ -132,14 +132,16 @@ class Floor:
         )
         self.db.execute("COMMIT")
 
-    def last(self, sid: int, count: int) -> list[Any]:
+    def last(self, session_id: str, count: int) -> list[Any]:
         rows = self.db.execute(
             "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
             " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
-            " idempotency_key FROM entries WHERE sid = ? ORDER BY seq DESC LIMIT ?",
-            (sid, count),
+            " idempotency_key FROM entries WHERE sid = (SELECT sid FROM sessions WHERE id = ?)"
+            " ORDER BY seq DESC LIMIT ?",
+            (session_id, count + 1),
         ).fetchall()
-        return [(*row[:5], orjson.loads(row[5]), *row[6:]) for row in reversed(rows)]
+        # Like the store: one row more than the page says whether more follow.
+        return [(*row[:5], orjson.loads(row[5]), *row[6:]) for row in reversed(rows[:count])]
 
     def list(self, count: int) -> list[Any]:
         rows = self.db.execute(
@@ -256,12 +258,11 @@ def bench_history(root: Path, big: int, rounds: int) -> list[Row]:
     small_id = fill(store, "agent:main:small", 1000)
     big_id = fill(store, "agent:main:big", big)
     floor = Floor(root / "history.db", "NORMAL")
-    sids = dict(floor.db.execute("SELECT id, sid FROM sessions").fetchall())
     results = {}
     for name, session_id in (("small", small_id), ("big", big_id)):
         ours, raw = interleaved(
             lambda s=session_id: store.history(s, last=50),  # type: ignore[misc]
-            lambda s=session_id: floor.last(sids[s], 50),  # type: ignore[misc]
+            lambda s=session_id: floor.last(s, 50),  # type: ignore[misc]
             200,
             rounds,
         )

@@ -558,9 +558,14 @@ class SessionStore:
             check_int(before, "before")
         if after is not None:
             check_int(after, "after")
-        with self._backend.read() as tx:
-            sid = self._sid(tx, session_id)
-            page, more = tx.entries_page(sid, session_id, before=before, after=after, limit=limit)
+        check_text(session_id, "session_id", max_length=256)
+        with self._backend.read_statement() as tx:
+            page, more = tx.entries_page(
+                session_id, self._agent_id, before=before, after=after, limit=limit
+            )
+        if not page:
+            with self._backend.read() as tx:
+                self._sid(tx, session_id)  # no such session, or another agent's, or empty
         if not more:
             return Page(tuple(page), None)
         return Page(tuple(page), page[-1].seq if after is not None else page[0].seq)

@@ -151,6 +151,12 @@ class Backend(Protocol):
         """A write transaction: committed on success, rolled back on any error."""
         ...
 
+    def read_statement(self) -> AbstractContextManager[SqlTx]:
+        """A read made of one statement, which PostgreSQL runs outside a transaction
+        (one round trip instead of three; a statement sees one snapshot anyway);
+        SQLite runs it as any read."""
+        ...
+
     def write_append(self) -> AbstractContextManager[SqlTx]:
         """A write made of one `SqlTx.append_entries` call and nothing else, which
         PostgreSQL runs as a single statement outside a transaction (one round trip
@@ -555,27 +561,32 @@ class SqlTx(abc.ABC):
 
     def entries_page(
         self,
-        sid: int,
         session_id: str,
+        agent_id: str | None,
         *,
         before: int | None = None,
         after: int | None = None,
         limit: int,
     ) -> tuple[list[Entry], bool]:
-        """Up to `limit` entries, chronological: the last ones before `before`, or the
-        first ones after `after`; and whether more lie beyond them. A keyset read on
-        (sid, seq), never OFFSET."""
+        """Up to `limit` entries of a session (of agent `agent_id`, when given),
+        chronological: the last ones before `before`, or the first ones after
+        `after`; and whether more lie beyond them. One statement, a keyset read on
+        (sid, seq), never OFFSET; no entries when there is no such session."""
+        session = (
+            "sid = (SELECT sid FROM sessions WHERE id = ?"
+            " AND (CAST(? AS TEXT) IS NULL OR agent_id = ?))"
+        )
         if after is not None:
             rows = self.execute(
                 f"SELECT {_ENTRY_COLUMNS} FROM entries"
-                " WHERE sid = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (sid, after, limit + 1),
+                f" WHERE {session} AND seq > ? ORDER BY seq LIMIT ?",
+                (session_id, agent_id, agent_id, after, limit + 1),
             ).fetchall()
             return [self._entry(session_id, row) for row in rows[:limit]], len(rows) > limit
         rows = self.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries"
-            " WHERE sid = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (sid, before if before is not None else 2**62, limit + 1),
+            f" WHERE {session} AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (session_id, agent_id, agent_id, before if before is not None else 2**62, limit + 1),
         ).fetchall()
         # The one row past the page only says that there is more: no entry is built for it.
         page = [self._entry(session_id, row) for row in reversed(rows[:limit])]

@@ -420,6 +420,13 @@ class PostgresBackend:
             yield tx
 
     @contextmanager
+    def read_statement(self) -> Iterator[PostgresTx]:
+        """One read statement, sent alone in autocommit mode: it sees one snapshot by
+        itself (one round trip instead of BEGIN, it and COMMIT)."""
+        with self._transaction(None) as tx:
+            yield tx
+
+    @contextmanager
     def write_append(self) -> Iterator[PostgresTx]:
         """One append, which is one statement: sent alone, in autocommit mode, it is
         its own transaction (one round trip instead of BEGIN, it and COMMIT)."""

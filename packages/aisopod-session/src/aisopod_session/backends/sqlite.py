@@ -368,6 +368,9 @@ class SqliteBackend:
     write_append = write
     """An append is a write like any other here."""
 
+    read_statement = read
+    """A one-statement read is a read like any other here."""
+
     # --- schema -----------------------------------------------------------------
 
     def _migrate(self) -> None:
