@@ -37,6 +37,9 @@ def test_appends_on_a_full_database_fail_cleanly_and_work_again_once_space_is_fr
     assert store.check_integrity() == []
     check_invariants(store)
     assert [e.text for e in store.history(keeper.id).entries] == ["must survive"]
+    # Searching still works: what waits for the index stays out of it for now.
+    assert [h.session_id for h in store.search("survive").hits] == [keeper.id]
+    assert snapshot(store) == before
     store.delete(filler.id)  # frees pages inside the file
     store.append(keeper.id, Message.user("room again"))
     assert [e.text for e in store.history(keeper.id).entries] == ["must survive", "room again"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from aisopod_session import SchemaVersionError, StoreUnavailable, open_store
+from aisopod_session import ConflictError, SchemaVersionError, StoreUnavailable, open_store
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.conftest import postgres_dsn
@@ -138,6 +138,26 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: st
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     check_invariants(store)
     print(f"{killed} connections killed, {failed} appends failed, {len(parts)} appends verified")
+    store.close()
+
+
+def test_an_append_too_big_for_one_statement_takes_a_transaction(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisopod_session.backends import postgres
+
+    monkeypatch.setattr(postgres, "_ONE_STATEMENT_BYTES", 200)
+    store = open_store(pg_url)
+    session = store.get_or_create("agent:main:main")
+    small = store.append(session.id, Message.user("small"))
+    big = store.append(session.id, [Message.user("x" * 150), Message.assistant("y" * 150)])
+    keyed = store.append(session.id, [Message.user("z" * 300)], idempotency_key="k")
+    assert [e.seq for e in (*small, *big, *keyed)] == [1, 2, 3, 4]
+    assert store.history(session.id).entries == (*small, *big, *keyed)
+    with pytest.raises(ConflictError):
+        store.append(session.id, Message.user("w" * 300), expected_version=1)
+    assert store.get(session.id).entry_count == 4
+    check_invariants(store)
     store.close()
 
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aisopod_session import SessionStore, open_store
+from aisopod_session import NewEntry, SessionStore, open_store
 from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
-from aisopod_shared import Message
+from aisopod_shared import Message, ToolCallPart
 
 
 def _lags(store: SessionStore) -> bool:
@@ -101,6 +101,26 @@ def test_deleting_older_entries_leaves_the_waiting_ones_waiting(tmp_path: Path) 
     store.close()
 
 
+def test_entries_without_text_stay_out_of_the_index_and_the_check_agrees(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "s.db")
+    session = store.get_or_create("agent:main:main")
+    store.append(
+        session.id,
+        [
+            Message.user("curlew"),
+            Message.user(""),
+            NewEntry.model_change("acme", "m1"),
+            Message.assistant([ToolCallPart("c1", "lookup", {"q": 1})]),
+        ],
+    )
+    assert store.backend.check_integrity() == []  # nothing indexed yet: nothing missing
+    assert [h.seq for h in store.search("curlew").hits] == [1]
+    assert store.backend.check_integrity() == []
+    store.close()
+
+
 def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     store = open_store(path)
@@ -127,7 +147,7 @@ def test_a_version_3_database_starts_with_everything_indexed(
     monkeypatch.setattr(
         sqlite.SqliteTx,
         "entries_inserted",
-        lambda tx, count: tx.execute(
+        lambda tx, count, cursor=None: tx.execute(
             "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
             " WHERE row_id > last_insert_rowid() - ? AND text != ''",
             (count,),

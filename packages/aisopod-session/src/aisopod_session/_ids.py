@@ -33,7 +33,14 @@ def entry_id(seq: int, suffix: str) -> str:
     return f"{seq:08x}{suffix}"
 
 
+_suffixes = random.Random()
+# A generator of our own: a caller's random.seed() must not make ids
+# predictable, nor our draws shift the caller's sequence. Reseeded in a forked
+# child, so parent and child do not draw the same digits.
+os.register_at_fork(after_in_child=_suffixes.seed)
+
+
 def new_entry_suffix() -> str:
     """4 random hex digits for an entry id. They need to differ, not to be secret:
-    `random` (reseeded in a forked child) costs no system call, unlike `os.urandom`."""
-    return f"{random.getrandbits(16):04x}"
+    `random` costs no system call, unlike `os.urandom`."""
+    return f"{_suffixes.getrandbits(16):04x}"

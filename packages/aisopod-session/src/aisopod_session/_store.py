@@ -496,7 +496,8 @@ class SessionStore:
             raise _GeneratedIdClash from None
         if appended is None:
             raise SessionNotFound(session_id)
-        # Raising from here rolls back whatever was appended, with the transaction.
+        # Raising from here rolls back whatever was appended, with the transaction;
+        # an append sent as one statement wrote nothing when these checks fail.
         self._check_append(appended.target, request)
         first = appended.target.entry_count + 1
         ids, parents = appended.ids, appended.parents
@@ -918,9 +919,11 @@ class SessionStore:
         `before`). Each hit carries a snippet with the matches between the
         `highlight` markers. Pass `page.cursor` for the next page.
 
-        Every committed entry is found. SQLite adds new entries to its index a
-        few hundred at a time, and a search first indexes those still waiting
-        (a write, so it may wait for another writer like any write).
+        Every entry committed before the search starts is found. SQLite adds
+        new entries to its index a few hundred at a time, and a search first
+        indexes those still waiting: a write, which may wait for another writer
+        like any write; when the store is full or stays locked, the search runs
+        on what is indexed, with a warning.
 
         Raises:
             SearchQueryError: for a malformed query (never an engine's error).

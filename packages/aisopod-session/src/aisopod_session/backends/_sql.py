@@ -344,9 +344,7 @@ class SqlTx(abc.ABC):
         target = self.append_target(session_id)
         if target is None:
             return None
-        if (agent_id is not None and target.agent_id != agent_id) or (
-            expected_version is not None and target.version != expected_version
-        ):
+        if not _may_append(target, agent_id, expected_version):
             return Appended(target, [], [])
         count = len(entries)
         self.execute(

@@ -162,6 +162,10 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+_ONE_STATEMENT_BYTES: Final = 64 * 1024 * 1024
+"""The largest append sent as one statement: its entries travel as one jsonb
+value, and PostgreSQL refuses those past about 256 MiB."""
+
 _APPEND_STATEMENT = (
     "WITH target AS (SELECT sid AS t_sid, agent_id AS t_agent, version AS t_version,"
     " entry_count AS t_count, leaf_seq AS t_leaf FROM sessions WHERE id = ? FOR UPDATE),"
@@ -187,7 +191,8 @@ _APPEND_STATEMENT = (
     " jsonb_to_recordset(?::jsonb) AS e(n bigint, id text, suffix text, type text, role text,"
     " payload jsonb, text text, tokens bigint, input bigint, output bigint, cache_read bigint,"
     " cache_write bigint, total bigint, cost float8, created_at bigint) RETURNING 1)"
-    " SELECT t_sid, t_agent, t_version, t_count, t_leaf FROM target"
+    " SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added)"
+    " FROM target"
 )
 """An append in one statement; its parameters are built by `PostgresTx.append_entries`."""
 
@@ -213,6 +218,19 @@ class PostgresTx(SqlTx):
         idempotency_key: str | None,
         now: int,
     ) -> Appended | None:
+        if sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
+            # Too big for one jsonb value: the statements of the generic path, in a
+            # transaction of their own (a savepoint when one is open already).
+            with self._connection.transaction():
+                return super().append_entries(
+                    session_id,
+                    entries,
+                    suffixes=suffixes,
+                    agent_id=agent_id,
+                    expected_version=expected_version,
+                    idempotency_key=idempotency_key,
+                    now=now,
+                )
         # One statement, so one round trip, and outside a transaction one
         # commit: lock the row, check it, move it, insert the entries, and
         # return the row as it was. The entries travel as one JSON array,
@@ -257,9 +275,12 @@ class PostgresTx(SqlTx):
         ).fetchone()
         if found is None:
             return None
-        target = AppendTarget(*found)
+        target = AppendTarget(*found[:5])
         if not _may_append(target, agent_id, expected_version):
             return Appended(target, [], [])
+        if found[5] != len(entries):  # pragma: no cover - a guard on the statement itself
+            raise AisopodError(f"an append wrote {found[5]} of {len(entries)} entries")
+        # The ids the statement built, by the same rule (entry_id).
         return appended_to(target, entries, suffixes)
 
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
@@ -549,11 +570,13 @@ class PostgresBackend:
 def _server_spoke(connection: psycopg.Connection[Any]) -> bool:
     """Whether an idle connection has something to read: a server that ends a
     session (a restart, a terminated backend) says so, then closes the socket."""
+    # poll, not select: select cannot watch descriptors numbered 1024 and up.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    except (OSError, ValueError, psycopg.Error):
-        return True
-    return bool(readable)
+        poller.register(connection.fileno(), select.POLLIN)
+    except psycopg.Error:
+        return True  # psycopg knows the connection is closed
+    return bool(poller.poll(0))
 
 
 def translate(err: psycopg.Error, url: str) -> AisopodError:

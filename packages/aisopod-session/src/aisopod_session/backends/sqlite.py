@@ -30,6 +30,7 @@ from aisopod_session._errors import (
 from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
+from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
 
@@ -127,9 +128,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     Migration(
         "index new entries a batch at a time, not by a per-row trigger",
-        # The store indexes each insert with one INSERT ... SELECT (see
-        # SqliteTx.index_entries): a third of the cost of firing a trigger
-        # for every row. Deletes still go through their trigger.
+        # The store indexed each insert with one INSERT ... SELECT: a third of
+        # the cost of firing a trigger for every row (migration 4 goes further:
+        # a batch every INDEX_BATCH rows). Deletes still go through a trigger.
         ("DROP TRIGGER IF EXISTS entries_fts_insert",),
     ),
     Migration(
@@ -163,6 +164,10 @@ INDEX_BATCH: Final = 256
 _INDEX_PENDING = (
     "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
     " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
+    # A process still running the code from before the watermark indexes its
+    # appends itself: never index a row twice.
+    " AND row_id NOT IN (SELECT id FROM entries_fts_docsize"
+    " WHERE id > (SELECT indexed_through FROM search_state))"
 )
 _ADVANCE_WATERMARK = (
     "UPDATE search_state SET indexed_through = (SELECT coalesce(max(row_id), 0) FROM entries)"
@@ -365,11 +370,13 @@ class SqliteBackend:
         """A write transaction, begun IMMEDIATE so it holds the write lock from the start."""
         return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
-    write_append = write
-    """An append is a write like any other here."""
+    def write_append(self) -> _Transaction:
+        """An append: a write like any other here."""
+        return self.write()
 
-    read_statement = read
-    """A one-statement read is a read like any other here."""
+    def read_statement(self) -> _Transaction:
+        """A one-statement read: a read like any other here."""
+        return self.read()
 
     # --- schema -----------------------------------------------------------------
 
@@ -378,33 +385,45 @@ class SqliteBackend:
             apply_migrations(tx, MIGRATIONS, integer="INTEGER")
 
     def index_for_search(self) -> None:
-        """Index the entries that wait, so that a search sees every committed entry."""
+        """Index the entries that wait, so that a search sees every committed entry.
+
+        A store that is full, or locked past the busy timeout, is searched as
+        indexed so far (with a warning): searching is how one finds what to
+        clean up.
+        """
         with self.read() as tx:
             if not tx.index_lags():
                 return
-        with self.write() as tx:
-            tx.index_pending()
+        try:
+            with self.write() as tx:
+                tx.index_pending()
+        except (StoreFull, StoreBusy) as err:
+            logger.warning("searching without the newest entries: {}", err)
 
     def check_integrity(self) -> list[str]:
-        """`PRAGMA integrity_check`, `foreign_key_check` and the full-text index checked
-        against the entries (after indexing those that wait): the problems found."""
+        """`PRAGMA integrity_check`, `foreign_key_check`, and the full-text index held
+        against the entries (every entry with text up to the watermark in it, nothing
+        else): the problems found. Reads only."""
         with self.read() as tx:
             problems = [str(row[0]) for row in tx.execute("PRAGMA integrity_check").fetchall()]
             problems = [p for p in problems if p != "ok"]
             for table, rowid, parent, _ in tx.execute("PRAGMA foreign_key_check").fetchall():
                 problems.append(f"{table} row {rowid} references a missing {parent} row")
-        if problems:
-            return problems
-        try:
-            with self.write() as tx:
-                tx.index_pending()
-                tx.execute(
-                    "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)"
-                )
-        except (StoreFull, StoreBusy):
-            pass  # no room or no lock to index what waits: the index goes unchecked
-        except StoreUnavailable as err:
-            problems.append(f"full-text index: {err}")
+            if problems:
+                return problems
+            # FTS5 keeps one docsize row per indexed document.
+            missing, stray = tx.execute(
+                "SELECT (SELECT count(*) FROM entries e WHERE e.text != ''"
+                " AND e.row_id <= (SELECT indexed_through FROM search_state)"
+                " AND NOT EXISTS (SELECT 1 FROM entries_fts_docsize d WHERE d.id = e.row_id)),"
+                " (SELECT count(*) FROM entries_fts_docsize d WHERE NOT EXISTS"
+                " (SELECT 1 FROM entries e WHERE e.row_id = d.id AND e.text != ''"
+                " AND e.row_id <= (SELECT indexed_through FROM search_state)))"
+            ).fetchone()
+        if missing:
+            problems.append(f"full-text index: {missing} entries are missing from it")
+        if stray:
+            problems.append(f"full-text index: {stray} entries are in it that should not be")
         return problems
 
     def schema_version(self) -> int:
@@ -491,12 +510,15 @@ class _Transaction:
             self._lock.acquire()
         try:
             self._connection = connection = backend._connection()
+            started = time.monotonic()
             try:
                 connection.execute(self._begin)
             except sqlite3.OperationalError as err:
                 if not _is_busy(err):
                     raise
-                _retry_busy(backend.busy_timeout, lambda: connection.execute(self._begin))
+                # The first try waited inside SQLite; retries get what is left.
+                left = backend.busy_timeout - (time.monotonic() - started)
+                _retry_busy(max(left, 0.0), lambda: connection.execute(self._begin))
         except sqlite3.Error as err:
             self._release()
             raise _translate(err, backend.url) from err
