@@ -8,6 +8,7 @@ test ends with FTS5's own check of the index against the entries.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aisopod_session import NewEntry, SessionStore, open_store
+from aisopod_session import ConflictError, NewEntry, SessionStore, open_async_store, open_store
 from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
 from aisopod_shared import Message, ToolCallPart
 
@@ -211,3 +212,31 @@ def test_the_index_matches_the_entries_after_any_mix_of_writes(
         found = store.search(word, session_id=session_id, limit=100).hits
         assert len(found) == min(held, 100)
     store.close()
+
+
+def test_group_commits_keep_the_index_whole_when_some_appends_roll_back(tmp_path: Path) -> None:
+    """The async store commits concurrent appends together, each in a savepoint: a
+    refused one rolls back alone, even when its savepoint held a batch's indexing."""
+
+    async def run() -> tuple[int, int]:
+        store = open_async_store(tmp_path / "s.db")
+        sessions = [(await store.get_or_create(f"agent:main:s{n}")).id for n in range(3)]
+
+        async def append(n: int) -> None:
+            # Every fourth append asks for a version the session is long past.
+            stale = 1 if n % 4 == 3 else None
+            await store.append(
+                sessions[n % 3], Message.user(f"plover{n} dotterel"), expected_version=stale
+            )
+
+        results = await asyncio.gather(*(append(n) for n in range(600)), return_exceptions=True)
+        refused = sum(isinstance(r, ConflictError) for r in results)
+        assert all(r is None or isinstance(r, ConflictError) for r in results)
+        assert store.sync.backend.check_integrity() == []
+        found = (await store.search("dotterel", limit=100)).hits
+        await store.aclose()
+        return refused, len(found)
+
+    refused, found = asyncio.run(run())
+    assert refused > 100
+    assert found == 100

@@ -114,6 +114,28 @@ def test_unknown_entry_types_and_fields_are_kept_verbatim(store: Any) -> None:
     assert entry.message is None
 
 
+def test_a_generated_id_that_clashes_with_a_given_one_is_made_again(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A given id can look like a generated one; the append then retries with fresh
+    digits, and the failed try wrote nothing (on PostgreSQL, one statement)."""
+    from aisopod_session import _store
+    from aisopod_session._ids import entry_id, new_entry_suffix
+
+    session = _session(store)
+    store.append(session.id, NewEntry("custom", {"customType": "note"}, id=entry_id(2, "0000")))
+    suffixes = iter(["0000"])
+    monkeypatch.setattr(
+        _store, "new_entry_suffix", lambda: next(suffixes, None) or new_entry_suffix()
+    )
+    (entry,) = store.append(session.id, Message.user("second"))
+    assert entry.seq == 2
+    assert entry.id.startswith("00000002")
+    assert entry.id != entry_id(2, "0000")
+    assert [e.seq for e in store.history(session.id).entries] == [1, 2]
+    assert store.get(session.id).entry_count == 2
+
+
 def test_retry_with_the_same_idempotency_key_adds_nothing(store: Any) -> None:
     session = _session(store)
     first = store.append(
