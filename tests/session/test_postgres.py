@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -39,6 +39,20 @@ def _terminate(dsn: str, application_name: str) -> int:
     return len(rows)
 
 
+def _kill_while(writer: Callable[[], None], stop: threading.Event, dsn: str, name: str) -> int:
+    """Run `writer` on a thread while killing the application's connections 20 times;
+    stop it, and return how many connections were killed."""
+    thread = threading.Thread(target=writer)
+    thread.start()
+    killed = 0
+    for _ in range(20):
+        time.sleep(0.05)
+        killed += _terminate(dsn, name)
+    stop.set()
+    thread.join(timeout=60)
+    return killed
+
+
 def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: str) -> None:
     dsn = postgres_dsn()
     assert dsn is not None
@@ -62,14 +76,7 @@ def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: s
                     failures[type(err).__name__] += 1
                     time.sleep(0.01)
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    killed = 0
-    for _ in range(20):
-        time.sleep(0.05)
-        killed += _terminate(dsn, name)
-    stop.set()
-    thread.join(timeout=60)
+    killed = _kill_while(writer, stop, dsn, name)
     assert killed > 0
     assert failures["StoreUnavailable"] > 0
     entries = store.history(session.id, after=0, limit=10_000).entries
@@ -123,14 +130,7 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: st
             except StoreUnavailable:
                 failed += 1
 
-    thread = threading.Thread(target=writer)
-    thread.start()
-    killed = 0
-    for _ in range(20):
-        time.sleep(0.05)
-        killed += _terminate(dsn, name)
-    stop.set()
-    thread.join(timeout=60)
+    killed = _kill_while(writer, stop, dsn, name)
     entries = store.history(session.id, after=0, limit=10_000).entries
     parts = Counter(e.text.split(" part ")[0] for e in entries)
     assert set(parts.values()) <= {3}  # no append half there
