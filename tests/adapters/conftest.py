@@ -3,34 +3,23 @@
 The adapters take a store as a URL, a `SessionStore` or an `AsyncSessionStore`;
 `store_arg` is each of these in turn, on a SQLite file and, when
 `AISOPOD_TEST_POSTGRES_DSN` is set, on PostgreSQL (in a schema of the test's
-own, dropped after it). Without the DSN, or while `open_store` does not take
-`postgresql://` URLs, the PostgreSQL leg skips, saying why; with
-`AISOPOD_REQUIRE_POSTGRES=1` it fails instead.
+own, dropped after it). Without the DSN the PostgreSQL leg skips, saying
+why; with `AISOPOD_REQUIRE_POSTGRES=1` it fails instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import pytest
 
-from aisopod_session import (
-    AsyncSessionStore,
-    InvalidInput,
-    SessionStore,
-    open_async_store,
-    open_store,
-)
-
-POSTGRES_DSN_ENV = "AISOPOD_TEST_POSTGRES_DSN"
-REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
+from aisopod_session import AsyncSessionStore, SessionStore, open_async_store, open_store
+from tests.session.conftest import postgres_dsn
+from tests.session.postgres_schema import temporary_schema
 
 BACKENDS = ("sqlite", "postgres")
 STORE_KINDS = ("url", "sync", "async")
@@ -38,45 +27,12 @@ STORE_KINDS = ("url", "sync", "async")
 StoreArg = str | SessionStore | AsyncSessionStore
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip a PostgreSQL test, or fail it when PostgreSQL is required."""
-    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {reason}")
-    pytest.skip(reason)
-
-
 @contextmanager
 def postgres_url() -> Iterator[str]:
     """A store URL on the test PostgreSQL database, in a fresh schema dropped after."""
-    dsn = os.environ.get(POSTGRES_DSN_ENV)
-    if not dsn:
-        unavailable(
-            f"PostgreSQL tests need {POSTGRES_DSN_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
-        )
-    try:
-        import psycopg
-        from psycopg import sql
-    except ImportError:
-        unavailable("PostgreSQL tests need psycopg (the postgres extra)")
-    schema = f"adapters_{uuid.uuid4().hex[:12]}"
-    parts = urlsplit(dsn)
-    query = f"{parts.query}&{urlencode({'schema': schema})}".lstrip("&")
-    url = urlunsplit(parts._replace(query=query))
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        try:
-            open_store(url).close()
-        except InvalidInput as err:
-            if err.field != "url":
-                raise
-            unavailable(f"open_store does not take postgresql:// URLs here: {err.reason}")
+    dsn = postgres_dsn()  # skips, or fails when PostgreSQL is required
+    with temporary_schema(dsn, f"adapters_{uuid.uuid4().hex[:12]}") as url:
         yield url
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
 
 
 @pytest.fixture(name="store_url", params=BACKENDS)

@@ -120,7 +120,7 @@ def clock_fixture() -> ManualClock:
     return ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
 
-def postgres_dsn() -> str | None:
+def postgres_dsn() -> str:
     """The test PostgreSQL DSN, or skip (fail, when PostgreSQL is required)."""
     dsn = os.environ.get(POSTGRES_DSN_ENV)
     if dsn:
