@@ -278,6 +278,39 @@ def resolve_key(session_id: object, agent_id: str | None, store: StoreHandle) ->
 # --- lossless payloads ------------------------------------------------------------------
 
 
+class KeyedConversation:
+    """What both adapters are: a framework's session id resolved to a session key,
+    on a store handle (opened from a URL, or the caller's store)."""
+
+    session_id: str
+
+    def __init__(self, session_id: str, store: StoreLike, agent_id: str | None) -> None:
+        self._store = StoreHandle(store)
+        try:
+            self._key = resolve_key(session_id, agent_id, self._store)
+        except Exception:
+            self._store.close()
+            raise
+        self.session_id = session_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._key!r}, {self._store!r})"
+
+    @property
+    def key(self) -> str:
+        """The session key the conversation lives under (e.g. `agent:main:user-42`)."""
+        return self._key
+
+    @property
+    def store(self) -> SessionStore | AsyncSessionStore:
+        """The store the conversation lives in."""
+        return self._store.store
+
+    def close(self) -> None:
+        """Let go of the store, if it was given as a URL (or the default)."""
+        self._store.close()
+
+
 def keep(value: Any, key: str) -> dict[str, Any]:
     """`{key: value}`, stored verbatim; `{key + "B64": ...}` for what the store cannot hold.
 

@@ -47,17 +47,14 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
         name=_err.name,
     ) from _err
 
-from aisopod_session._async import AsyncSessionStore
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session._model import Entry
-from aisopod_session._store import SessionStore
 from aisopod_session.adapters._common import (
-    StoreHandle,
+    KeyedConversation,
     StoreLike,
     is_missing,
     keep,
-    resolve_key,
     restore,
     searchable,
     storable,
@@ -88,7 +85,7 @@ _CHAT_ROLES: Final = {
 }
 
 
-class AisopodChatMessageHistory(BaseChatMessageHistory):
+class AisopodChatMessageHistory(KeyedConversation, BaseChatMessageHistory):
     """A LangChain chat message history kept in an aisopod store.
 
     Args:
@@ -114,30 +111,7 @@ class AisopodChatMessageHistory(BaseChatMessageHistory):
         *,
         agent_id: str | None = None,
     ) -> None:
-        self._store = StoreHandle(store)
-        try:
-            self._key = resolve_key(session_id, agent_id, self._store)
-        except Exception:
-            self._store.close()
-            raise
-        self.session_id = session_id
-
-    def __repr__(self) -> str:
-        return f"AisopodChatMessageHistory({self._key!r}, {self._store!r})"
-
-    @property
-    def key(self) -> str:
-        """The session key the messages live under (e.g. `agent:main:user-42`)."""
-        return self._key
-
-    @property
-    def store(self) -> SessionStore | AsyncSessionStore:
-        """The store the messages live in."""
-        return self._store.store
-
-    def close(self) -> None:
-        """Let go of the store, if this history was given a URL (or the default)."""
-        self._store.close()
+        KeyedConversation.__init__(self, session_id, store, agent_id)
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]

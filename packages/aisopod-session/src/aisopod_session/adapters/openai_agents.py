@@ -46,17 +46,14 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
         name=_err.name,
     ) from _err
 
-from aisopod_session._async import AsyncSessionStore
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session._model import Entry
-from aisopod_session._store import SessionStore
 from aisopod_session.adapters._common import (
-    StoreHandle,
+    KeyedConversation,
     StoreLike,
     is_missing,
     keep,
-    resolve_key,
     restore,
     searchable,
     storable,
@@ -110,7 +107,7 @@ _OUTPUTS: Final = frozenset(
 _ARGUMENT_FIELDS: Final = ("arguments", "input", "action", "operation")
 
 
-class AisopodSession:
+class AisopodSession(KeyedConversation):
     """An OpenAI Agents SDK session (the `Session` protocol) kept in an aisopod store.
 
     Args:
@@ -166,30 +163,7 @@ class AisopodSession:
             self.session_settings = session_settings
         else:
             self.session_settings = SessionSettings(**dict(session_settings))
-        self._store = StoreHandle(store)
-        try:
-            self._key = resolve_key(session_id, agent_id, self._store)
-        except Exception:
-            self._store.close()
-            raise
-        self.session_id = session_id
-
-    def __repr__(self) -> str:
-        return f"AisopodSession({self._key!r}, {self._store!r})"
-
-    @property
-    def key(self) -> str:
-        """The session key the items live under (e.g. `agent:main:user-42`)."""
-        return self._key
-
-    @property
-    def store(self) -> SessionStore | AsyncSessionStore:
-        """The store the items live in."""
-        return self._store.store
-
-    def close(self) -> None:
-        """Let go of the store, if this session was given a URL (or the default)."""
-        self._store.close()
+        KeyedConversation.__init__(self, session_id, store, agent_id)
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The latest `limit` items (see the class docstring), oldest first."""
