@@ -13,11 +13,11 @@ the length of the history behind it. Target: at 1M entries <= 1.5x the 1k time.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import median_round
 
 from aisopod_session import KeepLastTurns, SessionStore, open_store
 from aisopod_shared import Message, TokenUsage
@@ -41,15 +41,8 @@ def fill(store: SessionStore, key: str, entries: int) -> str:
 
 
 def measure(store: SessionStore, session_id: str, rounds: int) -> tuple[float, int]:
-    times = []
-    size = 0
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(20):
-            context = store.context(session_id)
-        times.append((time.perf_counter() - start) / 20)
-        size = len(context.messages)
-    return statistics.median(times), size
+    seconds = median_round(lambda: store.context(session_id), 20, rounds)
+    return seconds, len(store.context(session_id).messages)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -414,11 +414,27 @@ def oa_item(n: int) -> dict[str, Any]:
     return {"role": "user" if is_user(n) else "assistant", "content": text(n)}
 
 
-class OpenAISQLite(Contender):
-    """OpenAI Agents SDK `SQLiteSession` (sqlite3 in worker threads)."""
+class OpenAISession(Contender):
+    """The OpenAI Agents SDK's `Session` protocol: what both its stores are driven by."""
 
     is_async = True
     list_api = False
+
+    def native(self, n: int) -> Any:
+        return oa_item(n)
+
+    def append_one(self, handle: Any, message: Any) -> Any:
+        return handle.add_items([message])
+
+    def append_many(self, handle: Any, messages: list[Any]) -> Any:
+        return handle.add_items(messages)
+
+    def last50(self, handle: Any) -> Any:
+        return handle.get_items(limit=LAST)
+
+
+class OpenAISQLite(OpenAISession):
+    """OpenAI Agents SDK `SQLiteSession` (sqlite3 in worker threads)."""
 
     def __init__(self) -> None:
         self.sessions: list[Any] = []
@@ -442,18 +458,6 @@ class OpenAISQLite(Contender):
         self.sessions.append(session)
         return session
 
-    def native(self, n: int) -> Any:
-        return oa_item(n)
-
-    def append_one(self, handle: Any, message: Any) -> Any:
-        return handle.add_items([message])
-
-    def append_many(self, handle: Any, messages: list[Any]) -> Any:
-        return handle.add_items(messages)
-
-    def last50(self, handle: Any) -> Any:
-        return handle.get_items(limit=LAST)
-
 
 async def sa_async_pragmas(engine: Any) -> Durability:
     async with engine.connect() as connection:
@@ -469,11 +473,8 @@ async def sa_async_pragmas(engine: Any) -> Durability:
         return pg_durability(commit, fsync, "SHOW on its engine")
 
 
-class OpenAISQLAlchemy(Contender):
+class OpenAISQLAlchemy(OpenAISession):
     """OpenAI Agents SDK `SQLAlchemySession` on one shared async engine."""
-
-    is_async = True
-    list_api = False
 
     def __init__(self) -> None:
         self.engine: Any = None
@@ -503,18 +504,6 @@ class OpenAISQLAlchemy(Contender):
             await session.get_items(limit=1)
             self.tables_made = True
         return session
-
-    def native(self, n: int) -> Any:
-        return oa_item(n)
-
-    def append_one(self, handle: Any, message: Any) -> Any:
-        return handle.add_items([message])
-
-    def append_many(self, handle: Any, messages: list[Any]) -> Any:
-        return handle.add_items(messages)
-
-    def last50(self, handle: Any) -> Any:
-        return handle.get_items(limit=LAST)
 
 
 class AdkBase(Contender):

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from _timing import median_round
 from psycopg import sql
 
 from aisopod_session import SessionStore, open_store
@@ -146,14 +147,8 @@ def fill(store: SessionStore, key: str, entries: int) -> str:
     return session_id
 
 
-def timed(run: Any, ops: int = 200, rounds: int = 7) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(ops):
-            run()
-        times.append((time.perf_counter() - start) / ops)
-    return statistics.median(times)
+def timed(run: Any) -> float:
+    return median_round(run, 200, 7)
 
 
 def raw(url: str) -> psycopg.Connection[Any]:

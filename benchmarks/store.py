@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from _timing import median_round
 
 from aisopod_session import SessionStore, open_async_store, open_store
 from aisopod_session.backends.sqlite import INDEX_BATCH
@@ -153,17 +154,6 @@ class Floor:
 
 
 # --- measuring -------------------------------------------------------------------------
-
-
-def median_round(run: Callable[[], Any], ops: int, rounds: int) -> float:
-    """Median seconds per operation over `rounds` rounds of `ops` operations."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(ops):
-            run()
-        times.append((time.perf_counter() - start) / ops)
-    return statistics.median(times)
 
 
 def interleaved(
