@@ -17,7 +17,6 @@ import inspect
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -47,6 +46,7 @@ from aisopod_session._store import (
     _Unset,
 )
 from aisopod_session._transfer import EntryImage, SessionImage
+from aisopod_session._worker_threads import WorkerThreads, settle
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Message, logger
 
@@ -127,7 +127,7 @@ class _GroupCommitter:
     def _commit(self, group: list[_Pending]) -> None:
         outcomes = [self._commit_one(group[0])] if len(group) == 1 else self._commit_many(group)
         for pending, result, error in outcomes:
-            pending.loop.call_soon_threadsafe(_settle, pending.future, result, error)
+            pending.loop.call_soon_threadsafe(settle, pending.future, result, error)
 
     def _commit_one(self, pending: _Pending) -> _Outcome:
         """A lone append: its own transaction, exactly as the synchronous store runs it."""
@@ -168,15 +168,6 @@ def _append_in_savepoint(pending: _Pending, tx: SqlTx) -> _Outcome:
     return pending, None, DuplicateEntryId("could not generate unique entry ids", field="id")
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
 class AsyncSessionStore:
     """The session store's API as coroutines; open one with `open_async_store(url)`.
 
@@ -190,15 +181,12 @@ class AsyncSessionStore:
         store: SessionStore,
         *,
         max_workers: int = 8,
-        _shared: tuple[ThreadPoolExecutor, _GroupCommitter] | None = None,
+        _shared: tuple[WorkerThreads, _GroupCommitter] | None = None,
     ) -> None:
         self._store = store
         if _shared is None:
-            _shared = (
-                ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="aisopod"),
-                _GroupCommitter(store),
-            )
-        self._executor, self._committer = _shared
+            _shared = (WorkerThreads(max_workers), _GroupCommitter(store))
+        self._workers, self._committer = _shared
 
     def __repr__(self) -> str:
         return f"Async{self._store!r}"
@@ -227,19 +215,18 @@ class AsyncSessionStore:
     def for_agent(self, agent_id: str) -> AsyncSessionStore:
         """A handle that sees and touches only `agent_id`'s sessions."""
         return AsyncSessionStore(
-            self._store.for_agent(agent_id), _shared=(self._executor, self._committer)
+            self._store.for_agent(agent_id), _shared=(self._workers, self._committer)
         )
 
     async def aclose(self) -> None:
         """Finish pending appends, stop the worker threads and close the database."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._committer.close)
-        self._executor.shutdown(wait=True)
+        self._workers.shutdown()
         self._store.close()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await self._workers.run(functools.partial(fn, *args, **kwargs))
 
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from aisopod_session._async import AsyncSessionStore
 from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES
 from aisopod_session._store import SessionStore
+from aisopod_session._validate import check_int
 from aisopod_session.backends._sql import Backend
 from aisopod_shared import Clock, InvalidInput
 
@@ -146,6 +147,9 @@ def open_async_store(
     """Open the store at `url` for use from asyncio (see `open_store` for URLs).
 
     Opening runs the schema migrations synchronously; do it at start-up.
+    `max_workers` caps the threads that run its calls (appends have one more,
+    the group committer).
     """
+    check_int(max_workers, "max_workers", minimum=1)
     store = open_store(url, clock=clock, max_payload_bytes=max_payload_bytes, **options)
     return AsyncSessionStore(store, max_workers=max_workers)
