@@ -5,10 +5,11 @@
 
 Each row measures aisopod-session and, in the same run, a hand-written
 `sqlite3` script doing the same work on the same schema with the same
-pragmas (the floor): for an append, the entry insert and the session row
-update in one transaction, and the full-text index insert of the entries
-waiting for it each time a row id crosses a multiple of INDEX_BATCH; for a read, the same
-SELECT with the payloads decoded. Rounds of the two alternate, and each figure is the median round.
+pragmas (the floor, `_schema_floor.py`): for an append, the messages
+serialized, the entry insert and the session row update in one transaction,
+and the full-text index insert of the entries waiting for it each time a row
+id crosses a multiple of INDEX_BATCH; for a read, the same SELECT with the
+payloads decoded. Rounds of the two alternate, and each figure is the median round.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
+from _schema_floor import SchemaFloor
 from _timing import median_round
 
 from aisopod_session import SessionStore, open_async_store, open_store
@@ -42,115 +43,6 @@ def message(n: int) -> Message:
         usage = TokenUsage(input=900, output=40, cost=0.002)
         return Message.assistant(f"{TEXT} ({n})", usage=usage)
     return Message.user(f"{TEXT} ({n})")
-
-
-# --- the raw sqlite3 floor -------------------------------------------------------------
-
-
-class Floor:
-    """Hand-written sqlite3 on a database with the store's schema and pragmas."""
-
-    def __init__(self, path: Path, synchronous: str) -> None:
-        store = open_store(path, synchronous=synchronous)
-        self.session_id = store.get_or_create("agent:main:floor").id
-        store.close()
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute(f"PRAGMA synchronous = {synchronous}")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.sid = self.db.execute(
-            "SELECT sid FROM sessions WHERE id = ?", (self.session_id,)
-        ).fetchone()[0]
-        self.seq = 0
-
-    def rows(self, count: int) -> list[tuple[Any, ...]]:
-        rows = []
-        for _ in range(count):
-            self.seq += 1
-            m = message(self.seq)
-            payload = orjson.dumps({"message": m.to_json()})
-            usage = m.usage
-            rows.append(
-                (
-                    self.sid,
-                    self.seq,
-                    os.urandom(8).hex(),
-                    self.seq - 1 or None,
-                    "message",
-                    m.role,
-                    payload.decode(),
-                    m.text,
-                    len(payload) // 4,
-                    usage.input if usage else None,
-                    usage.output if usage else None,
-                    usage.cache_read if usage else None,
-                    usage.cache_write if usage else None,
-                    usage.total if usage else None,
-                    usage.cost if usage else None,
-                    time.time_ns() // 1000,
-                    None,
-                )
-            )
-        return rows
-
-    def append(self, count: int) -> None:
-        rows = self.rows(count)
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
-            "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
-            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
-            " cost, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?)",
-            rows,
-        )
-        # The store indexes entries for search a batch at a time, in the
-        # transaction whose row ids cross a multiple of INDEX_BATCH.
-        last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
-        if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
-            self.db.execute(
-                "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
-                " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
-            )
-            self.db.execute("UPDATE search_state SET indexed_through = ?", (last,))
-        now = time.time_ns() // 1000
-        self.db.execute(
-            "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
-            " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-            " total_tokens = total_tokens + ?, cost = cost + ?, size_bytes = size_bytes + ?,"
-            " leaf_seq = ?, updated_at = ?, active_at = ?, version = version + 1 WHERE sid = ?",
-            (
-                count,
-                count,
-                sum(r[9] or 0 for r in rows),
-                sum(r[10] or 0 for r in rows),
-                sum(r[13] or 0 for r in rows),
-                sum(r[14] or 0.0 for r in rows),
-                sum(len(r[6]) + len(r[7]) for r in rows),
-                self.seq,
-                now,
-                now,
-                self.sid,
-            ),
-        )
-        self.db.execute("COMMIT")
-
-    def last(self, session_id: str, count: int) -> list[Any]:
-        rows = self.db.execute(
-            "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
-            " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
-            " idempotency_key FROM entries WHERE sid = (SELECT sid FROM sessions WHERE id = ?)"
-            " ORDER BY seq DESC LIMIT ?",
-            (session_id, count + 1),
-        ).fetchall()
-        # Like the store: one row more than the page says whether more follow.
-        return [(*row[:5], orjson.loads(row[5]), *row[6:]) for row in reversed(rows[:count])]
-
-    def list(self, count: int) -> list[Any]:
-        rows = self.db.execute(
-            "SELECT * FROM sessions ORDER BY updated_at DESC, sid DESC LIMIT ?", (count,)
-        ).fetchall()
-        return [
-            (*row[:20], orjson.loads(row[20]), orjson.loads(row[21]), *row[22:]) for row in rows
-        ]
 
 
 # --- measuring -------------------------------------------------------------------------
@@ -194,12 +86,12 @@ def fmt_rate(seconds: float) -> str:
 def bench_single_append(root: Path, synchronous: str, target: float, rounds: int) -> Row:
     store = open_store(root / f"single-{synchronous}.db", synchronous=synchronous)
     session_id = store.get_or_create("agent:main:bench").id
-    floor = Floor(root / f"single-floor-{synchronous}.db", synchronous)
-    counter = iter(range(10**9))
+    floor = SchemaFloor(root / f"single-floor-{synchronous}.db", synchronous)
+    counter, floor_counter = iter(range(10**9)), iter(range(10**9))
     ops = 50 if synchronous == "NORMAL" else 40
     ours, raw = interleaved(
         lambda: store.append(session_id, message(next(counter))),
-        lambda: floor.append(1),
+        lambda: floor.append(floor.session_id, [message(next(floor_counter))]),
         ops,
         rounds * 16,
     )
@@ -218,10 +110,13 @@ def bench_single_append(root: Path, synchronous: str, target: float, rounds: int
 def bench_batch_append(root: Path, rounds: int) -> Row:
     store = open_store(root / "batch.db")
     session_id = store.get_or_create("agent:main:bench").id
-    floor = Floor(root / "batch-floor.db", "FULL")
+    floor = SchemaFloor(root / "batch-floor.db", "FULL")
     batch = [message(n) for n in range(1000)]
     ours, raw = interleaved(
-        lambda: store.append(session_id, batch), lambda: floor.append(1000), 1, rounds
+        lambda: store.append(session_id, batch),
+        lambda: floor.append(floor.session_id, batch),
+        1,
+        rounds,
     )
     store.close()
     ratio = raw / ours
@@ -247,7 +142,7 @@ def bench_history(root: Path, big: int, rounds: int) -> list[Row]:
     store = open_store(root / "history.db", synchronous="NORMAL")
     small_id = fill(store, "agent:main:small", 1000)
     big_id = fill(store, "agent:main:big", big)
-    floor = Floor(root / "history.db", "NORMAL")
+    floor = SchemaFloor(root / "history.db", "NORMAL")
     results = {}
     for name, session_id in (("small", small_id), ("big", big_id)):
         ours, raw = interleaved(
@@ -308,7 +203,7 @@ def bench_list(root: Path, big: int, rounds: int) -> list[Row]:
         path = root / f"list-{count}.db"
         seed_sessions(path, count)
         store = open_store(path)
-        floor = Floor(path, "FULL")
+        floor = SchemaFloor(path, "FULL")
         results[count] = interleaved(
             lambda s=store: s.list(limit=50),  # type: ignore[misc]
             lambda f=floor: f.list(50),  # type: ignore[misc]
