@@ -76,6 +76,25 @@ def test_addition_is_fieldwise(a: TokenUsage, b: TokenUsage) -> None:
     assert b + a == total
 
 
+@given(usages)
+def test_a_trusted_usage_is_the_usage_it_was_read_from(usage: TokenUsage) -> None:
+    """`trusted` (reads) fills every field, each in its place, and stays frozen."""
+    read = TokenUsage.trusted(
+        usage.input,
+        usage.output,
+        usage.cache_read,
+        usage.cache_write,
+        usage.total,
+        int(usage.cost) if usage.cost.is_integer() else usage.cost,
+    )
+
+    assert read == usage
+    assert hash(read) == hash(usage)
+    assert type(read.cost) is float
+    with pytest.raises(AttributeError):
+        read.input = 1  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("field", ["input", "output", "cache_read", "cache_write", "total"])
 @pytest.mark.parametrize("value", [-1, 1.0, 2.5, "3", None, True, [1]])
 def test_negative_or_non_integer_counts_are_refused(field: str, value: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -555,7 +556,7 @@ class SqlTx(abc.ABC):
             " ORDER BY seq",
             (session_id, key),
         ).fetchall()
-        return [self._entry(session_id, row) for row in rows]
+        return self._entries(session_id, rows)
 
     def entries_page(
         self,
@@ -580,14 +581,14 @@ class SqlTx(abc.ABC):
                 f" WHERE {session} AND seq > ? ORDER BY seq LIMIT ?",
                 (session_id, agent_id, agent_id, after, limit + 1),
             ).fetchall()
-            return [self._entry(session_id, row) for row in rows[:limit]], len(rows) > limit
+            return self._entries(session_id, rows[:limit]), len(rows) > limit
         rows = self.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM entries"
             f" WHERE {session} AND seq < ? ORDER BY seq DESC LIMIT ?",
             (session_id, agent_id, agent_id, before if before is not None else 2**62, limit + 1),
         ).fetchall()
         # The one row past the page only says that there is more: no entry is built for it.
-        page = [self._entry(session_id, row) for row in reversed(rows[:limit])]
+        page = self._entries(session_id, rows[:limit][::-1])
         return page, len(rows) > limit
 
     def entries_by_seq(self, sid: int, session_id: str, seqs: Sequence[int]) -> list[Entry]:
@@ -599,7 +600,7 @@ class SqlTx(abc.ABC):
             f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE sid = ? AND seq IN ({marks}) ORDER BY seq",
             (sid, *seqs),
         ).fetchall()
-        return [self._entry(session_id, row) for row in rows]
+        return self._entries(session_id, rows)
 
     def seq_of_id(self, sid: int, entry_id: str) -> int | None:
         row = self.execute(
@@ -687,7 +688,7 @@ class SqlTx(abc.ABC):
             " WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (sid, first, last),
         ).fetchall()
-        return [self._entry(session_id, row) for row in rows]
+        return self._entries(session_id, rows)
 
     def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
         """Copy entries `first..last` of one session to another as a straight run from
@@ -772,27 +773,40 @@ class SqlTx(abc.ABC):
             ),
         )
 
-    def _entry(self, session_id: str, row: Sequence[Any]) -> Entry:
-        usage = (
-            TokenUsage.trusted(row[7], row[8], row[9], row[10], row[11], row[12])
-            if row[7] is not None
-            else None
-        )
-        # Positional, in Entry's field order: reads build many, and keywords cost a third more.
-        return Entry(
-            session_id,
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            self.decode_json(row[5]),
-            row[6] or "",
-            usage,
-            from_micros(row[13]),
-            row[14],
-            row[15],
-        )
+    def _entries(self, session_id: str, rows: Sequence[Sequence[Any]]) -> list[Entry]:
+        """Entries from rows of `_ENTRY_COLUMNS`, in the rows' order."""
+        entries = []
+        decode = self.decode_json
+        instants: dict[int, datetime] = {}
+        for row in rows:
+            usage = (
+                TokenUsage.trusted(row[7], row[8], row[9], row[10], row[11], row[12])
+                if row[7] is not None
+                else None
+            )
+            # The entries of one append share their instant: one datetime serves them
+            # all (datetimes are immutable).
+            created = instants.get(row[13])
+            if created is None:
+                created = instants[row[13]] = from_micros(row[13])
+            # Positional, in Entry's field order: reads build many, and keywords cost a third more.
+            entries.append(
+                Entry(
+                    session_id,
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    decode(row[5]),
+                    row[6] or "",
+                    usage,
+                    created,
+                    row[14],
+                    row[15],
+                )
+            )
+        return entries
 
 
 _APPEND_UPDATE = (
