@@ -821,33 +821,30 @@ def make_specs(postgres: str | None, skip: set[str]) -> list[Spec]:
                 how={k: f"await {v}" for k, v in HOW["aisopod"].items()},
             )
         )
-    if keep("floor"):
-        for level in ("FULL", "NORMAL"):
-            specs.append(
+    floors: list[tuple[str, str, str, Callable[[str], Contender], frozenset[str]]] = [
+        ("floor", "floor", "raw sqlite3 floor", Floor, ALL_GROUPS),
+        (
+            "schema-floor",
+            "floor-schema",
+            "raw sqlite3, aisopod's schema",
+            SchemaFloor,
+            WRITES | {"read"},
+        ),
+    ]
+    for key, slug, store, floor, groups in floors:
+        if keep(key):
+            specs.extend(
                 Spec(
-                    f"floor-{level.lower()}",
-                    "floor",
-                    "raw sqlite3 floor",
+                    f"{slug}-{level.lower()}",
+                    key,
+                    store,
                     "SQLite",
-                    functools.partial(Floor, level),
-                    ALL_GROUPS if level == "FULL" else WRITES,
+                    functools.partial(floor, level),
+                    groups if level == "FULL" else WRITES,
                     level=level,
-                    how=HOW["floor"],
+                    how=HOW[key],
                 )
-            )
-    if keep("schema-floor"):
-        for level in ("FULL", "NORMAL"):
-            specs.append(
-                Spec(
-                    f"floor-schema-{level.lower()}",
-                    "schema-floor",
-                    "raw sqlite3, aisopod's schema",
-                    "SQLite",
-                    functools.partial(SchemaFloor, level),
-                    WRITES | {"read"} if level == "FULL" else WRITES,
-                    level=level,
-                    how=HOW["schema-floor"],
-                )
+                for level in ("FULL", "NORMAL")
             )
     peers = [
         ("openai-sqlite", "openai-agents SQLiteSession", OpenAISQLite, "openai"),
