@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from aisopod_session import InvalidInput, StoreUnavailable, open_async_store
 from aisopod_session._worker_threads import WorkerThreads
+from aisopod_shared import Message
 
 
 def test_a_call_returns_its_result_and_raises_its_error() -> None:
@@ -115,3 +117,87 @@ def test_max_workers_must_be_a_positive_integer(tmp_path: Path, bad: object) -> 
         open_async_store(tmp_path / "s.db", max_workers=bad)  # type: ignore[arg-type]
     assert caught.value.field == "max_workers"
     assert not (tmp_path / "s.db").exists()  # refused before anything was opened
+
+
+def test_a_call_raising_stop_iteration_raises_runtime_error_instead_of_hanging() -> None:
+    workers = WorkerThreads(1)
+
+    def stop() -> None:
+        raise StopIteration("done")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="StopIteration") as caught:
+            await asyncio.wait_for(workers.run(stop), timeout=10)
+        assert isinstance(caught.value.__cause__, StopIteration)
+
+    asyncio.run(main())
+    workers.shutdown()
+
+
+def test_calls_made_one_after_another_share_one_thread() -> None:
+    workers = WorkerThreads(8)
+
+    async def main() -> None:
+        for n in range(200):
+            assert await workers.run(functools.partial(int, n)) == n
+
+    asyncio.run(main())
+    assert len(workers._threads) == 1
+    workers.shutdown()
+
+
+def test_every_shutdown_returns_only_once_the_threads_have_stopped() -> None:
+    workers = WorkerThreads(2)
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait()
+
+    async def main() -> None:
+        call = asyncio.ensure_future(workers.run(hold))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        closers = [threading.Thread(target=workers.shutdown) for _ in range(2)]
+        for closer in closers:
+            closer.start()
+        await asyncio.sleep(0.2)
+        assert all(closer.is_alive() for closer in closers)  # both wait for the call
+        release.set()
+        await call
+        for closer in closers:
+            closer.join(timeout=10)
+        assert not any(closer.is_alive() for closer in closers)
+        assert not any(thread.is_alive() for thread in workers._threads)
+
+    asyncio.run(main())
+
+
+def test_an_append_whose_loop_closed_still_commits_and_the_next_append_works(
+    tmp_path: Path,
+) -> None:
+    """The committer outlives a caller's event loop: it drops the outcome the closed
+    loop can no longer take, and goes on committing for other loops."""
+    path = tmp_path / "s.db"
+    store = open_async_store(path)
+    session_id = store.sync.get_or_create("agent:main:main").id
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the committer waits for this write lock
+
+    first_loop = asyncio.new_event_loop()
+    first = first_loop.create_task(store.append(session_id, Message.user("first")))
+    first_loop.run_until_complete(asyncio.sleep(0.2))
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        first_loop.run_until_complete(first)
+    first_loop.close()
+    blocker.execute("ROLLBACK")  # the first append commits now, for a closed loop
+    blocker.close()
+
+    async def second() -> None:
+        await asyncio.wait_for(store.append(session_id, Message.user("second")), timeout=30)
+        page = await store.history(session_id)
+        assert [entry.text for entry in page.entries] == ["first", "second"]
+        await store.aclose()
+
+    asyncio.run(second())

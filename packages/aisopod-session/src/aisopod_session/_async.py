@@ -46,7 +46,7 @@ from aisopod_session._store import (
     _Unset,
 )
 from aisopod_session._transfer import EntryImage, SessionImage
-from aisopod_session._worker_threads import WorkerThreads, settle
+from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Message, logger
 
@@ -127,7 +127,7 @@ class _GroupCommitter:
     def _commit(self, group: list[_Pending]) -> None:
         outcomes = [self._commit_one(group[0])] if len(group) == 1 else self._commit_many(group)
         for pending, result, error in outcomes:
-            pending.loop.call_soon_threadsafe(settle, pending.future, result, error)
+            deliver(pending.loop, pending.future, result, error)
 
     def _commit_one(self, pending: _Pending) -> _Outcome:
         """A lone append: its own transaction, exactly as the synchronous store runs it."""

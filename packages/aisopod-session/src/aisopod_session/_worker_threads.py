@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from aisopod_session._errors import StoreUnavailable
 from aisopod_session._validate import check_int
 
-__all__ = ["WorkerThreads", "settle"]
+__all__ = ["WorkerThreads", "deliver"]
 
 T = TypeVar("T")
 
@@ -27,15 +27,22 @@ _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop
 
 
 class WorkerThreads:
-    """Up to `max_workers` threads, started as calls need them, stopped by `shutdown`."""
+    """Up to `max_workers` threads, started as calls need them, stopped by `shutdown`.
+
+    The threads are daemons, so a process that exits without `shutdown` does
+    not wait for them: a call still running then is cut off, and its
+    transaction rolls back whole, as it would on a crash.
+    """
 
     def __init__(self, max_workers: int, *, name: str = "aisopod") -> None:
         self._max_workers = check_int(max_workers, "max_workers", minimum=1)
         self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        # Counts workers waiting for a job: a call starts a new thread only when
-        # none waits, as ThreadPoolExecutor does.
+        # Released by a worker each time it finishes a call, taken by each new
+        # call: a call starts a new thread only when no finished one is left
+        # over, as in ThreadPoolExecutor (it can count more idle workers than
+        # there are, which only means a thread fewer is started).
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
         self._closed = False
@@ -63,12 +70,15 @@ class WorkerThreads:
         return await future
 
     def shutdown(self) -> None:
-        """Finish the calls already queued, then stop the threads (idempotent)."""
+        """Finish the calls already queued, then stop the threads (idempotent; every
+        caller returns once all the threads have stopped)."""
         with self._lock:
-            self._closed = True
-            threads, self._threads = self._threads, []
-            for _ in threads:
-                self._jobs.put(None)
+            if not self._closed:
+                self._closed = True
+                for _ in self._threads:
+                    self._jobs.put(None)
+            # No thread starts once closed: this list is final.
+            threads = list(self._threads)
         for thread in threads:
             thread.join()
 
@@ -78,24 +88,48 @@ class WorkerThreads:
             if job is None:
                 return
             fn, future, loop = job
+            result: Any = None
+            error: BaseException | None = None
             # Read across threads on purpose: a stale answer only runs a call
             # whose caller has stopped waiting, as run_in_executor may.
-            if not future.cancelled():
+            if future.cancelled():
+                self._idle.release()
+            else:
                 try:
-                    result, error = fn(), None
+                    result = fn()
                 except BaseException as err:  # delivered to the caller, like an executor does
-                    result, error = None, err
-                try:
-                    loop.call_soon_threadsafe(settle, future, result, error)
-                except RuntimeError:
-                    pass  # the loop is closed: nobody is left to tell
-            self._idle.release()
+                    error = err
+                # Counted idle before the caller hears back, so that calls made one
+                # after the other find this thread free and start no other.
+                self._idle.release()
+                deliver(loop, future, result, error)
+            # Nothing of the last call stays alive while the thread waits.
+            del job, fn, future, loop, result, error
 
 
-def settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    """Give `future` its outcome, unless its caller has stopped waiting (on the loop's thread)."""
+def deliver(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    """Settle `future` on its loop's thread, from any thread; drop the outcome when
+    the loop is closed (nobody is left waiting for it)."""
+    try:
+        loop.call_soon_threadsafe(_settle, future, result, error)
+    except RuntimeError:
+        pass
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.cancelled():
         return
+    if isinstance(error, StopIteration):
+        # A future refuses StopIteration (it would end the awaiting coroutine
+        # silently): the caller gets it wrapped instead of waiting forever.
+        wrapped = RuntimeError(f"the call raised StopIteration: {error}")
+        wrapped.__cause__ = error
+        error = wrapped
     if error is not None:
         future.set_exception(error)
     else:
