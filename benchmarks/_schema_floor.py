@@ -27,10 +27,13 @@ _INSERT = (
 class SchemaFloor:
     """Hand-written sqlite3 on a database with the store's schema and pragmas.
 
-    An append serializes each message, inserts the entries, indexes for search
-    the entries waiting for it when a row id crosses a multiple of INDEX_BATCH
-    (as the store does) and updates the session row, in one transaction; a read
-    is the store's SELECT with the payloads decoded.
+    An append serializes each message, then in one transaction reads the
+    session row (where the next seq and the leaf are: another process may have
+    appended), inserts the entries, indexes for search the entries waiting for
+    it when a row id crosses a multiple of INDEX_BATCH (as the store does) and
+    updates the session row's counters; a read is the store's SELECT with the
+    payloads decoded. It checks nothing and builds no typed objects, so it is
+    the least an implementation of this data model could do.
     """
 
     def __init__(self, path: Path, synchronous: str) -> None:
@@ -39,7 +42,7 @@ class SchemaFloor:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
         self.db.execute("PRAGMA foreign_keys = ON")
-        self._heads: dict[str, tuple[int, int]] = {}  # session id -> (sid, last seq)
+        self.db.execute("PRAGMA temp_store = MEMORY")
         self.session_id = self.new_session("agent:main:floor")
 
     def new_session(self, key: str) -> str:
@@ -47,41 +50,43 @@ class SchemaFloor:
         store = open_store(self.path, synchronous=self.synchronous)
         session_id = store.get_or_create(key).id
         store.close()
-        sid, count = self.db.execute(
-            "SELECT sid, entry_count FROM sessions WHERE id = ?", (session_id,)
-        ).fetchone()
-        self._heads[session_id] = (sid, count)
         return session_id
 
     def append(self, session_id: str, messages: Sequence[Message]) -> None:
-        sid, last_seq = self._heads[session_id]
+        now = time.time_ns() // 1000
+        prepared = []
+        for m in messages:
+            data = orjson.dumps({"message": m.to_json()})
+            prepared.append((m, data.decode(), len(data) // 4))
+        count = len(prepared)
+        self.db.execute("BEGIN IMMEDIATE")
+        sid, last_seq, leaf = self.db.execute(
+            "SELECT sid, entry_count, leaf_seq FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
         rows = []
-        for seq, m in enumerate(messages, last_seq + 1):
-            payload = orjson.dumps({"message": m.to_json()})
+        for seq, (m, payload, tokens) in enumerate(prepared, last_seq + 1):
             usage = m.usage
             rows.append(
                 (
                     sid,
                     seq,
                     os.urandom(8).hex(),
-                    seq - 1 or None,
+                    (leaf or None) if seq == last_seq + 1 else seq - 1,
                     "message",
                     m.role,
-                    payload.decode(),
+                    payload,
                     m.text,
-                    len(payload) // 4,
+                    tokens,
                     usage.input if usage else None,
                     usage.output if usage else None,
                     usage.cache_read if usage else None,
                     usage.cache_write if usage else None,
                     usage.total if usage else None,
                     usage.cost if usage else None,
-                    time.time_ns() // 1000,
+                    now,
                     None,
                 )
             )
-        count = len(rows)
-        self.db.execute("BEGIN IMMEDIATE")
         self.db.executemany(_INSERT, rows)
         last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
         if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
@@ -90,17 +95,20 @@ class SchemaFloor:
                 " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
             )
             self.db.execute("UPDATE search_state SET indexed_through = ?", (last,))
-        now = time.time_ns() // 1000
         self.db.execute(
             "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
             " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-            " total_tokens = total_tokens + ?, cost = cost + ?, size_bytes = size_bytes + ?,"
-            " leaf_seq = ?, updated_at = ?, active_at = ?, version = version + 1 WHERE sid = ?",
+            " cache_read_tokens = cache_read_tokens + ?,"
+            " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
+            " cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = ?, updated_at = ?,"
+            " active_at = ?, version = version + 1 WHERE sid = ?",
             (
                 count,
                 count,
                 sum(r[9] or 0 for r in rows),
                 sum(r[10] or 0 for r in rows),
+                sum(r[11] or 0 for r in rows),
+                sum(r[12] or 0 for r in rows),
                 sum(r[13] or 0 for r in rows),
                 sum(r[14] or 0.0 for r in rows),
                 sum(len(r[6]) + len(r[7]) for r in rows),
@@ -111,7 +119,6 @@ class SchemaFloor:
             ),
         )
         self.db.execute("COMMIT")
-        self._heads[session_id] = (sid, last_seq + count)
 
     def last(self, session_id: str, count: int) -> list[Any]:
         rows = self.db.execute(
