@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from aisopod_session import ConflictError, SchemaVersionError, StoreUnavailable, open_store
+from aisopod_session import (
+    ConflictError,
+    SchemaVersionError,
+    SessionStore,
+    StoreUnavailable,
+    open_store,
+)
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.conftest import postgres_dsn
@@ -39,6 +45,15 @@ def _terminate(dsn: str, application_name: str) -> int:
     return len(rows)
 
 
+def _killable_store(pg_url: str) -> tuple[SessionStore, str, str]:
+    """A store whose connections carry an application name of their own (so that
+    `_terminate` finds them), with its DSN and that name."""
+    dsn = postgres_dsn()
+    assert dsn is not None
+    name = f"aisopod-kill-{uuid.uuid4().hex[:8]}"
+    return open_store(f"{pg_url}&application_name={name}&pool_max=2"), dsn, name
+
+
 def _kill_while(writer: Callable[[], None], stop: threading.Event, dsn: str, name: str) -> int:
     """Run `writer` on a thread while killing the application's connections 20 times;
     stop it, and return how many connections were killed."""
@@ -54,10 +69,7 @@ def _kill_while(writer: Callable[[], None], stop: threading.Event, dsn: str, nam
 
 
 def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: str) -> None:
-    dsn = postgres_dsn()
-    assert dsn is not None
-    name = f"aisopod-kill-{uuid.uuid4().hex[:8]}"
-    store = open_store(f"{pg_url}&application_name={name}&pool_max=2")
+    store, dsn, name = _killable_store(pg_url)
     session = store.get_or_create("agent:main:main")
     failures: Counter[str] = Counter()
     stop = threading.Event()
@@ -109,10 +121,7 @@ def test_connections_closed_while_idle_are_replaced_before_an_append(pg_url: str
 
 
 def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: str) -> None:
-    dsn = postgres_dsn()
-    assert dsn is not None
-    name = f"aisopod-kill1-{uuid.uuid4().hex[:8]}"
-    store = open_store(f"{pg_url}&application_name={name}&pool_max=2")
+    store, dsn, name = _killable_store(pg_url)
     session = store.get_or_create("agent:main:main")
     acknowledged: list[str] = []
     failed = 0

@@ -20,6 +20,7 @@ from aisopod_session import (
 )
 from aisopod_session.backends.sqlite import MIGRATIONS
 from aisopod_shared import Message
+from tests.session.old_databases import write_at_version
 
 
 def _mode(path: Path) -> int:
@@ -163,20 +164,17 @@ def test_an_older_database_is_upgraded_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file written before full-text search existed gets its index, data intact."""
-    from aisopod_session.backends import sqlite
-
     path = tmp_path / "old.db"
-    # The code of schema version 1: its migrations, and no search index to fill.
-    monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:1])
-    monkeypatch.setattr(sqlite.SqliteTx, "entries_inserted", lambda *args: None)
-    old = open_store(path)
-    session = old.get_or_create("agent:main:main")
-    old.append(session.id, [Message.user("written before search"), Message.assistant("indeed")])
-    assert old.backend.schema_version() == 1
-    old.close()
-    monkeypatch.undo()
+    # Schema version 1 had no search index to fill.
+    session_id = write_at_version(
+        path,
+        monkeypatch,
+        1,
+        lambda *args: None,
+        [Message.user("written before search"), Message.assistant("indeed")],
+    )
     new = open_store(path)
     assert new.backend.schema_version() == len(MIGRATIONS)
-    assert [e.text for e in new.history(session.id).entries] == ["written before search", "indeed"]
+    assert [e.text for e in new.history(session_id).entries] == ["written before search", "indeed"]
     assert [h.seq for h in new.search("before").hits] == [1]
     new.close()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from aisopod_session import ConflictError, NewEntry, SessionStore, open_async_store, open_store
 from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
 from aisopod_shared import Message, ToolCallPart
+from tests.session.old_databases import write_at_version
 
 
 def _lags(store: SessionStore) -> bool:
@@ -140,30 +141,23 @@ def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
 def test_a_version_3_database_starts_with_everything_indexed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aisopod_session.backends import sqlite
-
     path = tmp_path / "old.db"
-    # The code of schema version 3, which indexed every append as it landed.
-    monkeypatch.setattr(sqlite, "MIGRATIONS", sqlite.MIGRATIONS[:3])
-    monkeypatch.setattr(
-        sqlite.SqliteTx,
-        "entries_inserted",
+    # Schema version 3 indexed every append as it landed.
+    session_id = write_at_version(
+        path,
+        monkeypatch,
+        3,
         lambda tx, count, cursor=None: tx.execute(
             "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
             " WHERE row_id > last_insert_rowid() - ? AND text != ''",
             (count,),
         ),
+        [Message.user("sandpiper"), Message.assistant("plover")],
     )
-    old = open_store(path)
-    session = old.get_or_create("agent:main:main")
-    old.append(session.id, [Message.user("sandpiper"), Message.assistant("plover")])
-    assert old.backend.schema_version() == 3
-    old.close()
-    monkeypatch.undo()
     new = open_store(path)
     assert new.backend.schema_version() == len(MIGRATIONS)
     assert _watermark(path) == (2, 2)
-    new.append(session.id, Message.user("dunlin"))
+    new.append(session_id, Message.user("dunlin"))
     assert [h.seq for h in new.search("plover OR dunlin").hits] == [2, 3]
     assert new.backend.check_integrity() == []
     new.close()

@@ -34,7 +34,7 @@ from aisopod_session.transcripts import (
     import_transcript,
 )
 from aisopod_shared import Message
-from tests.session.snapshot import snapshot
+from tests.session.snapshot import all_entries, snapshot
 from tests.session.transcript_helpers import (
     JsonLine,
     assert_same_json,
@@ -97,17 +97,6 @@ def export_text(store: Any, session_id: str) -> str:
     return out.getvalue()
 
 
-def history(store: Any, session_id: str) -> list[Any]:
-    entries: list[Any] = []
-    after = 0
-    while True:
-        page = store.history(session_id, after=after, limit=1000)
-        entries.extend(page.entries)
-        if page.cursor is None:
-            return entries
-        after = page.cursor
-
-
 def round_trip(store: Any, path: Path, **options: Any) -> tuple[list[Any], list[Any]]:
     """(the file's lines, the lines of export(import(file)))."""
     result = import_transcript(store, path, **options)
@@ -121,7 +110,7 @@ def round_trip(store: Any, path: Path, **options: Any) -> tuple[list[Any], list[
 def test_a_version_3_file_keeps_its_ids_tree_and_leaf(store: Any, tmp_path: Path) -> None:
     lines = [header(), user("a1", None, "one"), user("b2", "a1", "two"), user("c3", "a1", "three")]
     result = import_transcript(store, write_jsonl(tmp_path / "t.jsonl", lines))
-    entries = history(store, "s-1")
+    entries = all_entries(store, "s-1")
     assert [(e.id, e.parent_seq) for e in entries] == [("a1", None), ("b2", 1), ("c3", 1)]
     assert result.session.leaf_seq == 3
     assert result.session.id == "s-1"
@@ -134,19 +123,19 @@ def test_version_1_entries_get_short_stable_ids_and_chained_parents(
     lines = [header(version=None), user(None, None, "one"), user(None, None, "two")]
     path = write_jsonl(tmp_path / "v1.jsonl", [*lines, user(None, None, "three")])
     import_transcript(store, path)
-    first = history(store, "s-1")
+    first = all_entries(store, "s-1")
     assert [e.parent_seq for e in first] == [None, 1, 2]
     ids = [e.id for e in first]
     assert all(len(i) == 8 and int(i, 16) >= 0 for i in ids)
     assert len(set(ids)) == 3
     store.delete("s-1")
     import_transcript(store, path)
-    assert [e.id for e in history(store, "s-1")] == ids
+    assert [e.id for e in all_entries(store, "s-1")] == ids
 
 
 def test_a_version_1_compaction_index_becomes_the_kept_entrys_id(store: Any) -> None:
     import_transcript(store, SESSIONS / f"{ORPHAN_V1}.jsonl")
-    entries = history(store, ORPHAN_V1)
+    entries = all_entries(store, ORPHAN_V1)
     compaction = next(e for e in entries if e.type == "compaction")
     # Index 3 counts the header as 0: the third entry ("nice. shorter?").
     assert compaction.payload["firstKeptEntryId"] == entries[2].id
@@ -165,7 +154,7 @@ def test_a_version_1_compaction_index_naming_no_earlier_entry_is_dropped(
         {**compaction, "firstKeptEntryIndex": index},
     ]
     import_transcript(store, write_jsonl(tmp_path / "v1.jsonl", lines))
-    payload = history(store, "s-1")[1].payload
+    payload = all_entries(store, "s-1")[1].payload
     assert "firstKeptEntryIndex" not in payload
     assert "firstKeptEntryId" not in payload
 
@@ -188,7 +177,7 @@ def test_the_hook_message_role_is_renamed_custom_below_version_3(
     entry_id = None if version is None else "a1"
     lines = [header(version=version), hook_message(entry_id, None)]
     import_transcript(store, write_jsonl(tmp_path / "t.jsonl", lines))
-    message = history(store, "s-1")[0].payload["message"]
+    message = all_entries(store, "s-1")[0].payload["message"]
     assert message == {"role": role, "customType": "cron", "content": "run", "display": False}
 
 
@@ -197,7 +186,7 @@ def test_unknown_entry_types_and_fields_are_kept_verbatim(store: Any, tmp_path: 
     first = user("a1", None, "hi", xNote={"deep": [None, True]})
     first["message"]["xFlag"] = "kept"
     import_transcript(store, write_jsonl(tmp_path / "t.jsonl", [header(), first, odd]))
-    one, two = history(store, "s-1")
+    one, two = all_entries(store, "s-1")
     assert one.payload["xNote"] == {"deep": [None, True]}
     assert one.payload["message"]["xFlag"] == "kept"
     assert (two.type, dict(two.payload)) == ("x_plugin_state", {"timestamp": T0, "x": [1, 2.5]})
@@ -239,7 +228,7 @@ def test_an_entry_timestamp_is_its_time_and_stays_in_its_payload(
     del unstamped["timestamp"]
     path = write_jsonl(tmp_path / "t.jsonl", [header(), stamped, unstamped])
     import_transcript(store, path)
-    one, two = history(store, "s-1")
+    one, two = all_entries(store, "s-1")
     assert one.created_at == datetime(2026, 2, 3, 3, 5, 6, 789000, tzinfo=UTC)
     assert one.payload["timestamp"] == "2026-02-03T04:05:06.789+01:00"
     # No time of its own: the one before it, written out on export.
@@ -428,7 +417,7 @@ def test_a_native_session_exports_as_a_transcript_that_imports_back(
     path = tmp_path / "native.jsonl"
     assert export_transcript(store, session.id, path) == 4
     lines = read_jsonl(path.read_text(encoding="utf-8"))
-    entries = history(store, session.id)
+    entries = all_entries(store, session.id)
     assert lines[0] == {
         "type": "session",
         "version": 3,
@@ -451,7 +440,7 @@ def test_a_native_session_exports_as_a_transcript_that_imports_back(
     def shape(entry: Any) -> tuple[Any, ...]:
         return (entry.id, entry.parent_seq, entry.type, entry.payload.get("message"))
 
-    assert [shape(e) for e in history(store, session.id)] == [shape(e) for e in entries]
+    assert [shape(e) for e in all_entries(store, session.id)] == [shape(e) for e in entries]
 
 
 def test_export_to_a_path_writes_what_export_to_a_file_writes(store: Any, tmp_path: Path) -> None:
@@ -620,7 +609,7 @@ def test_a_child_of_a_skipped_line_hangs_from_the_entry_before_it(
     result = import_transcript(store, write_jsonl(tmp_path / "t.jsonl", lines), skip_bad_lines=True)
     assert [s.line for s in result.skipped] == [4]
     assert result.reparented == (6,)
-    parents = {e.id: e.parent_seq for e in history(store, "s-1")}
+    parents = {e.id: e.parent_seq for e in all_entries(store, "s-1")}
     assert parents == {"a1": None, "b2": 1, "e5": 1, "d4": 2, "f6": 4}
 
 
@@ -635,7 +624,7 @@ def test_skip_bad_lines_reports_every_kind_of_unreadable_line(store: Any, tmp_pa
     ]
     result = import_transcript(store, write_jsonl(tmp_path / "t.jsonl", lines), skip_bad_lines=True)
     assert [s.line for s in result.skipped] == [2, 4, 5]
-    assert [e.id for e in history(store, "s-1")] == ["a1", "b2"]
+    assert [e.id for e in all_entries(store, "s-1")] == ["a1", "b2"]
 
 
 @pytest.mark.parametrize(
