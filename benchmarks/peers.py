@@ -5,13 +5,15 @@
     uv run --group bench python benchmarks/peers.py --json     # the results as JSON
     uv run --group bench python benchmarks/peers.py --json results.json  # both
     uv run --group bench python benchmarks/peers.py --postgres postgresql://user@host:5432/db
+    uv run --group bench python benchmarks/peers.py --postgres embedded  # a server of its own
 
 The peers come from the `bench` dependency group, which the default sync does
 not install. The stores compared, each through its own public API:
 
 - aisopod-session on SQLite (sync at synchronous=FULL and NORMAL, and async),
   and on PostgreSQL when a DSN is given (`--postgres`, else the environment
-  variable AISOPOD_TEST_POSTGRES_DSN);
+  variable AISOPOD_TEST_POSTGRES_DSN; `--postgres embedded` starts a
+  throwaway server of the benchmark's own, `benchmarks/_postgres.py`);
 - the OpenAI Agents SDK: `SQLiteSession`, `SQLAlchemySession` (aiosqlite, and
   asyncpg on PostgreSQL);
 - Google ADK: `DatabaseSessionService` (aiosqlite, and asyncpg on PostgreSQL)
@@ -70,6 +72,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from _postgres import EMBEDDED, postgres_dsn
 from _schema_floor import SchemaFloor as OwnSchemaFloor
 
 from aisopod_session import Message, open_async_store, open_store
@@ -1803,7 +1806,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DSN",
         default=os.environ.get(POSTGRES_ENV) or None,
         help=f"also run on PostgreSQL (default: ${POSTGRES_ENV}); scratch databases are"
-        " created and dropped on that server",
+        f" created and dropped on that server; {EMBEDDED!r} runs a throwaway server",
     )
     parser.add_argument(
         "--sizes",
@@ -1859,16 +1862,32 @@ def main(argv: list[str] | None = None) -> int:
         if quick
         else {"single": 4.0, "batch": 25.0, "read": 15.0, "list": 10.0}
     )
+    with postgres_dsn(args.postgres or "") as dsn:
+        return run_peers(
+            args, quick=quick, sizes=sizes, caps=caps, groups=groups, skip=skip, dsn=dsn
+        )
+
+
+def run_peers(
+    args: argparse.Namespace,
+    *,
+    quick: bool,
+    sizes: tuple[int, ...],
+    caps: dict[str, float],
+    groups: frozenset[str],
+    skip: set[str],
+    dsn: str,
+) -> int:
     scratch: Scratch | None = None
     pg_settings: dict[str, str] | None = None
-    if args.postgres:
+    if dsn:
         try:
-            scratch = Scratch(args.postgres)
+            scratch = Scratch(dsn)
             pg_settings = scratch.settings()
         except Exception as err:
-            print(f"PostgreSQL at {args.postgres} is not usable: {describe(err)}", file=sys.stderr)
+            print(f"PostgreSQL at {dsn} is not usable: {describe(err)}", file=sys.stderr)
             return 2
-    specs = make_specs(args.postgres if scratch else None, skip)
+    specs = make_specs(dsn if scratch else None, skip)
     meta: dict[str, Any] = {
         "sqlite": sqlite3.sqlite_version,
         "python": platform.python_version(),

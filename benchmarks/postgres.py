@@ -1,7 +1,11 @@
 """PostgreSQL benchmarks beside a raw psycopg floor, printed as a table.
 
-    uv run python benchmarks/postgres.py                     # DSN from $AISOPOD_TEST_POSTGRES_DSN
-    uv run python benchmarks/postgres.py --dsn postgresql://postgres@127.0.0.1/test --quick
+    uv run python benchmarks/postgres.py                      # $AISOPOD_TEST_POSTGRES_DSN
+    uv run python benchmarks/postgres.py --postgres embedded  # a throwaway server of its own
+    uv run python benchmarks/postgres.py --postgres postgresql://postgres@127.0.0.1/test --quick
+
+Without a DSN (neither `--postgres` nor the environment), it runs on a
+throwaway server of its own, as `--postgres embedded` does.
 
 Rows: the append rate with 1, 2, 4 and 8 processes, each appending single
 messages to a session of its own, the median of three runs alternating with
@@ -28,6 +32,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from _postgres import EMBEDDED, postgres_dsn
 from _timing import median_round
 from psycopg import sql
 
@@ -189,18 +194,29 @@ def seed_sessions(db: psycopg.Connection[Any], count: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dsn", default=os.environ.get("AISOPOD_TEST_POSTGRES_DSN"))
+    parser.add_argument(
+        "--postgres",
+        "--dsn",
+        dest="dsn",
+        metavar="DSN",
+        default=os.environ.get("AISOPOD_TEST_POSTGRES_DSN") or EMBEDDED,
+        help=f"the server (default: $AISOPOD_TEST_POSTGRES_DSN, else {EMBEDDED!r}: a throwaway"
+        " server of the benchmark's own)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     args = parser.parse_args(argv)
-    if not args.dsn:
-        parser.error("give --dsn or set AISOPOD_TEST_POSTGRES_DSN")
-    big = 50_000 if args.quick else 1_000_000
-    sessions = 10_000 if args.quick else 100_000
-    seconds = 2.0 if args.quick else 5.0
+    with postgres_dsn(args.dsn) as dsn:
+        return run(dsn, quick=args.quick)
+
+
+def run(dsn: str, *, quick: bool) -> int:
+    big = 50_000 if quick else 1_000_000
+    sessions = 10_000 if quick else 100_000
+    seconds = 2.0 if quick else 5.0
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    url = with_schema(args.dsn, schema)
+    url = with_schema(dsn, schema)
     rows: list[tuple[str, str, str, str, str]] = []
-    admin = psycopg.connect(args.dsn, autocommit=True)
+    admin = psycopg.connect(dsn, autocommit=True)
     try:
         store = open_store(url)
         rates: dict[int, tuple[float, float]] = {}

@@ -1,10 +1,9 @@
 """Fixtures of the adapter tests: a store on each backend, handed over in each form.
 
 The adapters take a store as a URL, a `SessionStore` or an `AsyncSessionStore`;
-`store_arg` is each of these in turn, on a SQLite file and, when
-`AISOPOD_TEST_POSTGRES_DSN` is set, on PostgreSQL (in a schema of the test's
-own, dropped after it). Without the DSN the PostgreSQL leg skips, saying
-why; with `AISOPOD_REQUIRE_POSTGRES=1` it fails instead.
+`store_arg` is each of these in turn, on a SQLite file and on
+PostgreSQL (the suite's server, see `tests/postgres.py`; in a schema of the
+test's own, dropped after it).
 """
 
 from __future__ import annotations
@@ -12,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from aisopod_session import AsyncSessionStore, SessionStore, open_async_store, open_store
-from tests.session.conftest import postgres_dsn
 from tests.session.postgres_schema import temporary_schema
 
 BACKENDS = ("sqlite", "postgres")
@@ -27,21 +24,14 @@ STORE_KINDS = ("url", "sync", "async")
 StoreArg = str | SessionStore | AsyncSessionStore
 
 
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    """A store URL on the test PostgreSQL database, in a fresh schema dropped after."""
-    dsn = postgres_dsn()  # skips, or fails when PostgreSQL is required
-    with temporary_schema(dsn, f"adapters_{uuid.uuid4().hex[:12]}") as url:
-        yield url
-
-
 @pytest.fixture(name="store_url", params=BACKENDS)
 def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store URL that several processes can open, on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sessions.db'}"
     else:
-        with postgres_url() as url:
+        dsn = request.getfixturevalue("postgres_dsn")  # only PostgreSQL legs start a server
+        with temporary_schema(dsn, f"adapters_{uuid.uuid4().hex[:12]}") as url:
             yield url
 
 

@@ -2,7 +2,7 @@
 
 Tests are written against the store's API, never a backend. The `store`
 fixture is parametrized over backends (a SQLite file, SQLite in memory, and
-PostgreSQL when `AISOPOD_TEST_POSTGRES_DSN` is set) and over the sync and
+PostgreSQL: see `tests/postgres.py` for where it comes from) and over the sync and
 async APIs; the async store is driven through `AsyncDriver`, which runs its
 coroutines on an event loop of its own, so the same test body checks both.
 Whatever a backend needs to take part (a schema of its own, say) lives here.
@@ -11,7 +11,6 @@ Whatever a backend needs to take part (a schema of its own, say) lives here.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,9 +24,6 @@ import pytest
 from aisopod_session import AsyncSessionStore, SessionStore, open_async_store, open_store
 from aisopod_shared import ManualClock
 from tests.session.postgres_schema import temporary_schema
-
-POSTGRES_DSN_ENV = "AISOPOD_TEST_POSTGRES_DSN"
-REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
 
 BACKENDS = ("sqlite-file", "sqlite-memory", "postgres")
 APIS = ("sync", "async")
@@ -120,17 +116,6 @@ def clock_fixture() -> ManualClock:
     return ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
 
 
-def postgres_dsn() -> str:
-    """The test PostgreSQL DSN, or skip (fail, when PostgreSQL is required)."""
-    dsn = os.environ.get(POSTGRES_DSN_ENV)
-    if dsn:
-        return dsn
-    reason = f"PostgreSQL tests need {POSTGRES_DSN_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
-    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(name="database_url", params=BACKENDS)
 def database_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty database for one test, on each backend."""
@@ -140,8 +125,7 @@ def database_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     elif backend == "sqlite-memory":
         yield "sqlite:///:memory:"
     else:
-        dsn = postgres_dsn()
-        assert dsn is not None
+        dsn = request.getfixturevalue("postgres_dsn")  # only PostgreSQL legs start a server
         with temporary_schema(dsn, f"t_{uuid.uuid4().hex[:12]}") as url:
             yield url
 

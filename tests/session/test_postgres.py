@@ -21,58 +21,95 @@ from aisopod_session import (
 )
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
-from tests.session.conftest import postgres_dsn
 from tests.session.invariants import check_invariants
 from tests.session.postgres_schema import temporary_schema, with_schema
+from tests.session.snapshot import all_entries
 
 
 @pytest.fixture(name="pg_url")
-def pg_url_fixture() -> Iterator[str]:
+def pg_url_fixture(postgres_dsn: str) -> Iterator[str]:
     """A store URL in a schema of the test's own."""
-    dsn = postgres_dsn()
-    assert dsn is not None
-    with temporary_schema(dsn, f"t_{uuid.uuid4().hex[:12]}") as url:
+    with temporary_schema(postgres_dsn, f"t_{uuid.uuid4().hex[:12]}") as url:
         yield url
 
 
 def _terminate(dsn: str, application_name: str) -> int:
-    """Close every server connection of one application, as a restart does."""
+    """Close every server connection of one application, as a restart does; return
+    once each of them is gone (PostgreSQL 14+ waits with a timeout)."""
     with psycopg.connect(dsn, autocommit=True) as admin:
         rows = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+            " WHERE application_name = %s",
             (application_name,),
         ).fetchall()
     return len(rows)
 
 
-def _killable_store(pg_url: str) -> tuple[SessionStore, str, str]:
+def _wait_until_waiting_for_a_lock(dsn: str, application_name: str) -> None:
+    """Return once a connection of the application waits for a row lock."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        for _ in range(6000):
+            (waiting,) = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = %s AND wait_event_type = 'Lock'",
+                (application_name,),
+            ).fetchone() or (0,)
+            if waiting:
+                return
+            time.sleep(0.005)
+    raise AssertionError("nothing waited for the lock")
+
+
+def _killable_store(pg_url: str, dsn: str) -> tuple[SessionStore, str]:
     """A store whose connections carry an application name of their own (so that
-    `_terminate` finds them), with its DSN and that name."""
-    dsn = postgres_dsn()
-    assert dsn is not None
+    `_terminate` finds them), with that name."""
     name = f"aisopod-kill-{uuid.uuid4().hex[:8]}"
-    return open_store(f"{pg_url}&application_name={name}&pool_max=2"), dsn, name
+    return open_store(f"{pg_url}&application_name={name}&pool_max=2"), name
 
 
-def _kill_while(writer: Callable[[], None], stop: threading.Event, dsn: str, name: str) -> int:
-    """Run `writer` on a thread while killing the application's connections 20 times;
-    stop it, and return how many connections were killed."""
+class Acknowledged:
+    """Counts acknowledged appends; lets the test wait for the next ones."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def add(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait_for_more(self, more: int) -> None:
+        with self._changed:
+            target = self._count + more
+            assert self._changed.wait_for(lambda: self._count >= target, timeout=60)
+
+
+def _kill_while(
+    writer: Callable[[], None], acked: Acknowledged, stop: threading.Event, dsn: str, name: str
+) -> int:
+    """Run `writer` on a thread; 20 times, once it has acknowledged two more appends,
+    kill the application's connections. Stop it; return how many connections were
+    killed."""
     thread = threading.Thread(target=writer)
     thread.start()
     killed = 0
     for _ in range(20):
-        time.sleep(0.05)
+        acked.wait_for_more(2)
         killed += _terminate(dsn, name)
     stop.set()
     thread.join(timeout=60)
     return killed
 
 
-def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: str) -> None:
-    store, dsn, name = _killable_store(pg_url)
+def test_lost_connections_are_store_unavailable_and_retries_apply_once(
+    pg_url: str, postgres_dsn: str
+) -> None:
+    store, name = _killable_store(pg_url, postgres_dsn)
     session = store.get_or_create("agent:main:main")
     failures: Counter[str] = Counter()
     stop = threading.Event()
+    acked = Acknowledged()
     batches = 0
 
     def writer() -> None:
@@ -83,15 +120,15 @@ def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: s
             while True:  # retry the same append, with the same key, until it lands
                 try:
                     store.append(session.id, messages, idempotency_key=f"b{batches}")
+                    acked.add()
                     break
                 except StoreUnavailable as err:
                     failures[type(err).__name__] += 1
-                    time.sleep(0.01)
 
-    killed = _kill_while(writer, stop, dsn, name)
+    killed = _kill_while(writer, acked, stop, postgres_dsn, name)
     assert killed > 0
     assert failures["StoreUnavailable"] > 0
-    entries = store.history(session.id, after=0, limit=10_000).entries
+    entries = all_entries(store, session.id)
     per_batch = Counter(e.text.split(" part ")[0] for e in entries)
     assert per_batch == {f"batch {n}": 4 for n in range(1, batches + 1)}
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
@@ -103,29 +140,31 @@ def test_lost_connections_are_store_unavailable_and_retries_apply_once(pg_url: s
     store.close()
 
 
-def test_connections_closed_while_idle_are_replaced_before_an_append(pg_url: str) -> None:
+def test_connections_closed_while_idle_are_replaced_before_an_append(
+    pg_url: str, postgres_dsn: str
+) -> None:
     """An append without a key is one statement outside a transaction: a pooled
     connection the server closed meanwhile is noticed before it is used."""
-    dsn = postgres_dsn()
-    assert dsn is not None
     name = f"aisopod-idle-{uuid.uuid4().hex[:8]}"
     store = open_store(f"{pg_url}&application_name={name}&pool_min=2&pool_max=2")
     session = store.get_or_create("agent:main:main")
     store.append(session.id, Message.user("before"))
-    assert _terminate(dsn, name) == 2  # the whole pool, idle
-    time.sleep(0.1)  # the goodbye reaches the sockets
+    assert _terminate(postgres_dsn, name) == 2  # the whole pool, idle, and gone
     (entry,) = store.append(session.id, Message.user("after"))
     assert entry.seq == 2
     assert [e.text for e in store.history(session.id).entries] == ["before", "after"]
     store.close()
 
 
-def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: str) -> None:
-    store, dsn, name = _killable_store(pg_url)
+def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
+    pg_url: str, postgres_dsn: str
+) -> None:
+    store, name = _killable_store(pg_url, postgres_dsn)
     session = store.get_or_create("agent:main:main")
     acknowledged: list[str] = []
     failed = 0
     stop = threading.Event()
+    acked = Acknowledged()
 
     def writer() -> None:
         nonlocal failed
@@ -136,11 +175,12 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(pg_url: st
             try:
                 store.append(session.id, batch)
                 acknowledged.append(f"m{n}")
+                acked.add()
             except StoreUnavailable:
                 failed += 1
 
-    killed = _kill_while(writer, stop, dsn, name)
-    entries = store.history(session.id, after=0, limit=10_000).entries
+    killed = _kill_while(writer, acked, stop, postgres_dsn, name)
+    entries = all_entries(store, session.id)
     parts = Counter(e.text.split(" part ")[0] for e in entries)
     assert set(parts.values()) <= {3}  # no append half there
     assert set(acknowledged) <= set(parts)  # every acknowledged append there
@@ -170,10 +210,13 @@ def test_an_append_too_big_for_one_statement_takes_a_transaction(
     store.close()
 
 
-def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(pg_url: str) -> None:
+def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(
+    pg_url: str, postgres_dsn: str
+) -> None:
     """The retry looks for its key only once it holds the session: looking first
     would miss the uncommitted entries of the call it repeats, and add them again."""
-    store = open_store(f"{pg_url}&pool_max=4")
+    name = f"aisopod-race-{uuid.uuid4().hex[:8]}"
+    store = open_store(f"{pg_url}&pool_max=4&application_name={name}")
     session = store.get_or_create("agent:main:main")
     messages = [Message.user("once"), Message.user("only")]
     request = store.prepare_append(session.id, messages, idempotency_key="k")
@@ -187,7 +230,7 @@ def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(pg_url: 
         first = store.append_in(tx, request)  # appended, not yet committed
         thread = threading.Thread(target=retry)
         thread.start()
-        time.sleep(0.3)  # the retry is now waiting for the session's row
+        _wait_until_waiting_for_a_lock(postgres_dsn, name)  # the retry waits for the row
         assert retried == []
     thread.join(timeout=60)
     assert tuple(e.seq for e in first) == (1, 2)
@@ -203,7 +246,9 @@ def _open_and_report(url: str, barrier: object, out: object) -> None:
     store.close()
 
 
-def test_processes_opening_a_new_schema_together_migrate_once(pg_url: str) -> None:
+def test_processes_opening_a_new_schema_together_migrate_once(
+    pg_url: str, postgres_dsn: str
+) -> None:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(4)
     out = context.Queue()
@@ -216,7 +261,7 @@ def test_processes_opening_a_new_schema_together_migrate_once(pg_url: str) -> No
     for opener in openers:
         opener.join(timeout=60)
     assert versions == [len(MIGRATIONS)] * 4
-    with psycopg.connect(postgres_dsn() or "", autocommit=True) as raw:
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
         schema = pg_url.rsplit("schema=", 1)[1]
         rows = raw.execute(
             f'SELECT version FROM "{schema}".schema_migrations ORDER BY version'
@@ -224,10 +269,10 @@ def test_processes_opening_a_new_schema_together_migrate_once(pg_url: str) -> No
     assert rows == [(n + 1,) for n in range(len(MIGRATIONS))]
 
 
-def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
+def test_a_database_from_a_newer_version_is_refused(pg_url: str, postgres_dsn: str) -> None:
     open_store(pg_url).close()
     schema = pg_url.rsplit("schema=", 1)[1]
-    with psycopg.connect(postgres_dsn() or "", autocommit=True) as raw:
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
         raw.execute(
             f'INSERT INTO "{schema}".schema_migrations VALUES (%s, %s, 0)',
             (len(MIGRATIONS) + 1, "future"),
@@ -237,10 +282,8 @@ def test_a_database_from_a_newer_version_is_refused(pg_url: str) -> None:
     assert caught.value.found == len(MIGRATIONS) + 1
 
 
-def test_the_url_never_shows_a_password(pg_url: str) -> None:
-    dsn = postgres_dsn()
-    assert dsn is not None
-    host = dsn.split("@", 1)[1]
+def test_the_url_never_shows_a_password(pg_url: str, postgres_dsn: str) -> None:
+    host = postgres_dsn.split("@", 1)[1]
     url = with_schema(f"postgresql://postgres:s3cret@{host}", pg_url.rsplit("schema=", 1)[1])
     store = open_store(url)
     assert "s3cret" not in repr(store)
