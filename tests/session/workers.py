@@ -1,6 +1,7 @@
 """Code that runs in other processes: concurrent writers and a writer to kill.
 
-Run as `python -m tests.session.workers crash-writer URL` for the crash test;
+Run as `python -m tests.session.workers crash-writer URL SESSION BATCH` for the
+kill tests (`tests/reliability/killed_writer.py`);
 the functions are targets for `multiprocessing` (spawn) in the concurrency tests.
 """
 
@@ -50,15 +51,16 @@ def race_get_or_create(url: str, keys: list[str], barrier: Any, out: Any) -> Non
 
 
 def crash_writer(url: str, session_id: str, batch: int) -> None:
-    """Append batches of `batch` messages for ever, printing each batch number
-    once its append has returned (been acknowledged), until killed."""
+    """Append batches of `batch` messages for ever, until killed: print `start N`
+    before an append and `done N` once it has returned (been acknowledged)."""
     store = open_store(url)
     number = 0
     while True:
         number += 1
         messages = [Message.user(f"batch {number} part {part}") for part in range(batch)]
+        print(f"start {number}", flush=True)
         store.append(session_id, messages, idempotency_key=f"batch-{number}")
-        print(number, flush=True)
+        print(f"done {number}", flush=True)
 
 
 def main(argv: list[str]) -> None:
