@@ -93,7 +93,7 @@ def check_killed_writer(store: Any, session_id: str, killed: Killed) -> bool:
     """
     entries = all_entries(store, session_id)
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
-    parts = Counter()
+    parts: Counter[tuple[int, int]] = Counter()
     for entry in entries:
         match = _TEXT.fullmatch(entry.text)
         assert match is not None, entry.text
