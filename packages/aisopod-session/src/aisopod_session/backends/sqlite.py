@@ -592,6 +592,10 @@ def _translate(err: sqlite3.Error, url: str) -> AisopodError:
         return StoreBusy(f"{url}: the database stayed locked past the busy timeout ({text})")
     if "disk is full" in text or "SQLITE_FULL" in text:
         return StoreFull(f"{url}: no room left in the database ({text})")
+    if (err_code(err) & 0xFF) in _IO_ERRORS:
+        room = _out_of_room(url)
+        if room is not None:
+            return StoreFull(f"{url}: {room} ({text})")
     if "not a database" in text:
         return StoreUnavailable(f"{url}: the file is not a SQLite database")
     if isinstance(err, sqlite3.IntegrityError):
@@ -599,3 +603,42 @@ def _translate(err: sqlite3.Error, url: str) -> AisopodError:
             return DuplicateEntryId("an entry with this id is already in the session", field="id")
         return AisopodError(f"{url}: a constraint failed: {text}")
     return StoreUnavailable(f"{url}: {text}")
+
+
+def err_code(err: sqlite3.Error) -> int:
+    """SQLite's extended result code of an error (0 when the driver gave none)."""
+    return int(getattr(err, "sqlite_errorcode", 0) or 0)
+
+
+# SQLITE_IOERR and SQLITE_CANTOPEN: what SQLite reports when a write, or the
+# creation of the -wal and -shm files at open, finds no room (it says
+# SQLITE_FULL only when a write comes back short).
+_IO_ERRORS: Final = frozenset({10, 14})
+_LOW_ROOM: Final = 1 << 20  # less free than this, and an I/O error is the disk being full
+
+
+def _out_of_room(url: str) -> str | None:
+    """Why the database file cannot grow, when that explains an I/O error: its
+    disk is full, or the process may not write files that large (`ulimit -f`)."""
+    path = Path(url.removeprefix("sqlite://"))
+    if not path.is_absolute():
+        return None  # in memory
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return None
+    free = disk.f_bavail * disk.f_frsize
+    if free < _LOW_ROOM:
+        return f"the disk holding {path.parent} is full ({free:,} bytes free)"
+    try:
+        import resource
+
+        cap = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    if cap != resource.RLIM_INFINITY:
+        files = [path, path.with_name(path.name + "-wal")]
+        largest = max((f.stat().st_size for f in files if f.exists()), default=0)
+        if largest + _LOW_ROOM > cap:
+            return f"the file size limit of this process (ulimit -f, {cap:,} bytes) is reached"
+    return None
