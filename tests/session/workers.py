@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from collections import Counter
+from typing import Any, NamedTuple
 
 from aisopod_session import open_store
 from aisopod_shared import Message
@@ -89,27 +90,39 @@ def race_resolve(url: str, at: str, barrier: Any, out: Any) -> None:
 def mixed_load(url: str, worker: int, seconds: float, out: Any) -> None:
     """Random appends, patches, resets, compactions, forks, rewinds, deletes,
     resolves, searches and (worker 0) maintenance on a few shared keys for
-    `seconds`; report counts of what was done and what failed."""
+    `seconds`; report counts of what was done and what failed, every append
+    acknowledged (session id, seqs, texts) and every session this worker removed."""
     import random
     import time
-    from collections import Counter
 
     rng = random.Random(worker)
     store = open_store(url)
-    done: Counter[str] = Counter()
-    keys = [f"agent:main:mixed-{n}" for n in range(4)]
+    report = MixedReport(Counter(), [], set())
+    # Sessions of the "kept" keys are never deleted or reset (everything else
+    # happens to them), so most acknowledged appends can be checked at the end.
+    keys = [f"agent:main:mixed-{n}" for n in range(4)] + [f"agent:main:kept-{n}" for n in range(2)]
     deadline = time.monotonic() + seconds
     try:
-        _mixed_steps(store, rng, keys, worker, deadline, done)
+        _mixed_steps(store, rng, keys, worker, deadline, report)
     except BaseException as err:  # tell the parent instead of leaving it waiting
-        out.put({f"crashed: {type(err).__name__}: {err}": 1})
+        out.put(MixedReport(Counter({f"crashed: {type(err).__name__}: {err}": 1}), [], set()))
         raise
     store.close()
-    out.put(dict(done))
+    out.put(report)
+
+
+class MixedReport(NamedTuple):
+    """What one mixed-load worker did."""
+
+    done: Counter[str]
+    appended: list[tuple[str, tuple[int, ...], tuple[str, ...]]]
+    """Each acknowledged append: session id, the seqs it returned, the texts."""
+    removed: set[str]
+    """The sessions this worker deleted, itself or by maintenance."""
 
 
 def _mixed_steps(
-    store: Any, rng: Any, keys: list[str], worker: int, deadline: float, done: Any
+    store: Any, rng: Any, keys: list[str], worker: int, deadline: float, report: MixedReport
 ) -> None:
     import time
 
@@ -122,6 +135,7 @@ def _mixed_steps(
         TokenUsage,
     )
 
+    done = report.done
     while time.monotonic() < deadline:
         key = rng.choice(keys)
         action = rng.choice(
@@ -129,17 +143,24 @@ def _mixed_steps(
             + ["patch", "reset", "compact", "fork", "rewind", "delete", "resolve", "search"]
             + ["maintain"] * (1 if worker == 0 else 0)
         )
+        if key.startswith("agent:main:kept") and action in ("delete", "reset", "resolve"):
+            action = "append"
         try:
             session = store.get_or_create(key)
             if action == "append":
-                store.append(
+                n = done["append"]
+                texts = (f"w{worker} says {n}", "ok")
+                appended = store.append(
                     session.id,
                     [
-                        Message.user(f"w{worker} says {rng.random()}"),
-                        Message.assistant("ok", usage=TokenUsage(input=5, output=2, cost=0.001)),
+                        Message.user(texts[0]),
+                        Message.assistant(
+                            texts[1], usage=TokenUsage(input=5, output=2, cost=0.001)
+                        ),
                     ],
-                    idempotency_key=f"w{worker}-{done['append']}",
+                    idempotency_key=f"w{worker}-{n}",
                 )
+                report.appended.append((session.id, tuple(e.seq for e in appended), texts))
             elif action == "patch":
                 store.patch(session.id, metadata={f"w{worker}": rng.randint(0, 9)})
             elif action == "reset":
@@ -152,10 +173,12 @@ def _mixed_steps(
                 store.rewind(session.id, rng.randint(0, store.get(session.id).entry_count))
             elif action == "delete":
                 store.delete(session.id)
+                report.removed.add(session.id)
             elif action == "search":
                 store.search(f"w{rng.randint(0, 3)} OR says", limit=10)
             elif action == "maintain":
-                store.maintain(RetentionPolicy(mode="enforce", max_sessions=40))
+                result = store.maintain(RetentionPolicy(mode="enforce", max_sessions=150))
+                report.removed.update(r.session_id for r in result.removals if r.removed)
             else:
                 store.resolve(Inbound(key=key, text="/new hi" if rng.random() < 0.2 else "hi"))
             done[action] += 1
