@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +69,22 @@ def test_sessions_per_agent_least_recently_active_first(store: Any, clock: Manua
     assert store.current("agent:main:chat").id == ids[4]
 
 
+def test_progress_is_told_each_planned_session_as_it_is_done(
+    store: Any, clock: ManualClock
+) -> None:
+    for n in range(4):
+        store.get_or_create(f"agent:main:s{n}")
+        clock.advance(minutes=1)
+        store.reset(f"agent:main:s{n}")
+    clock.advance(days=40)
+    calls: list[tuple[int, int]] = []
+    report = store.maintain(
+        RetentionPolicy(mode="enforce"), progress=lambda done, total: calls.append((done, total))
+    )
+    assert report.removed == 8
+    assert calls == [(n, 8) for n in range(1, 9)]
+
+
 def test_current_sessions_active_in_the_window_count_but_are_never_removed(
     store: Any, clock: ManualClock
 ) -> None:
@@ -129,6 +144,8 @@ def test_a_policy_must_be_a_policy(store: Any) -> None:
 
 
 def test_an_interrupted_run_leaves_a_consistent_store(shared_database_url: str) -> None:
+    """Kill -9 a maintenance run once its progress says 100 of 300 sessions are
+    done: some sessions are gone, some are not, and the store is consistent."""
     clock = ManualClock()
     store = open_store(shared_database_url, clock=clock)
     for n in range(300):
@@ -138,27 +155,31 @@ def test_an_interrupted_run_leaves_a_consistent_store(shared_database_url: str) 
     code = (
         "import sys; from datetime import timedelta;"
         "from aisopod_session import open_store, RetentionPolicy;"
-        "s = open_store(sys.argv[1]); print('go', flush=True);"
-        "s.maintain(RetentionPolicy(mode='enforce', prune_after=timedelta(seconds=0)))"
+        "s = open_store(sys.argv[1]);"
+        "s.maintain(RetentionPolicy(mode='enforce', prune_after=timedelta(seconds=0)),"
+        " progress=lambda done, total: print(done, total, flush=True))"
     )
     runner = subprocess.Popen(
         [sys.executable, "-c", code, shared_database_url], cwd=ROOT, stdout=subprocess.PIPE
     )
     assert runner.stdout is not None
-    assert runner.stdout.readline().strip() == b"go"
-    time.sleep(0.15)
+    for line in runner.stdout:
+        if line.split() == [b"100", b"300"]:  # 100 removals committed
+            break
+    else:
+        pytest.fail("maintenance ended before it reported 100 of 300")
     os.kill(runner.pid, signal.SIGKILL)
     runner.communicate()
     reopened = open_store(shared_database_url)
     assert reopened.check_integrity() == []
     left = reopened.list(limit=1000).sessions
+    assert 0 < len(left) <= 200, f"{300 - len(left)} of 300 removed"
     print(f"maintenance killed after removing {300 - len(left)} of 300 sessions")
     for session in left:
         try:
             entries = reopened.history(session.id, after=0, limit=100).entries
         except SessionNotFound:
             continue  # a removal the server committed after the killed client sent it
-
         assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
         assert session.entry_count == 5
         assert session.key is not None

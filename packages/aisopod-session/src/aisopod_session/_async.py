@@ -401,9 +401,14 @@ class AsyncSessionStore:
 
     # --- retention and routing ------------------------------------------------------
 
-    async def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport:
-        """See `SessionStore.maintain`."""
-        return await self._call(self._store.maintain, policy)
+    async def maintain(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> MaintenanceReport:
+        """See `SessionStore.maintain` (`progress` is called on a worker thread)."""
+        return await self._call(self._store.maintain, policy, progress=progress)
 
     async def resolve(self, inbound: Inbound, config: SessionConfig | None = None) -> Resolution:
         """See `SessionStore.resolve`."""

@@ -802,12 +802,19 @@ class SessionStore:
 
     # --- retention ------------------------------------------------------------------
 
-    def maintain(self, policy: RetentionPolicy | None = None) -> MaintenanceReport:
+    def maintain(
+        self,
+        policy: RetentionPolicy | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> MaintenanceReport:
         """Apply a retention policy (default: warn about the defaults) and report.
 
         In `warn` mode nothing changes. In `enforce` mode each removal is its
         own transaction, re-checked there: a session that saw activity since
         the scan is left alone. A scoped handle maintains only its agent.
+        `progress(done, total)` is called after each planned session is dealt
+        with (removed, or left alone).
         """
         policy = policy or RetentionPolicy()
         if not isinstance(policy, RetentionPolicy):
@@ -820,6 +827,8 @@ class SessionStore:
         for row, reason in planned:
             removed = policy.mode == "enforce" and self._remove_unchanged(row.sid, row.active_at)
             removals.append(removal(row, reason, removed=removed))
+            if progress is not None:
+                progress(len(removals), len(planned))
         report = MaintenanceReport(policy.mode, len(rows), tuple(removals))
         logger.info(
             "maintenance ({}): scanned {}, chose {}, removed {}",

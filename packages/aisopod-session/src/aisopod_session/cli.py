@@ -105,6 +105,7 @@ class Progress:
         self.what = what
         self.total = total
         self.enabled = sys.stderr.isatty()
+        self._shown = False
 
     def __call__(self, done: int, image: SessionImage | None = None) -> None:
         if not self.enabled:
@@ -116,9 +117,15 @@ class Progress:
         else:
             sys.stderr.write(f"\r{self.what}: {done}")
         sys.stderr.flush()
+        self._shown = True
+
+    def of(self, done: int, total: int) -> None:
+        """Show `done` of `total`, when the total is only known once the work started."""
+        self.total = total
+        self(done)
 
     def done(self) -> None:
-        if self.enabled:
+        if self._shown:
             sys.stderr.write("\n")
 
 
@@ -477,7 +484,9 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
             max_sessions=args.max_sessions,
             max_bytes=parse_size(args.max_bytes, field="--max-bytes") if args.max_bytes else None,
         )
-    report = store.maintain(policy)
+    progress = Progress("removing")
+    report = store.maintain(policy, progress=progress.of if args.enforce else None)
+    progress.done()
     if args.json:
         print_json(
             out,
