@@ -55,7 +55,9 @@ class Result(NamedTuple):
         return self.stderr + self.stdout
 
 
-def run_check(root: Path, *args: str, cwd: Path | None = None) -> Result:
+def run_check(
+    root: Path, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Result:
     """Runs `python -m check` in a subprocess, as `uv run check` would."""
     # -P: like the console script, do not put the working folder on sys.path
     # (in a package folder, aisopod_shared/_json.py would shadow the stdlib's _json).
@@ -63,9 +65,41 @@ def run_check(root: Path, *args: str, cwd: Path | None = None) -> Result:
     if cwd is None:
         command += ["--root", str(root)]
     process = subprocess.run(
-        command, cwd=cwd or root, capture_output=True, text=True, check=False, timeout=300
+        command,
+        cwd=cwd or root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
     )
     return Result(process.returncode, process.stdout, process.stderr)
+
+
+def recording_tools(folder: Path) -> tuple[dict[str, str], Path]:
+    """An environment in which the tools check runs (uv, and ruff and mypy as
+    `python -m`) only write their name and first argument to a log, and succeed.
+
+    Returns:
+        The environment, and the log (absent until a tool runs).
+    """
+    log = folder / "ran.log"
+    folder.mkdir(parents=True)
+    uv_recorder = folder / "uv"
+    uv_recorder.write_text(f'#!/bin/sh\necho "uv $1" >> "{log}"\n', encoding="utf-8")
+    uv_recorder.chmod(0o755)
+    for tool in ("ruff", "mypy"):
+        package = folder / tool
+        package.mkdir()
+        (package / "__init__.py").touch()
+        (package / "__main__.py").write_text(
+            "import sys\n"
+            f"with open({str(log)!r}, 'a', encoding='utf-8') as log:\n"
+            f"    log.write('{tool} ' + sys.argv[1] + '\\n')\n",
+            encoding="utf-8",
+        )
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "UV": str(uv_recorder), "PYTHONPATH": path}, log
 
 
 def copy_workspace(source: Path, target: Path) -> None:
@@ -133,9 +167,12 @@ def test_clean_workspace_passes_checking_dependencies_first(workspace: Path) -> 
     assert re.search(r"^ +Finished `check` in \d+\.\d\ds$", result.stderr, re.MULTILINE)
 
 
-def test_second_run_on_unchanged_tree_is_served_from_the_cache(workspace: Path) -> None:
+def test_second_run_on_unchanged_tree_is_served_from_the_cache(
+    workspace: Path, tmp_path: Path
+) -> None:
     first = run_check(workspace, "--workspace")
-    second = run_check(workspace, "--workspace")
+    tools, ran = recording_tools(tmp_path / "tools")
+    second = run_check(workspace, "--workspace", env=tools)
 
     assert first.status == 0, first.output
     assert second.status == 0, second.output
@@ -143,9 +180,20 @@ def test_second_run_on_unchanged_tree_is_served_from_the_cache(workspace: Path) 
     assert "       Fresh aisopod-shared v0.1.0 (packages/aisopod-shared)" in second.stderr
     assert "       Fresh aisopod-session v0.1.0 (packages/aisopod-session)" in second.stderr
     assert "       Fresh aisopod-workspace v0.1.0 (.)" in second.stderr
-    elapsed = re.search(r"Finished `check` in (\d+\.\d+)s", second.stderr)
-    assert elapsed
-    assert float(elapsed.group(1)) < 1.0
+    assert not ran.exists(), ran.read_text(encoding="utf-8")  # no tool ran
+
+    # The recorders stand where check looks for its tools: a changed member runs them.
+    with (workspace / SHARED_SRC / "__init__.py").open("a", encoding="utf-8") as file:
+        file.write("\n# touched\n")
+    third = run_check(workspace, "-p", "aisopod-shared", env=tools)
+    assert third.status == 0, third.output
+    assert set(ran.read_text(encoding="utf-8").splitlines()) == {
+        "uv lock",
+        "ruff check",
+        "ruff format",
+        "mypy -O",
+        "uv run",
+    }
 
 
 def test_changing_shared_rechecks_session(workspace: Path) -> None:
