@@ -6,6 +6,7 @@ import asyncio
 import functools
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,42 @@ import pytest
 from aisopod_session import InvalidInput, StoreUnavailable, open_async_store
 from aisopod_session._worker_threads import WorkerThreads
 from aisopod_shared import Message
+
+WAIT = 10.0
+"""Seconds before a test gives up on an event: a bound on a hang, never a pause."""
+
+
+class Signal:
+    """An `asyncio.Event` of the running loop that any thread may set."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self._event.wait(), timeout=WAIT)
+
+
+def holding(taken: Signal, release: threading.Event) -> Callable[[], bool]:
+    """A call that tells `taken` once a worker runs it, then holds that worker
+    until `release` (what it returns: whether it was released)."""
+
+    def hold() -> bool:
+        taken.set()
+        return release.wait(timeout=WAIT)
+
+    return hold
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Wait for a change that only the workers' own state shows, looking every
+    millisecond (bounded: a change that never comes fails the test, not hangs it)."""
+    async with asyncio.timeout(WAIT):
+        while not condition():
+            await asyncio.sleep(0.001)
 
 
 def test_a_call_returns_its_result_and_raises_its_error() -> None:
@@ -58,9 +95,12 @@ def test_a_call_cancelled_before_a_worker_takes_it_is_not_run() -> None:
     ran: list[str] = []
 
     async def main() -> None:
-        blocker = asyncio.ensure_future(workers.run(release.wait))
+        taken = Signal()
+        blocker = asyncio.ensure_future(workers.run(holding(taken, release)))
         queued = asyncio.ensure_future(workers.run(lambda: ran.append("queued")))
-        await asyncio.sleep(0.05)
+        # Both calls were queued before the worker could take the first one:
+        # the second now waits behind it.
+        await taken.wait()
         queued.cancel()
         await asyncio.sleep(0)
         release.set()
@@ -80,16 +120,23 @@ def test_shutdown_finishes_queued_calls_then_refuses_new_ones() -> None:
     done: list[int] = []
 
     async def main() -> None:
-        calls: list[asyncio.Future[object]] = [asyncio.ensure_future(workers.run(release.wait))]
+        taken = Signal()
+        calls: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(workers.run(holding(taken, release)))
+        ]
         calls += [
             asyncio.ensure_future(workers.run(functools.partial(done.append, n))) for n in range(5)
         ]
-        await asyncio.sleep(0.05)
+        await taken.wait()  # the worker holds the first call; five wait in the queue
+        closer = threading.Thread(target=workers.shutdown)
+        closer.start()
+        await wait_until(lambda: workers._closed)  # set by shutdown, the moment it is called
         release.set()
         await asyncio.gather(*calls)
+        closer.join(timeout=WAIT)
+        assert not closer.is_alive()
 
     asyncio.run(main())
-    workers.shutdown()
     workers.shutdown()  # again: nothing left to stop
     assert done == [0, 1, 2, 3, 4]
 
@@ -148,27 +195,33 @@ def test_calls_made_one_after_another_share_one_thread() -> None:
 
 def test_every_shutdown_returns_only_once_the_threads_have_stopped() -> None:
     workers = WorkerThreads(2)
-    started, release = threading.Event(), threading.Event()
+    release = threading.Event()
+    # Whether the worker threads had all stopped when each shutdown returned.
+    stopped_on_return: list[bool] = []
 
-    def hold() -> None:
-        started.set()
-        release.wait()
+    def close(calling: Signal) -> None:
+        calling.set()
+        workers.shutdown()
+        stopped_on_return.append(not any(thread.is_alive() for thread in workers._threads))
 
     async def main() -> None:
-        call = asyncio.ensure_future(workers.run(hold))
-        while not started.is_set():
-            await asyncio.sleep(0.01)
-        closers = [threading.Thread(target=workers.shutdown) for _ in range(2)]
+        taken = Signal()
+        call = asyncio.ensure_future(workers.run(holding(taken, release)))
+        await taken.wait()
+        # Two shutdowns while the worker holds the call: the first closes, the
+        # second finds it closed and must wait for the threads all the same.
+        calling = [Signal(), Signal()]
+        closers = [threading.Thread(target=close, args=(signal,)) for signal in calling]
         for closer in closers:
             closer.start()
-        await asyncio.sleep(0.2)
-        assert all(closer.is_alive() for closer in closers)  # both wait for the call
+        for signal in calling:
+            await signal.wait()
         release.set()
         await call
         for closer in closers:
-            closer.join(timeout=10)
+            closer.join(timeout=WAIT)
         assert not any(closer.is_alive() for closer in closers)
-        assert not any(thread.is_alive() for thread in workers._threads)
+        assert stopped_on_return == [True, True]
 
     asyncio.run(main())
 
@@ -186,7 +239,9 @@ def test_an_append_whose_loop_closed_still_commits_and_the_next_append_works(
 
     first_loop = asyncio.new_event_loop()
     first = first_loop.create_task(store.append(session_id, Message.user("first")))
-    first_loop.run_until_complete(asyncio.sleep(0.2))
+    # The task hands its append to the committer, which takes it off its queue
+    # and waits for the lock: the append is in flight when its loop closes.
+    first_loop.run_until_complete(wait_until(store._committer._queue.empty))
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         first_loop.run_until_complete(first)
