@@ -82,6 +82,35 @@ def test_a_second_compaction_summarises_the_first(store: Any) -> None:
     assert context.messages[2].text == "question 7"
 
 
+def test_compacting_twice_in_a_row_leaves_one_summary_in_the_context(store: Any) -> None:
+    """The latest compaction alone decides what comes before the kept entries: an
+    earlier compaction among them is not in the context, and its summary is in the
+    next one once."""
+    session = store.get_or_create("agent:main:main")
+    conversation(store, session.id, 10)
+    first = store.compact(session.id, KeepLastTurns(2))
+    second = store.compact(session.id, KeepLastTurns(1))
+    assert first.entry is not None
+    assert second.entry is not None
+    context = store.context(session.id)
+    assert [e.type for e in context.entries].count("compaction") == 1
+    assert context.compaction is not None
+    assert context.compaction.seq == second.entry.seq
+    assert [m.role for m in context.messages][:3] == ["system", "compactionSummary", "user"]
+    assert context.messages[2].text == "question 9"
+    summary = second.entry.payload["summary"]
+    assert summary.count("- question 0") == 1
+    assert summary.count("- question 8") == 1
+    assert "question 9" not in summary
+    third = store.compact(session.id, KeepLastTurns(1))
+    assert not third.compacted  # nothing new to drop
+    store.append(session.id, turn(10))
+    fourth = store.compact(session.id, KeepLastTurns(1))
+    assert fourth.entry is not None
+    assert fourth.entry.payload["summary"].count("- question 0") == 1
+    assert [e.type for e in store.context(session.id).entries].count("compaction") == 1
+
+
 def test_nothing_to_drop_is_a_no_op(store: Any) -> None:
     session = store.get_or_create("agent:main:main")
     conversation(store, session.id, 2)

@@ -143,8 +143,10 @@ def plan(tx: Any, sid: int, session: Session, strategy: Strategy) -> CompactionP
         details = previous.payload.get("details")
         if isinstance(details, Mapping) and isinstance(details.get("systemEntryIds"), list):
             carried = [i for i in details["systemEntryIds"] if isinstance(i, str)]
+    # The previous summary stands for everything before its kept entries, earlier
+    # summaries included: it is carried on once, and older ones not at all.
     path = [
-        e for e in entries_on_path(tx, sid, session.id, leaf, first=first) if e.seq != previous_seq
+        e for e in entries_on_path(tx, sid, session.id, leaf, first=first) if e.type != "compaction"
     ]
     cut = _cut(path, strategy)
     if cut is None or cut == 0:

@@ -98,7 +98,9 @@ def build_context(
     path = entries_on_path(tx, sid, session_id, leaf, first=first)
     if compaction is None:
         prefix = _root_system_prompt(tx, sid, session_id, leaf, first)
-    body = [entry for entry in path if entry.seq != compaction_seq]
+    # The latest compaction alone stands for what came before its kept entries:
+    # an earlier compaction among them is in its summary already.
+    body = [entry for entry in path if entry.type != "compaction"]
     truncated = first > 1 and compaction is None
     head = [*prefix, *([compaction] if compaction is not None else [])]
     if max_tokens is not None:
