@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ import pytest
 
 from aisopod_session import (
     ConflictError,
+    NewEntry,
     SchemaVersionError,
     SessionStore,
     StoreUnavailable,
@@ -295,3 +297,45 @@ def test_the_url_never_shows_a_password(pg_url: str, postgres_dsn: str) -> None:
 def test_a_server_that_does_not_answer_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         open_store("postgresql://postgres@127.0.0.1:1/test?pool_timeout=1")
+
+
+def test_both_backends_know_the_same_schema_versions() -> None:
+    """Version N means the same schema on both (the engine's name for a feature aside)."""
+    from aisopod_session.backends import sqlite
+
+    def meaning(name: str) -> str:
+        return re.sub(r" \(.*?\)", "", name)
+
+    assert len(MIGRATIONS) == len(sqlite.MIGRATIONS)
+    assert [meaning(m.name) for m in MIGRATIONS] == [meaning(m.name) for m in sqlite.MIGRATIONS]
+
+
+def test_a_schema_written_by_an_older_version_is_upgraded_in_place(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 3 kept payloads in jsonb; opening it with today's code converts the
+    columns in place, keeps every entry, and new payloads keep their spelling."""
+    from aisopod_session.backends import postgres
+
+    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:3])
+    old = open_store(pg_url)
+    session = old.get_or_create("agent:main:main")
+    old.append(session.id, [Message.user("written at version 3"), Message.assistant("yes")])
+    old.patch(session.id, metadata={"n": 1})
+    assert old.backend.schema_version() == 3  # type: ignore[attr-defined]
+    old.close()
+    monkeypatch.undo()
+
+    new = open_store(pg_url)
+    assert new.backend.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+    assert [e.text for e in new.history(session.id).entries] == ["written at version 3", "yes"]
+    assert new.get(session.id).metadata == {"n": 1}
+    (entry,) = new.append(
+        session.id, NewEntry("custom", {"customType": "n", "data": {"big": 1e16, "neg": -0.0}})
+    )
+    stored = new.history(session.id, last=1).entries[0]
+    assert stored == entry
+    assert repr(stored.payload["data"]) == "{'big': 1e+16, 'neg': -0.0}"
+    assert [h.seq for h in new.search("version").hits] == [1]
+    check_invariants(new)
+    new.close()

@@ -227,7 +227,7 @@ class SqlTx(abc.ABC):
     """True for entries that do not hang from the entry just before them (a partial index)."""
 
     json_param = "?"
-    """The placeholder of a JSON column (PostgreSQL casts to jsonb)."""
+    """The placeholder of a JSON column (PostgreSQL casts to json)."""
 
     @abc.abstractmethod
     def search(
@@ -242,7 +242,7 @@ class SqlTx(abc.ABC):
         """Entries whose text matches every clause, best first (the engine's full-text index)."""
 
     def decode_json(self, value: Any) -> Any:
-        """A JSON column's value as Python data (SQLite keeps text; psycopg decodes jsonb)."""
+        """A JSON column's value as Python data (SQLite keeps text; psycopg decodes json)."""
         return loads(value) if isinstance(value, str | bytes) else value
 
     # --- sessions ---------------------------------------------------------------

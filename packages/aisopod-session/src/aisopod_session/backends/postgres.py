@@ -1,7 +1,8 @@
 """PostgreSQL: the same store for several gateway processes on several hosts.
 
 psycopg 3 with a `psycopg_pool` connection pool. Payloads, metadata and
-origins are JSONB; every bounded read has its index; row locks are taken in
+origins are `json` columns, which keep their text as written (jsonb would
+not); every bounded read has its index; row locks are taken in
 one order (a key's binding, then sessions in id order) and held only for the
 statements of one transaction, never across a round trip to the caller.
 Migrations run at open inside a transaction holding an advisory lock, so
@@ -143,9 +144,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX entries_search ON entries USING GIN (search)",
         ),
     ),
-    # SQLite's version 3 replaced a trigger; here the generated column has
-    # always kept the index, so there is nothing to do.
+    # SQLite's versions 3 and 4 changed how its index follows new entries; here
+    # the generated column has always kept the index, so there is nothing to do.
     Migration("index new entries a batch at a time, not by a per-row trigger", ()),
+    Migration("index new entries behind a watermark, a few hundred at a time", ()),
+    Migration(
+        "JSON columns keep their text as written",
+        # jsonb rewrites numbers (1e16 reads back as 10000000000000000, -0.0
+        # as 0) and drops duplicate keys; json keeps the text it was given, as
+        # SQLite's TEXT columns do. Rows written before keep jsonb's spelling.
+        (
+            "ALTER TABLE entries ALTER COLUMN payload TYPE json USING payload::json",
+            "ALTER TABLE sessions ALTER COLUMN metadata DROP DEFAULT,"
+            " ALTER COLUMN origin DROP DEFAULT",
+            "ALTER TABLE sessions ALTER COLUMN metadata TYPE json USING metadata::json,"
+            " ALTER COLUMN origin TYPE json USING origin::json",
+            "ALTER TABLE sessions ALTER COLUMN metadata SET DEFAULT '{}',"
+            " ALTER COLUMN origin SET DEFAULT '{}'",
+        ),
+    ),
 )
 
 _BEGIN_ATTEMPTS = 3
@@ -163,7 +180,7 @@ def redact(url: str) -> str:
 
 
 _ONE_STATEMENT_BYTES: Final = 64 * 1024 * 1024
-"""The largest append sent as one statement: its entries travel as one jsonb
+"""The largest append sent as one statement: its entries travel as one json
 value, and PostgreSQL refuses those past about 256 MiB."""
 
 _APPEND_STATEMENT = (
@@ -188,8 +205,8 @@ _APPEND_STATEMENT = (
     " e.type, e.role, e.payload, e.text, e.tokens, e.input, e.output, e.cache_read,"
     " e.cache_write, e.total, e.cost, e.created_at, key.value"
     " FROM ok, (SELECT ?::text AS value) AS key,"
-    " jsonb_to_recordset(?::jsonb) AS e(n bigint, id text, suffix text, type text, role text,"
-    " payload jsonb, text text, tokens bigint, input bigint, output bigint, cache_read bigint,"
+    " json_to_recordset(?::json) AS e(n bigint, id text, suffix text, type text, role text,"
+    " payload json, text text, tokens bigint, input bigint, output bigint, cache_read bigint,"
     " cache_write bigint, total bigint, cost float8, created_at bigint) RETURNING 1)"
     " SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added)"
     " FROM target"
@@ -201,7 +218,7 @@ class PostgresTx(SqlTx):
     """The store's SQL on a psycopg connection."""
 
     lock_clause = " FOR UPDATE"
-    json_param = "?::jsonb"
+    json_param = "?::json"
     jump_predicate = "parent_seq IS DISTINCT FROM seq - 1"
     size_expression = "octet_length(payload::text) + length(text)"
 
@@ -219,7 +236,7 @@ class PostgresTx(SqlTx):
         now: int,
     ) -> Appended | None:
         if sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
-            # Too big for one jsonb value: the statements of the generic path, in a
+            # Too big for one json value: the statements of the generic path, in a
             # transaction of their own (a savepoint when one is open already).
             with self._connection.transaction():
                 return super().append_entries(

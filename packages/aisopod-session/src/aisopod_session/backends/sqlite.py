@@ -156,6 +156,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " WHERE indexed_through > (SELECT coalesce(max(row_id), 0) FROM entries); END",
         ),
     ),
+    # PostgreSQL's version 5 keeps JSON text as written; TEXT columns always have.
+    Migration("JSON columns keep their text as written", ()),
 )
 
 INDEX_BATCH: Final = 256
