@@ -322,12 +322,12 @@ def test_a_schema_written_by_an_older_version_is_upgraded_in_place(
     session = old.get_or_create("agent:main:main")
     old.append(session.id, [Message.user("written at version 3"), Message.assistant("yes")])
     old.patch(session.id, metadata={"n": 1})
-    assert old.backend.schema_version() == 3  # type: ignore[attr-defined]
+    assert old.backend.schema_version() == 3
     old.close()
     monkeypatch.undo()
 
     new = open_store(pg_url)
-    assert new.backend.schema_version() == len(MIGRATIONS)  # type: ignore[attr-defined]
+    assert new.backend.schema_version() == len(MIGRATIONS)
     assert [e.text for e in new.history(session.id).entries] == ["written at version 3", "yes"]
     assert new.get(session.id).metadata == {"n": 1}
     (entry,) = new.append(
