@@ -76,6 +76,7 @@ from _postgres import EMBEDDED, postgres_dsn
 from _schema_floor import SchemaFloor as OwnSchemaFloor
 
 from aisopod_session import Message, open_async_store, open_store
+from aisopod_session._store import engine_of
 
 POSTGRES_ENV = "AISOPOD_TEST_POSTGRES_DSN"
 BATCH = 1000
@@ -273,7 +274,7 @@ class Aisopod(Contender):
 
     async def durability(self, handle: Any) -> Durability:
         store = self._sync_store()
-        with store.backend.read() as tx:
+        with engine_of(store).backend.read() as tx:
             if self.path is None:
                 commit = tx.execute("SHOW synchronous_commit").fetchone()[0]
                 fsync = tx.execute("SHOW fsync").fetchone()[0]

@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from aisopod_session import SessionStore, open_store
+from aisopod_session._store import engine_of
 from aisopod_session.adapters import _common
 from aisopod_session.adapters.langchain import AisopodChatMessageHistory
 from aisopod_session.adapters.openai_agents import AisopodSession
@@ -163,9 +164,9 @@ def close_what_it_opened(namespace: dict[str, Any]) -> None:
     for value in namespace.values():
         if isinstance(value, AisopodSession | AisopodChatMessageHistory):
             value.close()
-        elif isinstance(value, SessionStore) and id(value.backend) not in backends:
+        elif isinstance(value, SessionStore) and id(engine_of(value).backend) not in backends:
             # A store's handles (for_agent) share its backend; it is closed once.
-            backends.add(id(value.backend))
+            backends.add(id(engine_of(value).backend))
             value.close()
 
 

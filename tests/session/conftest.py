@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from aisopod_session import AsyncSessionStore, SessionStore, open_async_store, open_store
+from aisopod_session._engine import Engine
+from aisopod_session._store import engine_of
 from aisopod_shared import ManualClock
 from tests.session.postgres_schema import temporary_schema
 
@@ -48,6 +50,12 @@ class AsyncDriver:
     @property
     def url(self) -> str:
         return self._store.url
+
+    @property
+    def _engine(self) -> Engine:
+        # The transfer functions are synchronous and take a SessionStore; handed the
+        # driver, they run on the engine of the synchronous store underneath.
+        return engine_of(self._store.sync)
 
     @property
     def agent_id(self) -> str | None:

@@ -29,7 +29,7 @@ def write_at_version(
     old = open_store(path)
     session = old.get_or_create("agent:main:main")
     old.append(session.id, list(messages))
-    assert old.backend.schema_version() == version
+    assert old.schema().version == version
     old.close()
     monkeypatch.undo()
     return session.id

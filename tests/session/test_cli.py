@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aisopod_session import open_store, session_checksum
+from aisopod_session._store import engine_of
 from aisopod_session.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +120,7 @@ def test_dump_restore_and_copy_keep_every_session_exactly(
     resumed = run_json(capsys, db, "copy", "--to", copy)
     assert (resumed["copied"], resumed["skipped"]) == (0, 5)
     source, a, b = open_store(db), open_store(restored), open_store(copy)
-    for session, _ in source.stream_sessions():
+    for session, _ in engine_of(source).stream_sessions():
         expected = session_checksum(source, session.id)
         assert session_checksum(a, session.id) == expected
         assert session_checksum(b, session.id) == expected

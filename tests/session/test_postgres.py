@@ -21,6 +21,7 @@ from aisopod_session import (
     StoreUnavailable,
     open_store,
 )
+from aisopod_session._store import engine_of
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.invariants import check_invariants
@@ -221,15 +222,15 @@ def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(
     store = open_store(f"{pg_url}&pool_max=4&application_name={name}")
     session = store.get_or_create("agent:main:main")
     messages = [Message.user("once"), Message.user("only")]
-    request = store.prepare_append(session.id, messages, idempotency_key="k")
+    request = engine_of(store).prepare_append(session.id, messages, idempotency_key="k")
     retried: list[tuple[int, ...]] = []
 
     def retry() -> None:
         appended = store.append(session.id, messages, idempotency_key="k")
         retried.append(tuple(e.seq for e in appended))
 
-    with store.backend.write() as tx:
-        first = store.append_in(tx, request)  # appended, not yet committed
+    with engine_of(store).backend.write() as tx:
+        first = engine_of(store).append_in(tx, request)  # appended, not yet committed
         thread = threading.Thread(target=retry)
         thread.start()
         _wait_until_waiting_for_a_lock(postgres_dsn, name)  # the retry waits for the row
@@ -244,7 +245,7 @@ def test_a_retry_racing_the_append_it_repeats_waits_and_applies_nothing(
 def _open_and_report(url: str, barrier: object, out: object) -> None:
     barrier.wait()  # type: ignore[attr-defined]
     store = open_store(url)
-    out.put(store.backend.schema_version())  # type: ignore[attr-defined]
+    out.put(store.schema().version)  # type: ignore[attr-defined]
     store.close()
 
 
@@ -322,12 +323,12 @@ def test_a_schema_written_by_an_older_version_is_upgraded_in_place(
     session = old.get_or_create("agent:main:main")
     old.append(session.id, [Message.user("written at version 3"), Message.assistant("yes")])
     old.patch(session.id, metadata={"n": 1})
-    assert old.backend.schema_version() == 3
+    assert old.schema().version == 3
     old.close()
     monkeypatch.undo()
 
     new = open_store(pg_url)
-    assert new.backend.schema_version() == len(MIGRATIONS)
+    assert new.schema().version == len(MIGRATIONS)
     assert [e.text for e in new.history(session.id).entries] == ["written at version 3", "yes"]
     assert new.get(session.id).metadata == {"n": 1}
     (entry,) = new.append(

@@ -18,6 +18,7 @@ from aisopod_session import (
     default_url,
     open_store,
 )
+from aisopod_session._store import engine_of
 from aisopod_session.backends.sqlite import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.old_databases import write_at_version
@@ -50,13 +51,13 @@ def test_connections_use_wal_foreign_keys_and_the_chosen_durability(tmp_path: Pa
     options: list[tuple[dict[str, Any], int]] = [({}, 2), ({"synchronous": "NORMAL"}, 1)]
     for option, expected in options:
         store = open_store(tmp_path / f"s{expected}.db", **option)
-        with store.backend.read() as tx:
+        with engine_of(store).backend.read() as tx:
             assert tx.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert tx.execute("PRAGMA foreign_keys").fetchone()[0] == 1
             assert tx.execute("PRAGMA synchronous").fetchone()[0] == expected
         store.close()
     query = open_store(f"sqlite:///{tmp_path / 'q.db'}?synchronous=normal&busy_timeout=2")
-    with query.backend.read() as tx:
+    with engine_of(query).backend.read() as tx:
         assert tx.execute("PRAGMA synchronous").fetchone()[0] == 1
         assert tx.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
     query.close()
@@ -174,7 +175,7 @@ def test_an_older_database_is_upgraded_in_place(
         [Message.user("written before search"), Message.assistant("indeed")],
     )
     new = open_store(path)
-    assert new.backend.schema_version() == len(MIGRATIONS)
+    assert new.schema().version == len(MIGRATIONS)
     assert [e.text for e in new.history(session_id).entries] == ["written before search", "indeed"]
     assert [h.seq for h in new.search("before").hits] == [1]
     new.close()

@@ -17,13 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aisopod_session import ConflictError, NewEntry, SessionStore, open_async_store, open_store
+from aisopod_session._store import engine_of
 from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
 from aisopod_shared import Message, ToolCallPart
 from tests.session.old_databases import write_at_version
 
 
 def _lags(store: SessionStore) -> bool:
-    backend = store.backend
+    backend = engine_of(store).backend
     assert isinstance(backend, SqliteBackend)
     with backend.read() as tx:
         return tx.index_lags()
@@ -47,7 +48,7 @@ def test_a_search_sees_entries_the_index_has_not_caught_up_with(tmp_path: Path) 
     assert _lags(store)  # two rows: below a batch, nothing indexed yet
     assert [h.seq for h in store.search("cormorant").hits] == [2]
     assert not _lags(store)
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     store.close()
 
 
@@ -63,7 +64,7 @@ def test_appends_index_what_waits_when_a_row_id_crosses_a_batch(tmp_path: Path) 
     # A batch of a full INDEX_BATCH always crosses: an import is indexed as it lands.
     store.append(session.id, [Message.user(f"bulk{n}") for n in range(INDEX_BATCH)])
     assert _watermark(path) == (2 * INDEX_BATCH, 2 * INDEX_BATCH)
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     store.close()
 
 
@@ -83,7 +84,7 @@ def test_deleting_the_newest_entries_lowers_the_watermark(tmp_path: Path) -> Non
     assert _watermark(path) == (2, 3)
     assert [h.seq for h in store.search("spoonbill").hits] == [3]
     assert store.search("ibis").hits == ()
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     store.close()
 
 
@@ -99,7 +100,7 @@ def test_deleting_older_entries_leaves_the_waiting_ones_waiting(tmp_path: Path) 
     store.delete(old.id)
     assert _watermark(path) == (1, 2)  # row 2 still waits; nothing pretends it is indexed
     assert [h.session_id for h in store.search("avocet").hits] == [new.id]
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     store.close()
 
 
@@ -117,9 +118,9 @@ def test_entries_without_text_stay_out_of_the_index_and_the_check_agrees(
             Message.assistant([ToolCallPart("c1", "lookup", {"q": 1})]),
         ],
     )
-    assert store.backend.check_integrity() == []  # nothing indexed yet: nothing missing
+    assert store.check_integrity() == []  # nothing indexed yet: nothing missing
     assert [h.seq for h in store.search("curlew").hits] == [1]
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     store.close()
 
 
@@ -132,7 +133,7 @@ def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:  # a watermark past rows the index never saw
         db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
     db.close()
-    problems = store.backend.check_integrity()
+    problems = store.check_integrity()
     assert problems
     assert "full-text index" in problems[0]
     store.close()
@@ -155,11 +156,11 @@ def test_a_version_3_database_starts_with_everything_indexed(
         [Message.user("sandpiper"), Message.assistant("plover")],
     )
     new = open_store(path)
-    assert new.backend.schema_version() == len(MIGRATIONS)
+    assert new.schema().version == len(MIGRATIONS)
     assert _watermark(path) == (2, 2)
     new.append(session_id, Message.user("dunlin"))
     assert [h.seq for h in new.search("plover OR dunlin").hits] == [2, 3]
-    assert new.backend.check_integrity() == []
+    assert new.check_integrity() == []
     new.close()
 
 
@@ -201,7 +202,7 @@ def test_the_index_matches_the_entries_after_any_mix_of_writes(
             expected[fork.id] = expected[sessions[slot]]
         elif operation == "search":
             store.search("anything")
-    assert store.backend.check_integrity() == []
+    assert store.check_integrity() == []
     for session_id, (word, held) in expected.items():
         found = store.search(word, session_id=session_id, limit=100).hits
         assert len(found) == min(held, 100)
@@ -226,7 +227,7 @@ def test_group_commits_keep_the_index_whole_when_some_appends_roll_back(tmp_path
         results = await asyncio.gather(*(append(n) for n in range(600)), return_exceptions=True)
         refused = sum(isinstance(r, ConflictError) for r in results)
         assert all(r is None or isinstance(r, ConflictError) for r in results)
-        assert store.sync.backend.check_integrity() == []
+        assert store.sync.check_integrity() == []
         found = (await store.search("dotterel", limit=100)).hits
         await store.aclose()
         return refused, len(found)

@@ -63,7 +63,7 @@ from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._search import SearchHit, SearchPage
-from aisopod_session._store import UNSET, SessionStore
+from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore
 from aisopod_session._transfer import (
     CopyReport,
     EntryImage,
@@ -86,6 +86,8 @@ __all__ = [
     "default_url",
     "SessionStore",
     "AsyncSessionStore",
+    "SchemaInfo",
+    "AgentStats",
     # values
     "Session",
     "SessionStatus",

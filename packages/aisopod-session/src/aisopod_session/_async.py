@@ -31,21 +31,14 @@ from aisopod_session._compaction import (
 )
 from aisopod_session._config import RetentionPolicy, SessionConfig
 from aisopod_session._context import Context
+from aisopod_session._engine import AppendRequest, Engine
 from aisopod_session._entries import NewEntry
-from aisopod_session._errors import DuplicateEntryId, StoreUnavailable
+from aisopod_session._errors import StoreUnavailable
 from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport
 from aisopod_session._search import SearchPage
-from aisopod_session._store import (
-    _ID_ATTEMPTS,
-    UNSET,
-    AppendRequest,
-    SessionStore,
-    _GeneratedIdClash,
-    _Unset,
-)
-from aisopod_session._transfer import EntryImage, SessionImage
+from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Message, logger
@@ -60,7 +53,7 @@ MAX_GROUP: Final = 512
 
 @attrs.define
 class _Pending:
-    store: SessionStore
+    engine: Engine
     request: AppendRequest
     future: asyncio.Future[tuple[Entry, ...]]
     loop: asyncio.AbstractEventLoop
@@ -69,22 +62,20 @@ class _Pending:
 class _GroupCommitter:
     """One thread that commits the appends waiting for it, together."""
 
-    def __init__(self, store: SessionStore) -> None:
-        self._backend = store.backend
+    def __init__(self, engine: Engine) -> None:
+        self._backend = engine.backend
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
 
-    def submit(
-        self, store: SessionStore, request: AppendRequest
-    ) -> asyncio.Future[tuple[Entry, ...]]:
+    def submit(self, engine: Engine, request: AppendRequest) -> asyncio.Future[tuple[Entry, ...]]:
         if self._closed:
             raise StoreUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Entry, ...]] = loop.create_future()
         self._ensure_started()
-        self._queue.put(_Pending(store, request, future, loop))
+        self._queue.put(_Pending(engine, request, future, loop))
         return future
 
     def close(self) -> None:
@@ -132,7 +123,7 @@ class _GroupCommitter:
     def _commit_one(self, pending: _Pending) -> _Outcome:
         """A lone append: its own transaction, exactly as the synchronous store runs it."""
         try:
-            return pending, pending.store.run_append(pending.request), None
+            return pending, pending.engine.run_append(pending.request), None
         except Exception as err:  # delivered to the caller that sent it
             return pending, None, err
 
@@ -156,16 +147,16 @@ _Outcome = tuple[_Pending, "tuple[Entry, ...] | None", "BaseException | None"]
 
 
 def _append_in_savepoint(pending: _Pending, tx: SqlTx) -> _Outcome:
-    for attempt in range(_ID_ATTEMPTS):
-        try:
-            with tx.savepoint():
-                result = pending.store.append_in(tx, pending.request, fresh_ids=attempt > 0)
-            return pending, result, None
-        except _GeneratedIdClash:
-            continue
-        except Exception as err:  # delivered to the caller that sent it
-            return pending, None, err
-    return pending, None, DuplicateEntryId("could not generate unique entry ids", field="id")
+    engine = pending.engine
+
+    def attempt(fresh: bool) -> tuple[Entry, ...]:
+        with tx.savepoint():
+            return engine.append_in(tx, pending.request, fresh_ids=fresh)
+
+    try:
+        return pending, engine.fresh_ids(attempt), None
+    except Exception as err:  # delivered to the caller that sent it
+        return pending, None, err
 
 
 class AsyncSessionStore:
@@ -184,8 +175,9 @@ class AsyncSessionStore:
         _shared: tuple[WorkerThreads, _GroupCommitter] | None = None,
     ) -> None:
         self._store = store
+        self._engine = engine_of(store)
         if _shared is None:
-            _shared = (WorkerThreads(max_workers), _GroupCommitter(store))
+            _shared = (WorkerThreads(max_workers), _GroupCommitter(self._engine))
         self._workers, self._committer = _shared
 
     def __repr__(self) -> str:
@@ -231,6 +223,18 @@ class AsyncSessionStore:
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""
         return await self._call(self._store.check_integrity)
+
+    async def schema(self) -> SchemaInfo:
+        """See `SessionStore.schema`."""
+        return await self._call(self._store.schema)
+
+    async def diagnostics(self) -> dict[str, Any]:
+        """See `SessionStore.diagnostics`."""
+        return await self._call(self._store.diagnostics)
+
+    async def stats(self) -> list[AgentStats]:
+        """See `SessionStore.stats`."""
+        return await self._call(self._store.stats)
 
     # --- sessions -------------------------------------------------------------------
 
@@ -284,7 +288,7 @@ class AsyncSessionStore:
         self,
         session_id: str,
         *,
-        title: str | _Unset | None = UNSET,
+        title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         expected_version: int | None = None,
     ) -> Session:
@@ -316,10 +320,10 @@ class AsyncSessionStore:
         expected_version: int | None = None,
     ) -> tuple[Entry, ...]:
         """See `SessionStore.append`; concurrent appends share one commit."""
-        request = self._store.prepare_append(
+        request = self._engine.prepare_append(
             session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
         )
-        return await self._committer.submit(self._store, request)
+        return await self._committer.submit(self._engine, request)
 
     async def history(
         self,
@@ -353,12 +357,12 @@ class AsyncSessionStore:
     ) -> CompactionResult:
         """See `SessionStore.compact`; the summariser may be sync or async, and no
         transaction is open while it runs."""
-        plan = await self._call(self._store.plan_compaction, session_id, strategy)
+        plan = await self._call(self._engine.plan_compaction, session_id, strategy)
         if plan is None:
             return CompactionResult(await self.get(session_id), None, None, 0, 0)
         answer = await self._call(summarizer, plan.dropped)
         summary = await answer if inspect.isawaitable(answer) else answer
-        return await self._call(self._store.commit_compaction, plan, summary)
+        return await self._call(self._engine.commit_compaction, plan, summary)
 
     async def undo_compaction(self, session_id: str) -> Session:
         """See `SessionStore.undo_compaction`."""
@@ -417,12 +421,6 @@ class AsyncSessionStore:
     async def entry_ids(self, session_id: str, seqs: Iterable[int]) -> dict[int, str]:
         """See `SessionStore.entry_ids`."""
         return await self._call(self._store.entry_ids, session_id, list(seqs))
-
-    async def write_session(
-        self, image: SessionImage, entries: Iterable[EntryImage], *, replace: bool = False
-    ) -> Session:
-        """See `SessionStore.write_session` (the entries are consumed on a worker thread)."""
-        return await self._call(self._store.write_session, image, entries, replace=replace)
 
     async def search(
         self,

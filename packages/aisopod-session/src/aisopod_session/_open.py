@@ -132,8 +132,9 @@ def open_store(
         SchemaVersionError: when the database is newer than this code.
         StoreUnavailable: when the database cannot be opened.
     """
+    check_int(max_payload_bytes, "max_payload_bytes", minimum=1)  # before anything is opened
     backend = open_backend(url, **options)
-    return SessionStore(backend, clock=clock, max_payload_bytes=max_payload_bytes)
+    return SessionStore.over(backend, clock=clock, max_payload_bytes=max_payload_bytes)
 
 
 def open_async_store(

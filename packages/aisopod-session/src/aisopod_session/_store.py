@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final
 
 import attrs
 
 from aisopod_session._branching import Branch, path_length, tree_leaves
 from aisopod_session._compaction import (
-    CompactionPlan,
     CompactionResult,
     Strategy,
     Summarizer,
-    check_still_valid,
-    compaction_payload,
     headings_summarizer,
 )
-from aisopod_session._compaction import plan as plan_compaction
 from aisopod_session._config import RetentionPolicy, SessionConfig
 from aisopod_session._context import Context, build_context
-from aisopod_session._entries import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    NewEntry,
-    PreparedEntry,
-    Stamp,
-    prepare,
-)
-from aisopod_session._errors import (
-    AccessDenied,
-    ConflictError,
-    DuplicateEntryId,
-    InvalidPayload,
-    SessionExists,
-    SessionNotFound,
-    StoreBusy,
-)
-from aisopod_session._ids import new_entry_suffix, new_session_id
+from aisopod_session._engine import Engine
+from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES, NewEntry
+from aisopod_session._errors import ConflictError
 from aisopod_session._model import (
     SESSION_STATUSES,
     Entry,
@@ -55,33 +36,20 @@ from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchHit, SearchPage, parse_query
-from aisopod_session._transfer import PAGE, EntryImage, SessionImage
-from aisopod_session._validate import check_int, check_text, merge_patch, session_key
-from aisopod_session.backends._sql import (
-    AppendTarget,
-    Backend,
-    ListFilter,
-    SearchFilter,
-    SessionRecord,
-    SqlTx,
-)
-from aisopod_session.keys import normalize_agent_id
+from aisopod_session._validate import check_int, check_text, merge_patch
+from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SqlTx
 from aisopod_shared import (
     Clock,
     InvalidInput,
     Message,
     SystemClock,
-    TokenUsage,
     dumps,
     from_micros,
     logger,
-    now_micros,
     to_micros,
 )
 
-__all__ = ["UNSET", "AgentStats", "AppendRequest", "SessionStore"]
-
-T = TypeVar("T")
+__all__ = ["UNSET", "AgentStats", "SchemaInfo", "SessionStore", "Unset", "engine_of"]
 
 MAX_PAGE: Final = 10_000
 """The most entries or sessions one page may hold: every read is bounded."""
@@ -91,27 +59,16 @@ MAX_SEARCH_DEPTH: Final = 10_000
 """How far search results can be paged: ranking is by relevance, and nobody reads
 the ten-thousandth best match."""
 
-_ID_ATTEMPTS: Final = 3
-_BIND_ATTEMPTS: Final = 8
 
+class Unset:
+    """The type of `UNSET`."""
 
-class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
 
 
-UNSET: Final = _Unset()
+UNSET: Final = Unset()
 """Marks a `patch` argument that was not given (as opposed to `None`, which clears)."""
-
-
-class AppendRequest(NamedTuple):
-    """One call to `append`, prepared and ready to run in a transaction."""
-
-    session_id: str
-    entries: tuple[PreparedEntry, ...]
-    idempotency_key: str | None
-    expected_version: int | None
-    now: int
 
 
 @attrs.frozen
@@ -128,34 +85,52 @@ class AgentStats:
     size_bytes: int
 
 
-class _GeneratedIdClash(Exception):
-    """Two generated entry ids met; the append is retried with fresh ids."""
+@attrs.frozen
+class SchemaInfo:
+    """The schema a store's database is at, and the migrations this code knows."""
+
+    version: int
+    """The version recorded in the database (0 for a new one)."""
+    migrations: tuple[str, ...]
+    """The names of the migrations this code knows, in order: version N is the N-th."""
+
+    @property
+    def latest(self) -> int:
+        """The newest version this code knows."""
+        return len(self.migrations)
 
 
 class SessionStore:
     """Sessions, their bindings to keys, and their entries, in one database.
 
-    Open one with `open_store(url)`. Every method is one transaction; reads
-    are bounded (keyset pages, never OFFSET, never a whole history). A store
-    handle is safe to share between threads. `for_agent(agent_id)` returns a
-    handle that sees and touches only that agent's sessions.
+    Open one with `open_store(url)`. Each method is atomic: a write is one
+    transaction (or, for a compaction, a read and then a write that checks
+    nothing it relied on moved), and a read sees one consistent snapshot of
+    what it reads. Reads are bounded (keyset pages, never OFFSET over
+    history, never a whole history). A store handle is safe to share between
+    threads. `for_agent(agent_id)` returns a handle that sees and touches
+    only that agent's sessions.
     """
 
-    def __init__(
-        self,
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._backend: Backend = engine.backend
+        self._clock: Clock = engine.clock
+
+    @classmethod
+    def over(
+        cls,
         backend: Backend,
         *,
         clock: Clock | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        agent_id: str | None = None,
-    ) -> None:
-        self._backend = backend
-        self._clock: Clock = clock or SystemClock()
-        self._max_payload_bytes = check_int(max_payload_bytes, "max_payload_bytes", minimum=1)
-        self._agent_id = agent_id
+    ) -> SessionStore:
+        """A store on an open backend (`open_store` is the way to get one from a URL)."""
+        limit = check_int(max_payload_bytes, "max_payload_bytes", minimum=1)
+        return cls(Engine(backend, clock or SystemClock(), limit))
 
     def __repr__(self) -> str:
-        scope = f", agent={self._agent_id!r}" if self._agent_id else ""
+        scope = f", agent={self.agent_id!r}" if self.agent_id else ""
         return f"SessionStore({self._backend.url!r}{scope})"
 
     def __enter__(self) -> SessionStore:
@@ -170,11 +145,6 @@ class SessionStore:
         return self._backend.url
 
     @property
-    def backend(self) -> Backend:
-        """The database behind the store."""
-        return self._backend
-
-    @property
     def clock(self) -> Clock:
         """The clock the store stamps writes with."""
         return self._clock
@@ -182,19 +152,11 @@ class SessionStore:
     @property
     def agent_id(self) -> str | None:
         """The agent this handle is scoped to, or `None` for an unscoped handle."""
-        return self._agent_id
+        return self._engine.agent_id
 
     def for_agent(self, agent_id: str) -> SessionStore:
         """A handle on the same database that sees and touches only `agent_id`'s sessions."""
-        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
-        if self._agent_id is not None and agent != self._agent_id:
-            raise AccessDenied(self._agent_id, f"agent:{agent}")
-        return type(self)(
-            self._backend,
-            clock=self._clock,
-            max_payload_bytes=self._max_payload_bytes,
-            agent_id=agent,
-        )
+        return type(self)(self._engine.scoped(agent_id))
 
     def close(self) -> None:
         """Close the database connections (of every handle on this database)."""
@@ -204,23 +166,21 @@ class SessionStore:
         """Ask the database engine whether its files are consistent; the problems, if any."""
         return self._backend.check_integrity()
 
+    def schema(self) -> SchemaInfo:
+        """The database's schema version and the migrations this code knows."""
+        return SchemaInfo(
+            self._backend.schema_version(), tuple(m.name for m in self._backend.migrations)
+        )
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Settings and facts worth checking: the engine's settings, sizes, permissions."""
+        return self._backend.diagnostics()
+
     def stats(self) -> list[AgentStats]:
         """Sessions, entries, tokens, cost and size, per agent (one agent when scoped)."""
         with self._backend.read() as tx:
-            rows = tx.agent_stats(self._agent_id)
-        return [
-            AgentStats(
-                agent_id=row[0],
-                sessions=int(row[1]),
-                active=int(row[2] or 0),
-                entries=int(row[3] or 0),
-                messages=int(row[4] or 0),
-                tokens=int(row[5] or 0),
-                cost=float(row[6] or 0.0),
-                size_bytes=int(row[7] or 0),
-            )
-            for row in rows
-        ]
+            rows = tx.agent_stats(self.agent_id)
+        return [AgentStats(*row) for row in rows]
 
     # --- sessions -------------------------------------------------------------------
 
@@ -238,36 +198,15 @@ class SessionStore:
         processes, all get the one session that won. `origin`, `title` and
         `metadata` only apply to a session this call makes.
         """
-        stored, agent = self._key(key)
+        stored, agent = self._engine.key(key)
         with self._backend.read() as tx:
-            sid = tx.binding(agent, stored)
-            if sid is not None:
-                return self._by_sid(tx, sid).session
-        new = self._new_session(agent, stored, origin=origin, title=title, metadata=metadata)
+            found = self._engine.bound(tx, agent, stored)
+            if found is not None:
+                return found.session
+        new = self._engine.new_session(agent, stored, origin=origin, title=title, metadata=metadata)
         with self._backend.write() as tx:
-            found = self._bind_new(tx, agent, stored, new)
-            return found if found is not None else new
-
-    def _bind_new(self, tx: SqlTx, agent: str, key: str, new: Session) -> Session | None:
-        """Make `new` the key's session unless it has one: `None` when `new` was bound,
-        else the session that holds the key (and `new` is not kept).
-
-        On a server database another process may bind the key between our look
-        and our insert, and a third may delete that session again before we
-        look once more; each turn of the loop settles one such race.
-        """
-        new_sid: int | None = None
-        for _ in range(_BIND_ATTEMPTS):
-            sid = tx.binding(agent, key, lock=True)
-            if sid is not None:
-                if new_sid is not None:
-                    tx.delete_session(new_sid)
-                return self._by_sid(tx, sid).session
-            if new_sid is None:
-                new_sid = tx.insert_session(new)
-            if tx.bind_if_unbound(agent, key, new_sid, to_micros(new.created_at)):
-                return None
-        raise StoreBusy(f"could not bind {key!r}: other writers kept changing it")
+            theirs = self._engine.bind_new(tx, agent, stored, new)
+            return theirs if theirs is not None else new
 
     def get(self, session_id: str) -> Session:
         """The session with this id.
@@ -277,14 +216,14 @@ class SessionStore:
             AccessDenied: when a scoped handle asks for another agent's session.
         """
         with self._backend.read() as tx:
-            return self._record(tx, session_id).session
+            return self._engine.record(tx, session_id).session
 
     def current(self, key: str) -> Session | None:
         """The key's current session, or `None` when the key has never had one."""
-        stored, agent = self._key(key)
+        stored, agent = self._engine.key(key)
         with self._backend.read() as tx:
-            sid = tx.binding(agent, stored)
-            return self._by_sid(tx, sid).session if sid is not None else None
+            found = self._engine.bound(tx, agent, stored)
+            return found.session if found is not None else None
 
     def list(
         self,
@@ -304,14 +243,14 @@ class SessionStore:
         archived). Pass the page's `cursor` back to get the next page.
         """
         limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
-        agent = self._scope_agent(agent_id)
+        agent = self._engine.agent_filter(agent_id)
         if status is not None and status not in SESSION_STATUSES:
             raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
         where = ListFilter(
             agent_id=agent,
             status=status,
             channel=check_text(channel, "channel").strip().lower() if channel is not None else None,
-            key=self._key(key)[0] if key is not None else None,
+            key=self._engine.key(key)[0] if key is not None else None,
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
             updated_after=to_micros(updated_after) if updated_after is not None else None,
         )
@@ -329,7 +268,7 @@ class SessionStore:
         self,
         session_id: str,
         *,
-        title: str | _Unset | None = UNSET,
+        title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
         expected_version: int | None = None,
     ) -> Session:
@@ -342,7 +281,7 @@ class SessionStore:
         if expected_version is not None:
             check_int(expected_version, "expected_version")
         fields: dict[str, Any] = {}
-        if not isinstance(title, _Unset):
+        if not isinstance(title, Unset):
             fields["title"] = check_text(title, "title") if title is not None else None
         if metadata is not None and not isinstance(metadata, Mapping):
             raise InvalidInput("must be a JSON object", field="metadata")
@@ -350,22 +289,22 @@ class SessionStore:
             dumps(dict(metadata), field="metadata")  # refuse what JSON cannot carry, early
         now = to_micros(self._clock.now())
         with self._backend.write() as tx:
-            record = self._record(tx, session_id, lock=True)
+            record = self._engine.record(tx, session_id, lock=True)
             _check_version(record.session, expected_version)
             if metadata is not None:
                 fields["metadata"] = merge_patch(record.session.metadata, metadata)
             tx.update_session(record.sid, now=now, **fields)
-            return self._by_sid(tx, record.sid).session
+            return self._engine.by_sid(tx, record.sid).session
 
     def reset(self, key: str, *, origin: Origin | None = None) -> Session:
         """Start a new current session for the key; the old one stays readable, archived.
 
         The new session keeps the old one's origin unless `origin` is given.
         """
-        stored, agent = self._key(key)
+        stored, agent = self._engine.key(key)
         now = self._clock.now()
         with self._backend.write() as tx:
-            return self._reset_in(tx, agent, stored, origin=origin, now=now)
+            return self._engine.reset_in(tx, agent, stored, origin=origin, now=now)
 
     def delete(self, session_id: str) -> bool:
         """Delete a session and its entries (and its key binding); whether it existed."""
@@ -374,8 +313,8 @@ class SessionStore:
             found = tx.session_by_id(session_id)
             if found is None:
                 return False
-            self._check_scope(found.session)
-            return self._delete_in(tx, found.sid)
+            self._engine.visible(found.session)
+            return self._engine.delete_in(tx, found.sid)
 
     # --- entries --------------------------------------------------------------------
 
@@ -399,134 +338,10 @@ class SessionStore:
             ConflictError: when `expected_version` is not the session's version.
             InvalidPayload, PayloadTooLarge: for content the store cannot keep.
         """
-        request = self.prepare_append(
+        request = self._engine.prepare_append(
             session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
         )
-        return self.run_append(request)
-
-    def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
-        """Run a prepared append in a transaction of its own."""
-        # Without a key to look up first, the append is one `append_entries` call.
-        single = request.idempotency_key is None and bool(request.entries)
-        return self._write_appending(
-            lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
-            self._backend.write_append if single else self._backend.write,
-        )
-
-    def _write_appending(
-        self,
-        work: Callable[[SqlTx, bool], T],
-        begin: Callable[[], AbstractContextManager[SqlTx]] | None = None,
-    ) -> T:
-        """Run `work` in a write transaction (from `begin`, by default the backend's
-        `write`), again with fresh entry ids should two generated ids ever clash
-        (`work` gets whether to make fresh ones)."""
-        for attempt in range(_ID_ATTEMPTS):
-            try:
-                with (begin or self._backend.write)() as tx:
-                    return work(tx, attempt > 0)
-            except _GeneratedIdClash:
-                continue
-        raise DuplicateEntryId("could not generate unique entry ids", field="id")
-
-    def prepare_append(
-        self,
-        session_id: str,
-        entries: Message | NewEntry | Iterable[Message | NewEntry],
-        *,
-        idempotency_key: str | None = None,
-        expected_version: int | None = None,
-    ) -> AppendRequest:
-        """Check and serialize an append before any transaction starts."""
-        check_text(session_id, "session_id", max_length=256)
-        if idempotency_key is not None:
-            check_text(idempotency_key, "idempotency_key", max_length=256)
-        if expected_version is not None:
-            check_int(expected_version, "expected_version")
-        stamp = Stamp.at(now_micros(self._clock))
-        limit = self._max_payload_bytes
-        given: object = entries
-        prepared: tuple[PreparedEntry, ...]
-        if isinstance(given, Message | NewEntry):
-            # One entry, the commonest append: no generator, nothing to compare ids with.
-            prepared = (prepare(given, stamp, max_payload_bytes=limit),)
-        elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
-            prepared = tuple(prepare(item, stamp, max_payload_bytes=limit) for item in given)
-            explicit = [p.id for p in prepared if p.id is not None]
-            if len(explicit) != len(set(explicit)):
-                raise DuplicateEntryId("two entries in one append share an id", field="id")
-        else:
-            raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
-        return AppendRequest(session_id, prepared, idempotency_key, expected_version, stamp.micros)
-
-    def append_in(
-        self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False
-    ) -> tuple[Entry, ...]:
-        """Run a prepared append inside the caller's write transaction."""
-        session_id = request.session_id
-        if request.idempotency_key is not None:
-            # Lock the session before looking: a retry racing the call it repeats
-            # then waits for that call to commit, and finds its entries.
-            if tx.append_target(session_id) is None:
-                raise SessionNotFound(session_id)
-            done = tx.entries_by_idempotency_key(session_id, request.idempotency_key)
-            if done:
-                self._check_scope(self._record(tx, session_id).session)
-                return tuple(done)
-        entries = request.entries
-        if not entries:
-            target = tx.append_target(session_id)
-            if target is None:
-                raise SessionNotFound(session_id)
-            self._check_append(target, request)
-            return ()
-        try:
-            appended = tx.append_entries(
-                session_id,
-                entries,
-                suffixes=[new_entry_suffix() for _ in entries],
-                agent_id=self._agent_id,
-                expected_version=request.expected_version,
-                idempotency_key=request.idempotency_key,
-                now=request.now,
-            )
-        except DuplicateEntryId:
-            if all(p.id is not None for p in entries) or fresh_ids:
-                raise
-            raise _GeneratedIdClash from None
-        if appended is None:
-            raise SessionNotFound(session_id)
-        # Raising from here rolls back whatever was appended, with the transaction;
-        # an append sent as one statement wrote nothing when these checks fail.
-        self._check_append(appended.target, request)
-        first = appended.target.entry_count + 1
-        ids, parents = appended.ids, appended.parents
-        created = from_micros(request.now)
-        key = request.idempotency_key
-        # Positional, in Entry's field order: a third cheaper than keywords.
-        return tuple(
-            Entry(
-                session_id,
-                first + offset,
-                ids[offset],
-                parents[offset],
-                entry.type,
-                entry.role,
-                entry.payload_data,
-                entry.text,
-                entry.usage,
-                created,
-                key,
-                entry.tokens,
-            )
-            for offset, entry in enumerate(entries)
-        )
-
-    def _check_append(self, target: AppendTarget, request: AppendRequest) -> None:
-        if self._agent_id is not None and target.agent_id != self._agent_id:
-            raise AccessDenied(self._agent_id, request.session_id)
-        if request.expected_version is not None and request.expected_version != target.version:
-            raise ConflictError(request.session_id, request.expected_version, target.version)
+        return self._engine.run_append(request)
 
     def history(
         self,
@@ -562,11 +377,11 @@ class SessionStore:
         check_text(session_id, "session_id", max_length=256)
         with self._backend.read_statement() as tx:
             page, more = tx.entries_page(
-                session_id, self._agent_id, before=before, after=after, limit=limit
+                session_id, self.agent_id, before=before, after=after, limit=limit
             )
         if not page:
             with self._backend.read() as tx:
-                self._sid(tx, session_id)  # no such session, or another agent's, or empty
+                self._engine.sid(tx, session_id)  # no such session, or another agent's, or empty
         if not more:
             return Page(tuple(page), None)
         return Page(tuple(page), page[-1].seq if after is not None else page[0].seq)
@@ -577,7 +392,7 @@ class SessionStore:
         if len(wanted) > MAX_PAGE:
             raise InvalidInput(f"at most {MAX_PAGE} seqs at a time", field="seqs")
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
+            record = self._engine.record(tx, session_id)
             return tx.entry_ids(record.sid, wanted)
 
     # --- the active path and the context --------------------------------------------
@@ -592,7 +407,7 @@ class SessionStore:
         """
         last = check_int(last, "last", minimum=1, maximum=MAX_PAGE)
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
+            record = self._engine.record(tx, session_id)
             if before is None:
                 leaf = record.session.leaf_seq
             else:
@@ -616,7 +431,7 @@ class SessionStore:
         if max_tokens is not None:
             check_int(max_tokens, "max_tokens", minimum=1)
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
+            record = self._engine.record(tx, session_id)
             return build_context(
                 tx, record.sid, record.session.id, record.session.leaf_seq, max_tokens=max_tokens
             )
@@ -641,32 +456,10 @@ class SessionStore:
             ConflictError: when the kept entries left the active path while the
                 summariser ran (a rewind); nothing was written.
         """
-        plan = self.plan_compaction(session_id, strategy)
+        plan = self._engine.plan_compaction(session_id, strategy)
         if plan is None:
             return CompactionResult(self.get(session_id), None, None, 0, 0)
-        return self.commit_compaction(plan, _summary_now(summarizer(plan.dropped)))
-
-    def plan_compaction(self, session_id: str, strategy: Strategy) -> CompactionPlan | None:
-        """Decide what `compact` would summarise (a read transaction); `None` for nothing."""
-        with self._backend.read() as tx:
-            record = self._record(tx, session_id)
-            return plan_compaction(tx, record.sid, record.session, strategy)
-
-    def commit_compaction(self, plan: CompactionPlan, summary: str) -> CompactionResult:
-        """Append the compaction entry of `plan` with `summary` (a write transaction)."""
-        entry = NewEntry("compaction", compaction_payload(plan, summary))
-        request = self.prepare_append(plan.session_id, entry)
-
-        def work(tx: SqlTx, fresh: bool) -> CompactionResult:
-            record = self._record(tx, plan.session_id, lock=True)
-            check_still_valid(tx, record.sid, record.session, plan)
-            appended = self.append_in(tx, request, fresh_ids=fresh)
-            session = self._by_sid(tx, record.sid).session
-            return CompactionResult(
-                session, appended[0], plan.first_kept.seq, len(plan.dropped), plan.tokens_before
-            )
-
-        return self._write_appending(work)
+        return self._engine.commit_compaction(plan, _summary_now(summarizer(plan.dropped)))
 
     def undo_compaction(self, session_id: str) -> Session:
         """Move the leaf back to just before the latest compaction on the active branch.
@@ -675,7 +468,7 @@ class SessionStore:
             InvalidInput: when the active branch has no compaction.
         """
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
+            record = self._engine.record(tx, session_id)
             leaf = record.session.leaf_seq
             seq = find_on_path(tx, record.sid, leaf, tx.compactions_before(record.sid, leaf, 16))
             parent = tx.parent_of(record.sid, seq) if seq is not None else None
@@ -706,7 +499,7 @@ class SessionStore:
             check_text(summary, "summary", max_length=1_000_000)
 
         def work(tx: SqlTx, fresh: bool) -> Session:
-            record = self._record(tx, session_id, lock=True)
+            record = self._engine.record(tx, session_id, lock=True)
             session = record.session
             _check_version(session, expected_version)
             if to_seq > session.entry_count:
@@ -715,13 +508,13 @@ class SessionStore:
             old_leaf = tx.entry_ids(record.sid, [session.leaf_seq]).get(session.leaf_seq)
             tx.update_session(record.sid, now=to_micros(now), leaf_seq=to_seq)
             if summary is not None and old_leaf is not None:
-                request = self.prepare_append(
+                request = self._engine.prepare_append(
                     session.id, NewEntry.branch_summary(old_leaf, summary)
                 )
-                self.append_in(tx, request, fresh_ids=fresh)
-            return self._by_sid(tx, record.sid).session
+                self._engine.append_in(tx, request, fresh_ids=fresh)
+            return self._engine.by_sid(tx, record.sid).session
 
-        return self._write_appending(work)
+        return self._engine.write_appending(work)
 
     def branches(self, session_id: str) -> tuple[Branch, ...]:
         """Every branch of the session (one per leaf of its tree), oldest leaf first.
@@ -730,7 +523,7 @@ class SessionStore:
         entry until the next append.
         """
         with self._backend.read() as tx:
-            record = self._record(tx, session_id)
+            record = self._engine.record(tx, session_id)
             session = record.session
             jumps = tx.jumps(record.sid)
             leaves = tree_leaves(jumps, session.entry_count)
@@ -759,18 +552,22 @@ class SessionStore:
     ) -> Session:
         """A new session holding the source's active path up to `at_seq` (default: its
         leaf), entries copied verbatim (ids, payloads, times); the source is untouched
-        and recorded as the fork's parent. With `key`, the fork becomes that key's
-        current session (its previous one is archived).
+        and recorded as the fork's parent. With `key` (a key of the session's own
+        agent), the fork becomes that key's current session (its previous one is
+        archived).
+
+        Raises:
+            InvalidInput: when `key` is another agent's (a fork stays with its agent).
         """
         if at_seq is not None:
             check_int(at_seq, "at_seq", minimum=1)
-        stored = self._key(key) if key is not None else None
+        stored = self._engine.key(key) if key is not None else None
         now = self._clock.now()
 
         with self._backend.write() as tx:
             # The source is read, not locked: appends racing with the fork only
             # add entries after the forked path.
-            source = self._record(tx, session_id)
+            source = self._engine.record(tx, session_id)
             at = source.session.leaf_seq if at_seq is None else at_seq
             if (
                 at_seq is not None
@@ -778,7 +575,13 @@ class SessionStore:
             ):
                 raise InvalidInput("must be an entry on the active branch", field="at_seq")
             agent = source.session.agent_id
-            new = self._new_session(
+            if stored is not None and stored[1] != agent:
+                raise InvalidInput(
+                    f"{stored[0]!r} is a key of agent {stored[1]}; the session is agent"
+                    f" {agent}'s, and a fork stays with its agent",
+                    field="key",
+                )
+            new = self._engine.new_session(
                 agent,
                 stored[0] if stored else None,
                 origin=source.session.origin,
@@ -794,11 +597,8 @@ class SessionStore:
                 position += end - start + 1
             tx.recount(sid, to_micros(now))
             if stored is not None:
-                old = tx.binding(stored[1], stored[0], lock=True)
-                tx.rebind(stored[1], stored[0], sid, to_micros(now))
-                if old is not None:
-                    tx.update_session(old, now=to_micros(now), status="archived")
-            return self._by_sid(tx, sid).session
+                self._engine.rebind(tx, agent, stored[0], sid, now)
+            return self._engine.by_sid(tx, sid).session
 
     # --- retention ------------------------------------------------------------------
 
@@ -821,7 +621,7 @@ class SessionStore:
             raise InvalidInput("must be a RetentionPolicy", field="policy")
         now = self._clock.now()
         with self._backend.read() as tx:
-            rows = tx.maintenance_rows(self._agent_id)
+            rows = tx.maintenance_rows(self.agent_id)
         planned = plan_removals(rows, policy, now)
         removals = []
         for row, reason in planned:
@@ -841,21 +641,7 @@ class SessionStore:
 
     def _remove_unchanged(self, sid: int, active_at: int) -> bool:
         with self._backend.write() as tx:
-            return self._delete_in(tx, sid, active_at=active_at)
-
-    def _delete_in(self, tx: SqlTx, sid: int, *, active_at: int | None = None) -> bool:
-        """Delete a session, its entries and its binding; with `active_at`, only if it has
-        seen no activity since then. Locks its binding, then the session: every write
-        takes bindings before sessions, so two writers never wait on each other in a circle.
-        """
-        tx.lock_bindings_of(sid)
-        record = tx.session_by_sid(sid, lock=True)
-        if record is None:
-            return False
-        if active_at is not None and to_micros(record.session.active_at) != active_at:
-            return False
-        tx.delete_session(sid)
-        return True
+            return self._engine.delete_in(tx, sid, active_at=active_at)
 
     # --- routing inbound messages ---------------------------------------------------
 
@@ -871,20 +657,20 @@ class SessionStore:
         config = config or SessionConfig()
         if not isinstance(inbound, Inbound):
             raise InvalidInput("must be an Inbound", field="inbound")
-        stored, agent = self._key(route(inbound, config))
+        stored, agent = self._engine.key(route(inbound, config))
         now = inbound.at or self._clock.now()
         trigger = config.trigger(inbound.text)
         text = trigger[1] if trigger else inbound.text
         with self._backend.read() as tx:
-            sid = tx.binding(agent, stored)
-            current = self._by_sid(tx, sid).session if sid is not None else None
+            bound = self._engine.bound(tx, agent, stored)
+            current = bound.session if bound is not None else None
         reason = decide(current, stored, inbound, config, now, triggered=trigger is not None)
         if reason is None and current is not None:
             return Resolution(current, stored, None, None, text, None)
         origin = origin_of(inbound)
         with self._backend.write() as tx:
-            sid = tx.binding(agent, stored, lock=True)
-            latest = self._by_sid(tx, sid).session if sid is not None else None
+            bound = self._engine.bound(tx, agent, stored, lock=True)
+            latest = bound.session if bound is not None else None
             moved = latest is not None and (current is None or latest.id != current.id)
             if trigger is None and moved:
                 # Another process started a session for this key meanwhile: decide again.
@@ -892,15 +678,16 @@ class SessionStore:
                 if reason is None and latest is not None:
                     return Resolution(latest, stored, None, None, text, None)
             if latest is None:
-                new = self._new_session(agent, stored, origin=origin, now=now)
-                theirs = self._bind_new(tx, agent, stored, new)
+                new = self._engine.new_session(agent, stored, origin=origin, now=now)
+                theirs = self._engine.bind_new(tx, agent, stored, new)
                 if theirs is None:
                     return Resolution(new, stored, "new", None, text, None)
                 # Bound by another process meanwhile (a server database; SQLite
                 # writers never overlap): theirs wins.
                 return Resolution(theirs, stored, None, None, text, None)
-            new = self._reset_in(tx, agent, stored, origin=origin, now=now)
-            previous = self._by_sid(tx, sid).session if sid is not None else None
+            new = self._engine.reset_in(tx, agent, stored, origin=origin, now=now)
+            assert bound is not None  # latest is bound's session
+            previous = self._engine.by_sid(tx, bound.sid).session
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)
 
     # --- search ---------------------------------------------------------------------
@@ -949,7 +736,7 @@ class SessionStore:
             raise InvalidInput(f"search pages end at {MAX_SEARCH_DEPTH} hits", field="cursor")
         _check_markers(highlight)
         where = SearchFilter(
-            agent_id=self._scope_agent(agent_id),
+            agent_id=self._engine.agent_filter(agent_id),
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
             role=check_text(role, "role", max_length=64) if role is not None else None,
             session_id=check_text(session_id, "session_id", max_length=256)
@@ -977,246 +764,6 @@ class SessionStore:
         )
         more = len(rows) > limit and offset + limit < MAX_SEARCH_DEPTH
         return SearchPage(hits, str(offset + limit) if more else None)
-
-    # --- whole sessions: imports, copies, dumps -------------------------------------
-
-    def stream_sessions(self, *, page: int = 200) -> Iterator[tuple[Session, bool]]:
-        """Every session (of this handle's agent, when scoped) in the order they were
-        stored, with whether it is its key's current session; read a page at a time."""
-        after = 0
-        while True:
-            with self._backend.read() as tx:
-                records = tx.sessions_after(after, page, self._agent_id)
-                found = [(r.session, tx.is_bound(r.sid)) for r in records]
-            yield from found
-            if len(records) < page:
-                return
-            after = records[-1].sid
-
-    def write_session(
-        self,
-        image: SessionImage,
-        entries: Iterable[EntryImage],
-        *,
-        replace: bool = False,
-    ) -> Session:
-        """Write a whole session (an import, a copy) in one transaction, exactly as given:
-        id, entries with their ids, tree, payloads and times, version, and, when
-        `image.current`, its key's binding (archiving the session it replaces).
-
-        Entries are consumed a page at a time. Counters and usage totals are
-        computed from the entries. Nothing is written if anything is wrong.
-
-        Raises:
-            SessionExists: when the store holds a session with this id (and not `replace`).
-            InvalidInput: for entries that are not numbered 1, 2, 3... or whose
-                parent is not an earlier entry, and for any bad value.
-        """
-        self._check_image(image)
-        now = self._clock.now()
-        with self._backend.write() as tx:
-            if image.current and image.key is not None:
-                tx.binding(image.agent_id, image.key, lock=True)  # bindings before sessions
-            existing = tx.session_by_id(image.id)
-            if existing is not None:
-                if not replace:
-                    raise SessionExists(image.id)
-                self._check_scope(existing.session)
-                self._delete_in(tx, existing.sid)
-            session = self._new_session(
-                image.agent_id,
-                image.key,
-                origin=image.origin,
-                title=image.title,
-                metadata=image.metadata,
-                fork_parent=image.fork_parent,
-                now=image.created_at,
-            )
-            session = attrs.evolve(session, id=image.id, status=image.status)
-            sid = tx.insert_session(session)
-            count = self._write_entries(tx, sid, entries)
-            if image.leaf_seq > count:
-                raise InvalidInput(f"the session has {count} entries", field="leaf_seq")
-            tx.recount(sid, to_micros(now))
-            tx.restore_state(
-                sid,
-                leaf_seq=image.leaf_seq,
-                version=image.version,
-                updated_at=to_micros(image.updated_at),
-                active_at=to_micros(image.active_at),
-            )
-            if image.current and image.key is not None:
-                old = tx.binding(image.agent_id, image.key, lock=True)
-                tx.rebind(image.agent_id, image.key, sid, to_micros(now))
-                if old is not None and old != sid:
-                    tx.update_session(old, now=to_micros(now), status="archived")
-            return self._by_sid(tx, sid).session
-
-    def _check_image(self, image: SessionImage) -> None:
-        if not isinstance(image, SessionImage):
-            raise InvalidInput("must be a SessionImage", field="image")
-        check_text(image.id, "id", max_length=256)
-        check_text(image.agent_id, "agent_id", max_length=64)
-        if image.agent_id != normalize_agent_id(image.agent_id):
-            raise InvalidInput("must be a normalised agent id", field="agent_id")
-        if image.key is not None:
-            stored, agent = session_key(image.key, image.agent_id)
-            if stored != image.key or agent != image.agent_id:
-                raise InvalidInput(
-                    f"must be a normalised key of agent {image.agent_id}", field="key"
-                )
-        if image.status not in SESSION_STATUSES:
-            raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
-        check_int(image.version, "version", minimum=1)
-        check_int(image.leaf_seq, "leaf_seq")
-        if self._agent_id is not None and image.agent_id != self._agent_id:
-            raise AccessDenied(self._agent_id, image.id)
-
-    def _write_entries(self, tx: SqlTx, sid: int, entries: Iterable[EntryImage]) -> int:
-        """Insert entry images a page at a time; return how many there were."""
-        batch: list[tuple[PreparedEntry, EntryImage]] = []
-        count = 0
-
-        def flush() -> None:
-            if batch:
-                tx.insert_entries(
-                    sid,
-                    [prepared for prepared, _ in batch],
-                    ids=[image.id for _, image in batch],
-                    first_seq=batch[0][1].seq,
-                    parents=[image.parent_seq for _, image in batch],
-                    idempotency_key=[image.idempotency_key for _, image in batch],
-                )
-                batch.clear()
-
-        for image in entries:
-            count += 1
-            if not isinstance(image, EntryImage):
-                raise InvalidInput("must be EntryImage values", field="entries")
-            if image.seq != count:
-                raise InvalidInput(f"entry {image.seq} should be entry {count}", field="seq")
-            if image.parent_seq is not None and not 1 <= image.parent_seq < image.seq:
-                raise InvalidInput(
-                    f"entry {image.seq} hangs from {image.parent_seq}, not an earlier entry",
-                    field="parent_seq",
-                )
-            check_text(image.id, "id", max_length=256)
-            prepared = prepare(
-                NewEntry(image.type, image.payload, id=image.id),
-                Stamp.of(image.created_at),
-                max_payload_bytes=self._max_payload_bytes,
-                verbatim=True,
-            )
-            batch.append((prepared, image))
-            if len(batch) >= PAGE:
-                flush()
-        flush()
-        return count
-
-    # --- helpers --------------------------------------------------------------------
-
-    def _key(self, key: object) -> tuple[str, str]:
-        stored, agent = session_key(key, self._agent_id)
-        if self._agent_id is not None and agent != self._agent_id:
-            raise AccessDenied(self._agent_id, stored)
-        return stored, agent
-
-    def _scope_agent(self, agent_id: str | None) -> str | None:
-        if agent_id is None:
-            return self._agent_id
-        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
-        if self._agent_id is not None and agent != self._agent_id:
-            raise AccessDenied(self._agent_id, f"agent:{agent}")
-        return agent
-
-    def _check_scope(self, session: Session) -> None:
-        if self._agent_id is not None and session.agent_id != self._agent_id:
-            raise AccessDenied(self._agent_id, session.id)
-
-    def _record(self, tx: SqlTx, session_id: str, *, lock: bool = False) -> SessionRecord:
-        check_text(session_id, "session_id", max_length=256)
-        record = tx.session_by_id(session_id, lock=lock)
-        if record is None:
-            raise SessionNotFound(session_id)
-        self._check_scope(record.session)
-        return record
-
-    def _sid(self, tx: SqlTx, session_id: str) -> int:
-        """A session's internal id, checked for existence and scope (a light `_record`)."""
-        check_text(session_id, "session_id", max_length=256)
-        ref = tx.session_ref(session_id)
-        if ref is None:
-            raise SessionNotFound(session_id)
-        if self._agent_id is not None and ref[1] != self._agent_id:
-            raise AccessDenied(self._agent_id, session_id)
-        return ref[0]
-
-    def _by_sid(self, tx: SqlTx, sid: int) -> SessionRecord:
-        record = tx.session_by_sid(sid)
-        if record is None:  # pragma: no cover - bindings reference sessions by foreign key
-            raise SessionNotFound(f"#{sid}")
-        return record
-
-    def _new_session(
-        self,
-        agent_id: str,
-        key: str | None,
-        *,
-        origin: Origin | None = None,
-        title: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        fork_parent: Any = None,
-        now: Any = None,
-    ) -> Session:
-        if origin is not None and not isinstance(origin, Origin):
-            raise InvalidInput("must be an Origin", field="origin")
-        if title is not None:
-            check_text(title, "title")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise InvalidInput("must be a JSON object", field="metadata")
-        meta = dict(metadata or {})
-        dumps(meta, field="metadata")
-        when = now or self._clock.now()
-        return Session(
-            id=new_session_id(),
-            agent_id=agent_id,
-            key=key,
-            status="active",
-            title=title,
-            created_at=when,
-            updated_at=when,
-            active_at=when,
-            entry_count=0,
-            message_count=0,
-            compaction_count=0,
-            compacted_at=None,
-            usage=TokenUsage(),
-            size_bytes=0,
-            metadata=meta,
-            origin=origin or Origin(),
-            fork_parent=fork_parent,
-            leaf_seq=0,
-            version=1,
-        )
-
-    def _reset_in(
-        self, tx: SqlTx, agent: str, key: str, *, origin: Origin | None, now: Any
-    ) -> Session:
-        old_sid = tx.binding(agent, key, lock=True)
-        old = tx.session_by_sid(old_sid, lock=True) if old_sid is not None else None
-        if origin is None and old is not None:
-            origin = old.session.origin
-        new = self._new_session(agent, key, origin=origin, now=now)
-        new_sid = tx.insert_session(new)
-        if old_sid is None and tx.bind_if_unbound(agent, key, new_sid, to_micros(now)):
-            return new
-        if old_sid is None:
-            # Another process bound the key meanwhile: ours replaces theirs.
-            old_sid = tx.binding(agent, key, lock=True)
-        tx.rebind(agent, key, new_sid, to_micros(now))
-        if old_sid is not None:
-            tx.update_session(old_sid, now=to_micros(now), status="archived")
-        return new
 
 
 def _summary_now(result: str | Awaitable[str]) -> str:
@@ -1260,3 +807,9 @@ def _decode_cursor(cursor: object) -> tuple[int, int]:
     if not (updated.isdigit() and sid.isdigit()):
         raise InvalidInput("must be a cursor from a previous page", field="cursor")
     return int(updated), int(sid)
+
+
+def engine_of(store: SessionStore) -> Engine:
+    """The engine under a store: the async store's appends and compactions, and the
+    transfer functions' whole sessions, run on it."""
+    return store._engine

@@ -127,8 +127,10 @@ def read_images(
 
     Consume each entry stream before asking for the next session.
     """
+    from aisopod_session._store import engine_of  # the store imports this module
+
     if session_ids is None:
-        sessions = store.stream_sessions()
+        sessions = engine_of(store).stream_sessions()
     else:
         sessions = ((s, _is_current(store, s)) for s in map(store.get, session_ids))
     for session, current in sessions:
@@ -237,6 +239,8 @@ def copy_store(
         StoreUnavailable: when a copied session does not read back exactly.
     """
     copied = skipped = entries = 0
+    from aisopod_session._store import engine_of  # the store imports this module
+
     checksums: dict[str, str] = {}
     for done, (image, stream) in enumerate(read_images(source), start=1):
         checksum = _Checksum(image)
@@ -255,7 +259,7 @@ def copy_store(
                 continue
             stream = entry_images(source, image.id)
             checksum = _Checksum(image)
-        target.write_session(image, checksummed(image, stream, checksum), replace=True)
+        engine_of(target).write_session(image, checksummed(image, stream, checksum), replace=True)
         expected = checksum.hexdigest()
         written = session_checksum(target, image.id)
         if written != expected:

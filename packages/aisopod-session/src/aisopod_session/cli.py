@@ -68,10 +68,10 @@ def print_table(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
     *,
-    keep: Sequence[str] = ("ID", "SESSION", "SEQ"),
+    keep: Sequence[str] = ("ID", "SESSION", "KEY", "SEQ"),
 ) -> None:
     """Aligned columns in the terminal's width: the widest column gives way first,
-    never an id (people copy those)."""
+    never an id or a key (people copy those)."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     budget = _width() - 2 * (len(headers) - 1)
@@ -542,16 +542,16 @@ def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
 
 
 def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    backend = store.backend
-    version = backend.schema_version()
-    known = list(backend.migrations)
-    if args.apply and version < len(known):
+    schema = store.schema()
+    if args.apply and schema.version < schema.latest:
         store.close()
         store = open_store(args.db)
-        version = store.backend.schema_version()
+        schema = store.schema()
+    version = schema.version
+    known = schema.migrations
     rows = [
-        {"version": n, "name": m.name, "applied": n <= version}
-        for n, m in enumerate(known, start=1)
+        {"version": n, "name": name, "applied": n <= version}
+        for n, name in enumerate(known, start=1)
     ]
     if args.json:
         print_json(out, {"version": version, "latest": len(known), "migrations": rows})
@@ -567,12 +567,11 @@ def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
 
 
 def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    backend = store.backend
-    problems = list(backend.check_integrity())
-    facts = backend.diagnostics()
-    version = backend.schema_version()
-    facts["schema_version"] = version
-    facts["latest_schema_version"] = len(backend.migrations)
+    problems = list(store.check_integrity())
+    facts = store.diagnostics()
+    schema = store.schema()
+    facts["schema_version"] = schema.version
+    facts["latest_schema_version"] = schema.latest
     if facts.get("backend") == "sqlite":
         if str(facts.get("journal_mode")).lower() != "wal":
             problems.append(f"journal_mode is {facts['journal_mode']}, not wal")
@@ -581,7 +580,7 @@ def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         for name, mode in facts.get("permissions", {}).items():
             if int(mode, 8) & 0o077:
                 problems.append(f"{name} is readable by others ({mode})")
-    if version < len(backend.migrations):
+    if schema.version < schema.latest:
         problems.append("schema migrations are pending (aisopod-session migrate --apply)")
     facts["problems"] = problems
     if args.json:

@@ -17,7 +17,7 @@ import attrs
 import orjson
 
 from aisopod_session._errors import TranscriptError
-from aisopod_session._store import SessionStore
+from aisopod_session._store import SessionStore, engine_of
 from aisopod_session._transfer import EntryImage, SessionImage, read_images
 from aisopod_shared import converter
 
@@ -130,7 +130,7 @@ def restore_store(
             raise reader.error("expected a session line")
         image = _structure(reader, record, SessionImage)
         counter = [0]
-        store.write_session(image, _entries(reader, counter), replace=replace)
+        engine_of(store).write_session(image, _entries(reader, counter), replace=replace)
         restored.append(image.id)
         entries += counter[0]
         if progress is not None:

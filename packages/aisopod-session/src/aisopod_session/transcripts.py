@@ -40,7 +40,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, Literal, TypeAlias, TypeGuard
+from typing import IO, Any, Final, Literal, TypeAlias, TypeGuard
 
 import attrs
 import orjson
@@ -54,13 +54,11 @@ from aisopod_session._errors import (
     TranscriptError,
 )
 from aisopod_session._model import Entry, Origin, Session, SessionStatus
+from aisopod_session._store import SessionStore, engine_of
 from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_text, session_key
 from aisopod_session.keys import normalize_agent_id, normalize_channel
 from aisopod_shared import InvalidInput, logger
-
-if TYPE_CHECKING:
-    from aisopod_session._store import SessionStore
 
 __all__ = [
     "Existing",
@@ -620,7 +618,9 @@ def _write(
     )
     with _Reader(summary.path, skip_bad_lines=skip_bad_lines) as reader:
         try:
-            session = store.write_session(image, _second_pass(reader, summary), replace=replace)
+            session = engine_of(store).write_session(
+                image, _second_pass(reader, summary), replace=replace
+            )
         except (InvalidPayload, PayloadTooLarge) as err:
             # The store refused the entry the reader handed it last.
             raise reader.error(err.reason) from err
@@ -1051,5 +1051,5 @@ def _write_empty(store: SessionStore, item: _Planned, *, replace: bool = False) 
         version=1,
         current=target.current,
     )
-    session = store.write_session(image, (), replace=replace)
+    session = engine_of(store).write_session(image, (), replace=replace)
     return ImportResult(session, item.path, 0, 0, 0, missing=True)

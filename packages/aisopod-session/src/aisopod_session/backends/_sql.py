@@ -23,6 +23,9 @@ from aisopod_session._search import Clause
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
+    "AgentStatsRow",
+    "MaintenanceRow",
+    "SessionRef",
     "SearchFilter",
     "SearchRow",
     "AppendTarget",
@@ -76,6 +79,26 @@ class Appended(NamedTuple):
     parents: list[int | None]
     """The appended entries' parents: the first hangs from the leaf, each next
     one from the one before."""
+
+
+class SessionRef(NamedTuple):
+    """A session's internal id and agent: what a read needs to check before it reads."""
+
+    sid: int
+    agent_id: str
+
+
+class AgentStatsRow(NamedTuple):
+    """One agent's totals over its sessions."""
+
+    agent_id: str
+    sessions: int
+    active: int
+    entries: int
+    messages: int
+    tokens: int
+    cost: float
+    size_bytes: int
 
 
 class MaintenanceRow(NamedTuple):
@@ -264,12 +287,12 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return AppendTarget(*row) if row is not None else None
 
-    def session_ref(self, session_id: str) -> tuple[int, str] | None:
+    def session_ref(self, session_id: str) -> SessionRef | None:
         """A session's internal id and agent, for reads that need no more of it."""
         row = self.execute(
             "SELECT sid, agent_id FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
-        return (int(row[0]), str(row[1])) if row is not None else None
+        return SessionRef(int(row[0]), str(row[1])) if row is not None else None
 
     def session_by_sid(self, sid: int, *, lock: bool = False) -> SessionRecord | None:
         row = self.execute(
@@ -419,7 +442,7 @@ class SqlTx(abc.ABC):
         params.append(limit)
         return [self._session(row) for row in self.execute(sql, params).fetchall()]
 
-    def agent_stats(self, agent_id: str | None) -> list[tuple[Any, ...]]:
+    def agent_stats(self, agent_id: str | None) -> list[AgentStatsRow]:
         """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
         sql = (
             "SELECT agent_id, count(*), sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END),"
@@ -431,7 +454,17 @@ class SqlTx(abc.ABC):
             sql += " WHERE agent_id = ?"
             params = (agent_id,)
         return [
-            tuple(row) for row in self.execute(sql + " GROUP BY agent_id ORDER BY agent_id", params)
+            AgentStatsRow(
+                str(row[0]),
+                int(row[1]),
+                int(row[2] or 0),
+                int(row[3] or 0),
+                int(row[4] or 0),
+                int(row[5] or 0),
+                float(row[6] or 0.0),
+                int(row[7] or 0),
+            )
+            for row in self.execute(sql + " GROUP BY agent_id ORDER BY agent_id", params)
         ]
 
     def maintenance_rows(self, agent_id: str | None) -> list[MaintenanceRow]:

@@ -1,0 +1,563 @@
+"""The engine under both store APIs: scope, appends, compaction, whole sessions.
+
+`SessionStore` (sync) and `AsyncSessionStore` are the user's API; what they
+share lives here, once:
+
+- **the scope check**: a handle scoped to an agent sees and touches only that
+  agent's sessions. Every session a method reads or writes is reached through
+  `Engine.record`, `Engine.sid` or `Engine.bound` (by id, light, or through a
+  key's binding), and every key through `Engine.key`: each checks the scope;
+  filters (list, search, stats, retention) take `Engine.agent_filter`;
+- **appends**: checked and serialized before any transaction
+  (`prepare_append`), run in a transaction of their own (`run_append`) or in
+  the caller's (`append_in`, for group commit and for the writes that append
+  on the way), with one retry rule for generated entry ids that clash
+  (`fresh_ids`);
+- **compaction in two transactions** (`plan_compaction`, then the summariser
+  outside any transaction, then `commit_compaction`);
+- **whole sessions** (`write_session`, `stream_sessions`), for imports,
+  restores and copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Final, NamedTuple, TypeVar
+
+import attrs
+
+from aisopod_session._compaction import (
+    CompactionPlan,
+    CompactionResult,
+    Strategy,
+    check_still_valid,
+    compaction_payload,
+)
+from aisopod_session._compaction import plan as plan_compaction
+from aisopod_session._entries import NewEntry, PreparedEntry, Stamp, prepare
+from aisopod_session._errors import (
+    AccessDenied,
+    ConflictError,
+    DuplicateEntryId,
+    InvalidPayload,
+    SessionExists,
+    SessionNotFound,
+    StoreBusy,
+)
+from aisopod_session._ids import new_entry_suffix, new_session_id
+from aisopod_session._model import SESSION_STATUSES, Entry, Origin, Session
+from aisopod_session._transfer import PAGE, EntryImage, SessionImage
+from aisopod_session._validate import check_int, check_text, session_key
+from aisopod_session.backends._sql import AppendTarget, Backend, SessionRecord, SqlTx
+from aisopod_session.keys import normalize_agent_id
+from aisopod_shared import (
+    Clock,
+    InvalidInput,
+    Message,
+    TokenUsage,
+    dumps,
+    from_micros,
+    now_micros,
+    to_micros,
+)
+
+__all__ = ["AppendRequest", "Engine"]
+
+T = TypeVar("T")
+
+ID_ATTEMPTS: Final = 3
+"""How often an append is tried with fresh generated entry ids after a clash."""
+_BIND_ATTEMPTS: Final = 8
+
+
+class AppendRequest(NamedTuple):
+    """One call to `append`, checked and serialized, ready to run in a transaction."""
+
+    session_id: str
+    entries: tuple[PreparedEntry, ...]
+    idempotency_key: str | None
+    expected_version: int | None
+    now: int
+
+
+class GeneratedIdClash(Exception):
+    """Two generated entry ids met; the append is tried again with fresh ids."""
+
+
+@attrs.frozen
+class Engine:
+    """A database, a clock, a payload limit and a scope (an agent, or none)."""
+
+    backend: Backend
+    clock: Clock
+    max_payload_bytes: int
+    agent_id: str | None = None
+
+    def scoped(self, agent_id: str) -> Engine:
+        """The same engine for one agent (a scoped engine cannot widen its scope)."""
+        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
+        if self.agent_id is not None and agent != self.agent_id:
+            raise AccessDenied(self.agent_id, f"agent:{agent}")
+        return attrs.evolve(self, agent_id=agent)
+
+    # --- the scope check ------------------------------------------------------------
+
+    def key(self, key: object) -> tuple[str, str]:
+        """A session key normalised (bare keys belong to the scope's agent, else
+        `main`), with its agent; refused when it is another agent's."""
+        stored, agent = session_key(key, self.agent_id)
+        if self.agent_id is not None and agent != self.agent_id:
+            raise AccessDenied(self.agent_id, stored)
+        return stored, agent
+
+    def agent_filter(self, agent_id: str | None) -> str | None:
+        """The agent a filtered read (list, search, stats) covers: the one asked for,
+        within the scope; a scoped handle's own agent when none is asked for."""
+        if agent_id is None:
+            return self.agent_id
+        agent = normalize_agent_id(check_text(agent_id, "agent_id", max_length=64))
+        if self.agent_id is not None and agent != self.agent_id:
+            raise AccessDenied(self.agent_id, f"agent:{agent}")
+        return agent
+
+    def visible(self, session: Session) -> Session:
+        """`session`, when this handle may see it."""
+        if self.agent_id is not None and session.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, session.id)
+        return session
+
+    def record(self, tx: SqlTx, session_id: str, *, lock: bool = False) -> SessionRecord:
+        """A session by id, in scope (locked for the transaction with `lock`)."""
+        check_text(session_id, "session_id", max_length=256)
+        record = tx.session_by_id(session_id, lock=lock)
+        if record is None:
+            raise SessionNotFound(session_id)
+        self.visible(record.session)
+        return record
+
+    def sid(self, tx: SqlTx, session_id: str) -> int:
+        """A session's internal id, checked for existence and scope (a light `record`)."""
+        check_text(session_id, "session_id", max_length=256)
+        ref = tx.session_ref(session_id)
+        if ref is None:
+            raise SessionNotFound(session_id)
+        if self.agent_id is not None and ref.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, session_id)
+        return ref.sid
+
+    def by_sid(self, tx: SqlTx, sid: int, *, lock: bool = False) -> SessionRecord:
+        """A session by internal id (one the transaction just reached), in scope."""
+        record = tx.session_by_sid(sid, lock=lock)
+        if record is None:  # pragma: no cover - callers hold a reference to the row
+            raise SessionNotFound(f"#{sid}")
+        self.visible(record.session)
+        return record
+
+    def bound(self, tx: SqlTx, agent: str, key: str, *, lock: bool = False) -> SessionRecord | None:
+        """The session bound to a key (from `key`), in scope; `None` when unbound."""
+        sid = tx.binding(agent, key, lock=lock)
+        return self.by_sid(tx, sid, lock=lock) if sid is not None else None
+
+    # --- transactions that append ---------------------------------------------------
+
+    def fresh_ids(self, attempt: Callable[[bool], T]) -> T:
+        """`attempt(fresh)`, again with fresh generated entry ids (`fresh=True`) should
+        two generated ids ever clash: the one retry rule of every append."""
+        for n in range(ID_ATTEMPTS):
+            try:
+                return attempt(n > 0)
+            except GeneratedIdClash:
+                continue
+        raise DuplicateEntryId("could not generate unique entry ids", field="id")
+
+    def write_appending(
+        self,
+        work: Callable[[SqlTx, bool], T],
+        begin: Callable[[], AbstractContextManager[SqlTx]] | None = None,
+    ) -> T:
+        """Run `work(tx, fresh)` in a write transaction (from `begin`, by default the
+        backend's `write`), under the id retry rule."""
+
+        def attempt(fresh: bool) -> T:
+            with (begin or self.backend.write)() as tx:
+                return work(tx, fresh)
+
+        return self.fresh_ids(attempt)
+
+    # --- appends --------------------------------------------------------------------
+
+    def prepare_append(
+        self,
+        session_id: str,
+        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        *,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> AppendRequest:
+        """Check and serialize an append before any transaction starts."""
+        check_text(session_id, "session_id", max_length=256)
+        if idempotency_key is not None:
+            check_text(idempotency_key, "idempotency_key", max_length=256)
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        stamp = Stamp.at(now_micros(self.clock))
+        limit = self.max_payload_bytes
+        given: object = entries
+        prepared: tuple[PreparedEntry, ...]
+        if isinstance(given, Message | NewEntry):
+            # One entry, the commonest append: no generator, nothing to compare ids with.
+            prepared = (prepare(given, stamp, max_payload_bytes=limit),)
+        elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
+            prepared = tuple(prepare(item, stamp, max_payload_bytes=limit) for item in given)
+            explicit = [p.id for p in prepared if p.id is not None]
+            if len(explicit) != len(set(explicit)):
+                raise DuplicateEntryId("two entries in one append share an id", field="id")
+        else:
+            raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
+        return AppendRequest(session_id, prepared, idempotency_key, expected_version, stamp.micros)
+
+    def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
+        """Run a prepared append in a transaction of its own."""
+        # Without a key to look up first, the append is one `append_entries` call.
+        single = request.idempotency_key is None and bool(request.entries)
+        return self.write_appending(
+            lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
+            self.backend.write_append if single else self.backend.write,
+        )
+
+    def append_in(
+        self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False
+    ) -> tuple[Entry, ...]:
+        """Run a prepared append inside the caller's write transaction (raising
+        `GeneratedIdClash` for `fresh_ids` to handle)."""
+        session_id = request.session_id
+        if request.idempotency_key is not None:
+            # Lock the session before looking: a retry racing the call it repeats
+            # then waits for that call to commit, and finds its entries.
+            target = tx.append_target(session_id)
+            if target is None:
+                raise SessionNotFound(session_id)
+            self._check_target(target, request, version=False)
+            done = tx.entries_by_idempotency_key(session_id, request.idempotency_key)
+            if done:
+                return tuple(done)
+        entries = request.entries
+        if not entries:
+            target = tx.append_target(session_id)
+            if target is None:
+                raise SessionNotFound(session_id)
+            self._check_target(target, request)
+            return ()
+        try:
+            appended = tx.append_entries(
+                session_id,
+                entries,
+                suffixes=[new_entry_suffix() for _ in entries],
+                agent_id=self.agent_id,
+                expected_version=request.expected_version,
+                idempotency_key=request.idempotency_key,
+                now=request.now,
+            )
+        except DuplicateEntryId:
+            if all(p.id is not None for p in entries) or fresh_ids:
+                raise
+            raise GeneratedIdClash from None
+        if appended is None:
+            raise SessionNotFound(session_id)
+        # Raising from here rolls back whatever was appended, with the transaction;
+        # an append sent as one statement wrote nothing when these checks fail.
+        self._check_target(appended.target, request)
+        first = appended.target.entry_count + 1
+        ids, parents = appended.ids, appended.parents
+        created = from_micros(request.now)
+        key = request.idempotency_key
+        # Positional, in Entry's field order: a third cheaper than keywords.
+        return tuple(
+            Entry(
+                session_id,
+                first + offset,
+                ids[offset],
+                parents[offset],
+                entry.type,
+                entry.role,
+                entry.payload_data,
+                entry.text,
+                entry.usage,
+                created,
+                key,
+                entry.tokens,
+            )
+            for offset, entry in enumerate(entries)
+        )
+
+    def _check_target(
+        self, target: AppendTarget, request: AppendRequest, *, version: bool = True
+    ) -> None:
+        """The scope check and the version check of an append, on the locked row."""
+        if self.agent_id is not None and target.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, request.session_id)
+        expected = request.expected_version
+        if version and expected is not None and expected != target.version:
+            raise ConflictError(request.session_id, expected, target.version)
+
+    # --- compaction -----------------------------------------------------------------
+
+    def plan_compaction(self, session_id: str, strategy: Strategy) -> CompactionPlan | None:
+        """Decide what a compaction would summarise (a read transaction); `None` for
+        nothing."""
+        with self.backend.read() as tx:
+            record = self.record(tx, session_id)
+            return plan_compaction(tx, record.sid, record.session, strategy)
+
+    def commit_compaction(self, plan: CompactionPlan, summary: str) -> CompactionResult:
+        """Append the compaction entry of `plan` with `summary` (a write transaction)."""
+        entry = NewEntry("compaction", compaction_payload(plan, summary))
+        request = self.prepare_append(plan.session_id, entry)
+
+        def work(tx: SqlTx, fresh: bool) -> CompactionResult:
+            record = self.record(tx, plan.session_id, lock=True)
+            check_still_valid(tx, record.sid, record.session, plan)
+            appended = self.append_in(tx, request, fresh_ids=fresh)
+            session = self.by_sid(tx, record.sid).session
+            return CompactionResult(
+                session, appended[0], plan.first_kept.seq, len(plan.dropped), plan.tokens_before
+            )
+
+        return self.write_appending(work)
+
+    # --- sessions and keys ----------------------------------------------------------
+
+    def new_session(
+        self,
+        agent_id: str,
+        key: str | None,
+        *,
+        origin: Origin | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        fork_parent: Any = None,
+        now: datetime | None = None,
+    ) -> Session:
+        """A session value for `insert_session`, its fields checked."""
+        if origin is not None and not isinstance(origin, Origin):
+            raise InvalidInput("must be an Origin", field="origin")
+        if title is not None:
+            check_text(title, "title")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidInput("must be a JSON object", field="metadata")
+        meta = dict(metadata or {})
+        dumps(meta, field="metadata")
+        when = now or self.clock.now()
+        return Session(
+            id=new_session_id(),
+            agent_id=agent_id,
+            key=key,
+            status="active",
+            title=title,
+            created_at=when,
+            updated_at=when,
+            active_at=when,
+            entry_count=0,
+            message_count=0,
+            compaction_count=0,
+            compacted_at=None,
+            usage=TokenUsage(),
+            size_bytes=0,
+            metadata=meta,
+            origin=origin or Origin(),
+            fork_parent=fork_parent,
+            leaf_seq=0,
+            version=1,
+        )
+
+    def bind_new(self, tx: SqlTx, agent: str, key: str, new: Session) -> Session | None:
+        """Make `new` the key's session unless it has one: `None` when `new` was bound,
+        else the session that holds the key (and `new` is not kept).
+
+        On a server database another process may bind the key between our look
+        and our insert, and a third may delete that session again before we
+        look once more; each turn of the loop settles one such race.
+        """
+        new_sid: int | None = None
+        for _ in range(_BIND_ATTEMPTS):
+            found = self.bound(tx, agent, key, lock=True)
+            if found is not None:
+                if new_sid is not None:
+                    tx.delete_session(new_sid)
+                return found.session
+            if new_sid is None:
+                new_sid = tx.insert_session(new)
+            if tx.bind_if_unbound(agent, key, new_sid, to_micros(new.created_at)):
+                return None
+        raise StoreBusy(f"could not bind {key!r}: other writers kept changing it")
+
+    def reset_in(
+        self, tx: SqlTx, agent: str, key: str, *, origin: Origin | None, now: datetime
+    ) -> Session:
+        """Start a new current session for the key, archiving the one it had."""
+        old = self.bound(tx, agent, key, lock=True)
+        if origin is None and old is not None:
+            origin = old.session.origin
+        new = self.new_session(agent, key, origin=origin, now=now)
+        new_sid = tx.insert_session(new)
+        if old is None and tx.bind_if_unbound(agent, key, new_sid, to_micros(now)):
+            return new
+        # The key had a session (or another process bound it meanwhile): ours replaces it.
+        self.rebind(tx, agent, key, new_sid, now)
+        return new
+
+    def rebind(self, tx: SqlTx, agent: str, key: str, sid: int, now: datetime) -> None:
+        """Make `sid` the key's current session; the one it replaces is archived."""
+        old = tx.binding(agent, key, lock=True)
+        tx.rebind(agent, key, sid, to_micros(now))
+        if old is not None and old != sid:
+            tx.update_session(old, now=to_micros(now), status="archived")
+
+    def delete_in(self, tx: SqlTx, sid: int, *, active_at: int | None = None) -> bool:
+        """Delete a session, its entries and its binding; with `active_at`, only if it has
+        seen no activity since then. Locks its binding, then the session: every write
+        takes bindings before sessions, so two writers never wait on each other in a circle.
+        """
+        tx.lock_bindings_of(sid)
+        record = tx.session_by_sid(sid, lock=True)
+        if record is None:
+            return False
+        self.visible(record.session)
+        if active_at is not None and to_micros(record.session.active_at) != active_at:
+            return False
+        tx.delete_session(sid)
+        return True
+
+    # --- whole sessions: imports, restores, copies ----------------------------------
+
+    def stream_sessions(self, *, page: int = 200) -> Iterator[tuple[Session, bool]]:
+        """Every session in scope in the order they were stored, with whether it is
+        its key's current session; read a page at a time."""
+        after = 0
+        while True:
+            with self.backend.read() as tx:
+                records = tx.sessions_after(after, page, self.agent_id)
+                found = [(self.visible(r.session), tx.is_bound(r.sid)) for r in records]
+            yield from found
+            if len(records) < page:
+                return
+            after = records[-1].sid
+
+    def write_session(
+        self,
+        image: SessionImage,
+        entries: Iterable[EntryImage],
+        *,
+        replace: bool = False,
+    ) -> Session:
+        """Write a whole session (an import, a copy) in one transaction, exactly as given:
+        id, entries with their ids, tree, payloads and times, version, and, when
+        `image.current`, its key's binding (archiving the session it replaces).
+
+        Entries are consumed a page at a time. Counters and usage totals are
+        computed from the entries. Nothing is written if anything is wrong.
+
+        Raises:
+            SessionExists: when the store holds a session with this id (and not `replace`).
+            InvalidInput: for entries that are not numbered 1, 2, 3... or whose
+                parent is not an earlier entry, and for any bad value.
+        """
+        self._check_image(image)
+        now = self.clock.now()
+        with self.backend.write() as tx:
+            if image.current and image.key is not None:
+                tx.binding(image.agent_id, image.key, lock=True)  # bindings before sessions
+            existing = tx.session_by_id(image.id)
+            if existing is not None:
+                if not replace:
+                    raise SessionExists(image.id)
+                self.visible(existing.session)
+                self.delete_in(tx, existing.sid)
+            session = self.new_session(
+                image.agent_id,
+                image.key,
+                origin=image.origin,
+                title=image.title,
+                metadata=image.metadata,
+                fork_parent=image.fork_parent,
+                now=image.created_at,
+            )
+            session = attrs.evolve(session, id=image.id, status=image.status)
+            sid = tx.insert_session(session)
+            count = self._write_entries(tx, sid, entries)
+            if image.leaf_seq > count:
+                raise InvalidInput(f"the session has {count} entries", field="leaf_seq")
+            tx.recount(sid, to_micros(now))
+            tx.restore_state(
+                sid,
+                leaf_seq=image.leaf_seq,
+                version=image.version,
+                updated_at=to_micros(image.updated_at),
+                active_at=to_micros(image.active_at),
+            )
+            if image.current and image.key is not None:
+                self.rebind(tx, image.agent_id, image.key, sid, now)
+            return self.by_sid(tx, sid).session
+
+    def _check_image(self, image: SessionImage) -> None:
+        if not isinstance(image, SessionImage):
+            raise InvalidInput("must be a SessionImage", field="image")
+        check_text(image.id, "id", max_length=256)
+        check_text(image.agent_id, "agent_id", max_length=64)
+        if image.agent_id != normalize_agent_id(image.agent_id):
+            raise InvalidInput("must be a normalised agent id", field="agent_id")
+        if image.key is not None:
+            stored, agent = session_key(image.key, image.agent_id)
+            if stored != image.key or agent != image.agent_id:
+                raise InvalidInput(
+                    f"must be a normalised key of agent {image.agent_id}", field="key"
+                )
+        if image.status not in SESSION_STATUSES:
+            raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
+        check_int(image.version, "version", minimum=1)
+        check_int(image.leaf_seq, "leaf_seq")
+        if self.agent_id is not None and image.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, image.id)
+
+    def _write_entries(self, tx: SqlTx, sid: int, entries: Iterable[EntryImage]) -> int:
+        """Insert entry images a page at a time; return how many there were."""
+        batch: list[tuple[PreparedEntry, EntryImage]] = []
+        count = 0
+
+        def flush() -> None:
+            if batch:
+                tx.insert_entries(
+                    sid,
+                    [prepared for prepared, _ in batch],
+                    ids=[image.id for _, image in batch],
+                    first_seq=batch[0][1].seq,
+                    parents=[image.parent_seq for _, image in batch],
+                    idempotency_key=[image.idempotency_key for _, image in batch],
+                )
+                batch.clear()
+
+        for image in entries:
+            count += 1
+            if not isinstance(image, EntryImage):
+                raise InvalidInput("must be EntryImage values", field="entries")
+            if image.seq != count:
+                raise InvalidInput(f"entry {image.seq} should be entry {count}", field="seq")
+            if image.parent_seq is not None and not 1 <= image.parent_seq < image.seq:
+                raise InvalidInput(
+                    f"entry {image.seq} hangs from {image.parent_seq}, not an earlier entry",
+                    field="parent_seq",
+                )
+            check_text(image.id, "id", max_length=256)
+            prepared = prepare(
+                NewEntry(image.type, image.payload, id=image.id),
+                Stamp.of(image.created_at),
+                max_payload_bytes=self.max_payload_bytes,
+                verbatim=True,
+            )
+            batch.append((prepared, image))
+            if len(batch) >= PAGE:
+                flush()
+        flush()
+        return count
