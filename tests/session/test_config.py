@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from aisopod_session import ConfigError, ResetPolicy, RetentionPolicy, SessionConfig
+from aisopod_session.keys import DM_SCOPES
 
 OPENCLAW_SECTION: dict[str, Any] = {
     "dmScope": "per-channel-peer",
@@ -125,6 +126,153 @@ def test_bad_values_name_their_field(section: dict[str, Any], field: str) -> Non
         SessionConfig.from_dict(section)
     assert caught.value.field == field
     assert field in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "reason"),
+    [
+        # nested values, named by the keys as given (spelling and case kept)
+        (
+            {"resetByChannel": {"telegram": {"mode": "weekly"}}},
+            "session.resetByChannel.telegram.mode",
+            "must be daily or idle",
+        ),
+        (
+            {"reset_by_channel": {"TeleGram": {"at_hour": "4"}}},
+            "session.reset_by_channel.TeleGram.at_hour",
+            "must be a number, got str",
+        ),
+        (
+            {"resetByType": {"dm": {"idleMinutes": float("inf")}}},
+            "session.resetByType.dm.idleMinutes",
+            "must be finite",
+        ),
+        ({"maintenance": "weekly"}, "session.maintenance", "must be an object, got str"),
+        ({"retention": {"mode": "delete"}}, "session.retention.mode", "must be warn or enforce"),
+        ({"tz": "Mars/Olympus"}, "session.tz", "unknown time zone 'Mars/Olympus'"),
+        # legacy names are named as given
+        (
+            {"maintenance": {"pruneDays": "soon"}},
+            "session.maintenance.pruneDays",
+            "must be a duration such as 30d or 12h",
+        ),
+        (
+            {"maintenance": {"max_sessions": 0}},
+            "session.maintenance.max_sessions",
+            "must be at least 1",
+        ),
+        (
+            {"maintenance": {"maxDiskBytes": "1gb", "highWaterBytes": "half%"}},
+            "session.maintenance.highWaterBytes",
+            "not a percentage",
+        ),
+        # a wrong type in a list refuses the list; in an object, names its key
+        ({"resetTriggers": ["/fresh", 5]}, "session.resetTriggers", "must be a list of strings"),
+        (
+            {"identityLinks": {"alice": ["telegram:1"], "bob": ["discord:2", None]}},
+            "session.identityLinks.bob",
+            "must be a list of ids",
+        ),
+        (
+            {"resetByType": {"group": None}},
+            "session.resetByType.group",
+            "must be an object, got NoneType",
+        ),
+        (
+            {"resetByChannel": {"x": "idle"}},
+            "session.resetByChannel.x",
+            "must be an object, got str",
+        ),
+        ({"resetByChannel": ["x"]}, "session.resetByChannel", "must be an object"),
+        # the same option under both spellings, at any depth
+        (
+            {"reset": {"atHour": 3, "at_hour": 4}},
+            "session.reset",
+            "given twice (as 'atHour' and 'at_hour')",
+        ),
+        (
+            {"maintenance": {}, "retention": {}},
+            "session",
+            "given twice (as 'maintenance' and 'retention')",
+        ),
+        ({"dmScope": None}, "session.dmScope", "must be one of " + ", ".join(DM_SCOPES)),
+        ({1: "main"}, "session", "keys must be strings"),
+    ],
+)
+def test_error_paths(section: dict[Any, Any], field: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SessionConfig.from_dict(section)
+    assert caught.value.field == field
+    assert caught.value.reason == reason
+    assert str(caught.value) == f"{field}: {reason}"
+
+
+def test_a_value_python_cannot_hold_is_a_config_error_at_its_field() -> None:
+    with pytest.raises(ConfigError) as caught:
+        SessionConfig.from_dict({"maintenance": {"pruneAfter": float("nan")}})
+    assert caught.value.field == "session.maintenance.pruneAfter"
+
+
+def test_null_means_not_given_except_where_openclaw_refuses_it() -> None:
+    config = SessionConfig.from_dict(
+        {
+            "reset": {"mode": None, "atHour": None},
+            "idleMinutes": None,
+            "timezone": None,
+            "maintenance": {"maxEntries": None, "pruneAfter": None},
+        }
+    )
+    assert config.reset == ResetPolicy()
+    assert config.idle_minutes is None
+    assert config.timezone is None
+    assert config.retention == RetentionPolicy()
+    for option in ("mainKey", "identityLinks", "resetByType", "resetTriggers"):
+        with pytest.raises(ConfigError) as caught:
+            SessionConfig.from_dict({option: None})
+        assert caught.value.field == f"session.{option}"
+
+
+def test_openclaw_names_win_over_aisopod_names() -> None:
+    config = SessionConfig.from_dict(
+        {"maintenance": {"maxSessions": 20, "maxEntries": 10, "max_bytes": 5, "maxDiskBytes": 9}}
+    )
+    assert config.retention.max_sessions == 10
+    assert config.retention.max_bytes == 9
+
+
+def test_chat_types_and_channels_are_normalised() -> None:
+    config = SessionConfig.from_dict(
+        {"resetByType": {" DM ": {"atHour": 1}}, "resetByChannel": {" TeleGram ": {"atHour": 2}}}
+    )
+    assert config.reset_by_type == {"direct": ResetPolicy(at_hour=1)}
+    assert config.reset_by_channel == {"telegram": ResetPolicy(at_hour=2)}
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"resetByChannel": {"tg": {"atHour": 1, "hour": 2}}}, "session.resetByChannel.tg.hour"),
+        ({"resetByType": {"group": {"idle": 5}}}, "session.resetByType.group.idle"),
+        ({"maintenance": {"rotateBytes": "10mb"}}, "session.maintenance.rotateBytes"),
+        ({"typingIntervalSeconds": None}, "session.typingIntervalSeconds"),
+        ({"extra": {}}, "session.extra"),
+        # unknown keys are reported before bad values of the same section
+        ({"dmScope": "per-planet", "store": "sessions.json"}, "session.store"),
+        ({"reset": {"mode": "weekly", "hour": 4}}, "session.reset.hour"),
+    ],
+)
+def test_strict_mode_names_the_unknown_key(section: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        SessionConfig.from_dict(section, strict=True)
+    assert caught.value.field == field
+    assert caught.value.reason == "unknown option"
+
+
+def test_without_strict_unknown_nested_keys_are_ignored() -> None:
+    config = SessionConfig.from_dict({"reset": {"hour": 9}, "maintenance": {"rotateBytes": 1}})
+    assert config.reset == ResetPolicy()
+    assert config.retention == RetentionPolicy()
+    assert config.extra == {}
 
 
 def test_strict_mode_refuses_unknown_keys() -> None:

@@ -8,18 +8,21 @@ are kept in `extra` (or refused with `strict=True`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, NewType, TypeAlias, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
 
 from aisopod_session._errors import ConfigError
-from aisopod_session.keys import DM_SCOPES, DmScope, chat_type_of_key, normalize_main_key
+from aisopod_session.keys import DmScope, chat_type_of_key, normalize_main_key
 
 __all__ = [
     "ResetMode",
@@ -182,7 +185,10 @@ class SessionConfig:
             ConfigError: naming the field of the first bad value (and, with
                 `strict`, of the first key aisopod does not know).
         """
-        return _Reader("session", data, strict).config()
+        try:
+            return _converter(strict).structure(data, SessionConfig)
+        except (ConfigError, cattrs.BaseValidationError) as err:
+            raise _config_error(err, data, "session") from err
 
 
 def host_timezone() -> tzinfo:
@@ -203,6 +209,11 @@ def host_timezone() -> tzinfo:
 
 
 # --- reading -----------------------------------------------------------------------
+#
+# cattrs reads a section: one generated function per class, a hook per field for
+# OpenClaw's rules and messages. Keys are brought to field names first (camelCase or
+# snake_case, aliases, legacy names), and a failure is traced back through the notes
+# cattrs attaches to the keys as given: `session.resetByChannel.Telegram.atHour`.
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {
@@ -216,198 +227,235 @@ _DURATION_UNITS = {
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 
-_KNOWN = {
+_ALIASES: Final = {"maintenance": "retention", "time_zone": "timezone", "tz": "timezone"}
+# OpenClaw's names for aisopod's fields; when both are given, OpenClaw's wins.
+_LEGACY: Final[Mapping[type, Mapping[str, str]]] = {
+    RetentionPolicy: {
+        "prune_days": "prune_after",
+        "max_entries": "max_sessions",
+        "max_disk_bytes": "max_bytes",
+    },
+}
+# Options where `null` is a bad value; for the others it means "not given".
+_NULL_IS_A_VALUE: Final = {
     "dm_scope",
     "main_key",
     "identity_links",
-    "reset",
     "reset_by_type",
     "reset_by_channel",
     "reset_triggers",
-    "idle_minutes",
-    "timezone",
-    "retention",
 }
-_ALIASES = {"maintenance": "retention", "time_zone": "timezone", "tz": "timezone"}
+
+_Hook: TypeAlias = Callable[[Any, Any], Any]
+_ChatType = NewType("_ChatType", str)
+_Channel = NewType("_Channel", str)
+_Ids = NewType("_Ids", tuple[str, ...])
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class _Reader:
-    """Reads one section, remembering where it is for error messages."""
+def _known(cls: type) -> set[str]:
+    return {field.name for field in attrs.fields(cls)} - {"extra"}
 
-    def __init__(self, path: str, data: object, strict: bool) -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"must be an object, got {type(data).__name__}", field=path)
-        self.path = path
-        self.strict = strict
-        self.values: dict[str, Any] = {}
-        self.given: dict[str, str] = {}
-        for key, value in data.items():
-            if not isinstance(key, str):
-                raise ConfigError("keys must be strings", field=path)
-            name = _snake(key)
-            name = _ALIASES.get(name, name)
-            if name in self.values:
-                raise ConfigError(f"given twice (as {self.given[name]!r} and {key!r})", field=path)
-            self.values[name] = value
-            self.given[name] = key
 
-    def field(self, name: str) -> str:
-        return f"{self.path}.{self.given.get(name, name)}"
+def _names(cls: type, data: object) -> dict[str, str]:
+    """Field name -> key as given, for every key of a section (unknown ones too)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"must be an object, got {type(data).__name__}")
+    names: dict[str, str] = {}
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError("keys must be strings")
+        name = _ALIASES.get(_snake(key), _snake(key))
+        if name in names:
+            raise ConfigError(f"given twice (as {names[name]!r} and {key!r})")
+        names[name] = key
+    for legacy, name in _LEGACY.get(cls, {}).items():
+        if legacy in names:
+            names[name] = names.pop(legacy)
+    return names
 
-    def fail(self, name: str, reason: str) -> ConfigError:
-        return ConfigError(reason, field=self.field(name))
 
-    def config(self) -> SessionConfig:
-        extra = {self.given[k]: v for k, v in self.values.items() if k not in _KNOWN}
-        if self.strict and extra:
-            raise self.fail(next(iter(self.values.keys() - _KNOWN)), "unknown option")
-        kwargs: dict[str, Any] = {"extra": extra}
-        if "dm_scope" in self.values:
-            scope = self.values["dm_scope"]
-            if scope not in DM_SCOPES:
-                raise self.fail("dm_scope", f"must be one of {', '.join(DM_SCOPES)}")
-            kwargs["dm_scope"] = scope
-        if "main_key" in self.values:
-            kwargs["main_key"] = normalize_main_key(self.text("main_key"))
-        if "identity_links" in self.values:
-            kwargs["identity_links"] = self.identity_links()
-        if self.values.get("reset") is not None:
-            kwargs["reset"] = self.policy(self.field("reset"), self.values["reset"])
-        if "reset_by_type" in self.values:
-            kwargs["reset_by_type"] = self.policies("reset_by_type", types=True)
-        if "reset_by_channel" in self.values:
-            kwargs["reset_by_channel"] = self.policies("reset_by_channel", types=False)
-        if "reset_triggers" in self.values:
-            extra_triggers = self.strings("reset_triggers")
-            kwargs["reset_triggers"] = tuple(dict.fromkeys([*DEFAULT_TRIGGERS, *extra_triggers]))
-        if self.values.get("idle_minutes") is not None:
-            kwargs["idle_minutes"] = self.number("idle_minutes")
-        if self.values.get("timezone") is not None:
-            kwargs["timezone"] = self.zone("timezone")
-        if self.values.get("retention") is not None:
-            kwargs["retention"] = self.retention()
-        return SessionConfig(**kwargs)
+def _values(cls: type, data: Any) -> dict[str, Any]:
+    """A section under field names, less the options whose `null` means "not given"."""
+    known = _known(cls)
+    return {
+        name: data[key]
+        for name, key in _names(cls, data).items()
+        if data[key] is not None or name not in known or name in _NULL_IS_A_VALUE
+    }
 
-    def text(self, name: str) -> str:
-        value = self.values[name]
-        if not isinstance(value, str):
-            raise self.fail(name, f"must be a string, got {type(value).__name__}")
-        return value
 
-    def strings(self, name: str) -> list[str]:
-        value = self.values[name]
+def _number(value: Any, _: object = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError("must be finite")
+    return int(value)
+
+
+def _count(value: Any, _: object) -> int:
+    count = _number(value)
+    if count < 1:
+        raise ConfigError("must be at least 1")
+    return count
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"must be a string, got {type(value).__name__}")
+    return value
+
+
+def _zone(value: Any, _: object) -> str:
+    zone = _text(value)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ConfigError(f"unknown time zone {zone!r}") from err
+    return zone
+
+
+def _is_literal(kind: object) -> bool:
+    return get_origin(kind) is Literal
+
+
+def _choice(value: Any, kind: Any) -> Any:
+    choices = get_args(kind)
+    if value not in choices:
+        listed = " or ".join(choices) if len(choices) == 2 else f"one of {', '.join(choices)}"
+        raise ConfigError(f"must be {listed}")
+    return value
+
+
+def _strings(message: str) -> _Hook:
+    # The list is refused whole: the error names the option, not an index in it.
+    def hook(value: Any, _: object) -> tuple[str, ...]:
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise self.fail(name, "must be a list of strings")
-        return list(value)
+            raise ConfigError(message)
+        return tuple(value)
 
-    def number(self, name: str) -> int:
-        value = self.values[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {type(value).__name__}")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise self.fail(name, "must be finite")
-        return int(value)
+    return hook
 
-    def zone(self, name: str) -> str:
-        zone = self.text(name)
+
+def _triggers(value: Any, _: object) -> tuple[str, ...]:
+    given = _strings("must be a list of strings")(value, _)
+    return tuple(dict.fromkeys([*DEFAULT_TRIGGERS, *given]))
+
+
+def _chat_type(key: Any, _: object) -> str:
+    label = str(key).strip().lower()
+    label = "direct" if label == "dm" else label
+    if label not in ("direct", "group", "thread"):
+        raise ConfigError("must be direct, dm, group or thread")
+    return label
+
+
+def _percentage(text: str, of: int | None) -> int:
+    if of is None:
+        raise ConfigError("a percentage needs maxDiskBytes")
+    try:
+        return int(of * float(text.strip()[:-1]) / 100)
+    except (ValueError, OverflowError) as err:
+        raise ConfigError("not a percentage") from err
+
+
+def _hooks(**hooks: _Hook) -> dict[str, Any]:
+    return {name: cattrs.override(struct_hook=hook) for name, hook in hooks.items()}
+
+
+@functools.cache
+def _converter(strict: bool) -> cattrs.Converter:
+    """The converter of configuration (a user's file, not aisopod's own JSON, so not
+    the shared converter); with `strict`, unknown keys are errors."""
+    converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=strict)
+    converter.register_structure_hook_func(_is_literal, _choice)
+    converter.register_structure_hook(int, _number)
+    converter.register_structure_hook(_ChatType, _chat_type)
+    converter.register_structure_hook(_Channel, lambda key, _: str(key).strip().lower())
+    converter.register_structure_hook(_Ids, _strings("must be a list of ids"))
+
+    def mapping(of: Any, message: str) -> _Hook:
+        def hook(value: Any, _: object) -> Any:
+            if not isinstance(value, Mapping):
+                raise ConfigError(message)
+            return converter.structure(value, of)
+
+        return hook
+
+    reset = make_dict_structure_fn(ResetPolicy, converter)
+    # parse_duration and parse_size name a field; the path replaces it (_config_error).
+    retention = make_dict_structure_fn(
+        RetentionPolicy,
+        converter,
+        **_hooks(
+            prune_after=lambda value, _: parse_duration(value, field="prune_after"),
+            max_sessions=_count,
+            max_bytes=lambda value, _: parse_size(value, field="max_bytes"),
+            high_water_bytes=lambda value, _: parse_size(value, field="high_water_bytes"),
+        ),
+    )
+
+    def structure_retention(data: Any, cls: type[RetentionPolicy]) -> RetentionPolicy:
+        values = _values(cls, data)
+        share = values.get("high_water_bytes")
+        if not (isinstance(share, str) and share.strip().endswith("%")):
+            return retention(values, cls)
+        del values["high_water_bytes"]  # a share of max_bytes, known once it is read
+        policy = retention(values, cls)
         try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError) as err:
-            raise self.fail(name, f"unknown time zone {zone!r}") from err
-        return zone
+            return attrs.evolve(policy, high_water_bytes=_percentage(share, policy.max_bytes))
+        except ConfigError as err:  # reported as cattrs reports a field's failure
+            err.add_note(cattrs.AttributeValidationNote("a percentage", "high_water_bytes", str))
+            raise cattrs.ClassValidationError("While structuring", [err], cls) from None
 
-    def identity_links(self) -> dict[str, tuple[str, ...]]:
-        links = self.values["identity_links"]
-        if not isinstance(links, Mapping):
-            raise self.fail("identity_links", "must be an object of name -> list of ids")
-        result: dict[str, tuple[str, ...]] = {}
-        for name, ids in links.items():
-            if not isinstance(ids, list | tuple) or not all(isinstance(i, str) for i in ids):
-                raise ConfigError(
-                    "must be a list of ids", field=f"{self.field('identity_links')}.{name}"
-                )
-            result[str(name)] = tuple(ids)
-        return result
+    converter.register_structure_hook(ResetPolicy, lambda data, cls: reset(_values(cls, data), cls))
+    converter.register_structure_hook(RetentionPolicy, structure_retention)
+    session = make_dict_structure_fn(
+        SessionConfig,
+        converter,
+        extra=cattrs.override(omit=True),
+        **_hooks(
+            main_key=lambda value, _: normalize_main_key(_text(value)),
+            identity_links=mapping(dict[str, _Ids], "must be an object of name -> list of ids"),
+            reset_by_type=mapping(dict[_ChatType, ResetPolicy], "must be an object"),
+            reset_by_channel=mapping(dict[_Channel, ResetPolicy], "must be an object"),
+            reset_triggers=_triggers,
+            timezone=_zone,
+        ),
+    )
 
-    def policy(self, path: str, data: object) -> ResetPolicy:
-        reader = _Reader(path, data, self.strict)
-        unknown = reader.values.keys() - {"mode", "at_hour", "idle_minutes"}
-        if self.strict and unknown:
-            raise reader.fail(next(iter(unknown)), "unknown option")
-        kwargs: dict[str, Any] = {}
-        if reader.values.get("mode") is not None:
-            mode = reader.values["mode"]
-            if mode not in ("daily", "idle"):
-                raise reader.fail("mode", "must be daily or idle")
-            kwargs["mode"] = mode
-        if reader.values.get("at_hour") is not None:
-            kwargs["at_hour"] = reader.number("at_hour")
-        if reader.values.get("idle_minutes") is not None:
-            kwargs["idle_minutes"] = reader.number("idle_minutes")
-        return ResetPolicy(**kwargs)
+    def structure_session(data: Any, cls: type[SessionConfig]) -> SessionConfig:
+        config = session(_values(cls, data), cls)
+        known = _known(cls)
+        extra = {key: data[key] for name, key in _names(cls, data).items() if name not in known}
+        return attrs.evolve(config, extra=extra)
 
-    def policies(self, name: str, *, types: bool) -> dict[str, ResetPolicy]:
-        data = self.values[name]
-        if not isinstance(data, Mapping):
-            raise self.fail(name, "must be an object")
-        result: dict[str, ResetPolicy] = {}
-        for key, value in data.items():
-            label = str(key).strip().lower()
-            if types:
-                label = "direct" if label == "dm" else label
-                if label not in ("direct", "group", "thread"):
-                    raise ConfigError(
-                        "must be direct, dm, group or thread", field=f"{self.field(name)}.{key}"
-                    )
-            result[label] = self.policy(f"{self.field(name)}.{key}", value)
-        return result
+    converter.register_structure_hook(SessionConfig, structure_session)
+    return converter
 
-    def retention(self) -> RetentionPolicy:
-        reader = _Reader(self.field("retention"), self.values["retention"], self.strict)
-        known = {"mode", "prune_after", "prune_days", "max_sessions", "max_entries"}
-        known |= {"max_bytes", "max_disk_bytes", "high_water_bytes"}
-        unknown = reader.values.keys() - known
-        if self.strict and unknown:
-            raise reader.fail(next(iter(unknown)), "unknown option")
-        kwargs: dict[str, Any] = {}
-        if reader.values.get("mode") is not None:
-            if reader.values["mode"] not in ("warn", "enforce"):
-                raise reader.fail("mode", "must be warn or enforce")
-            kwargs["mode"] = reader.values["mode"]
-        for name in ("prune_after", "prune_days"):
-            if reader.values.get(name) is not None:
-                kwargs["prune_after"] = reader.duration(name, default_unit="d")
-        for name in ("max_sessions", "max_entries"):
-            if reader.values.get(name) is not None:
-                kwargs["max_sessions"] = reader.number(name)
-                if kwargs["max_sessions"] < 1:
-                    raise reader.fail(name, "must be at least 1")
-        for name in ("max_bytes", "max_disk_bytes"):
-            if reader.values.get(name) is not None:
-                kwargs["max_bytes"] = reader.size(name)
-        if reader.values.get("high_water_bytes") is not None:
-            high = reader.values["high_water_bytes"]
-            if isinstance(high, str) and high.strip().endswith("%"):
-                if "max_bytes" not in kwargs:
-                    raise reader.fail("high_water_bytes", "a percentage needs maxDiskBytes")
-                try:
-                    share = float(high.strip()[:-1])
-                except ValueError as err:
-                    raise reader.fail("high_water_bytes", "not a percentage") from err
-                kwargs["high_water_bytes"] = int(kwargs["max_bytes"] * share / 100)
-            else:
-                kwargs["high_water_bytes"] = reader.size("high_water_bytes")
-        return RetentionPolicy(**kwargs)
 
-    def duration(self, name: str, *, default_unit: str) -> timedelta:
-        return parse_duration(self.values[name], field=self.field(name), default_unit=default_unit)
-
-    def size(self, name: str) -> int:
-        return parse_size(self.values[name], field=self.field(name))
+def _config_error(err: BaseException, data: Any, path: str) -> ConfigError:
+    """The first failure cattrs reports in `err`, at its path in `data` as given."""
+    if isinstance(err, cattrs.ForbiddenExtraKeysError):
+        names = _names(err.cl, data).items()
+        key = next(key for name, key in names if name in err.extra_fields)
+        return ConfigError("unknown option", field=f"{path}.{key}")
+    if isinstance(err, cattrs.BaseValidationError):
+        # Unknown keys before bad values, section by section, as always.
+        first = min(
+            err.exceptions, key=lambda sub: not isinstance(sub, cattrs.ForbiddenExtraKeysError)
+        )
+        for note in getattr(first, "__notes__", ()):
+            if isinstance(note, cattrs.AttributeValidationNote):
+                key = _names(err.cl, data)[note.name]
+                return _config_error(first, data[key], f"{path}.{key}")
+            if isinstance(note, cattrs.IterableValidationNote):
+                return _config_error(first, data[note.index], f"{path}.{note.index}")
+        return _config_error(first, data, path)
+    return ConfigError(err.reason if isinstance(err, ConfigError) else str(err), field=path)
 
 
 def parse_duration(value: object, *, field: str, default_unit: str = "d") -> timedelta:
