@@ -24,7 +24,6 @@ from aisopod_session import (
 )
 from aisopod_session import transcripts as transcripts_module
 from aisopod_session._entries import iso_timestamp
-from aisopod_session._transfer import PAGE
 from aisopod_session.transcripts import (
     HEADER_METADATA_KEY,
     OPENCLAW_METADATA_KEY,
@@ -33,6 +32,7 @@ from aisopod_session.transcripts import (
     import_openclaw_agent,
     import_transcript,
 )
+from aisopod_session.transfer._images import PAGE
 from aisopod_shared import Message
 from tests.session.snapshot import all_entries, snapshot
 from tests.session.transcript_helpers import (

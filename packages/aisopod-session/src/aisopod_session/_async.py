@@ -45,9 +45,9 @@ from aisopod_session._store import (
     _GeneratedIdClash,
     _Unset,
 )
-from aisopod_session._transfer import EntryImage, SessionImage
 from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
+from aisopod_session.transfer._images import EntryImage, SessionImage
 from aisopod_shared import Message, logger
 
 __all__ = ["AsyncSessionStore"]

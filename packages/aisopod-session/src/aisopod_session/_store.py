@@ -55,7 +55,6 @@ from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchHit, SearchPage, parse_query
-from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_int, check_text, merge_patch, session_key
 from aisopod_session.backends._sql import (
     AppendTarget,
@@ -66,6 +65,7 @@ from aisopod_session.backends._sql import (
     SqlTx,
 )
 from aisopod_session.keys import normalize_agent_id
+from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage
 from aisopod_shared import (
     Clock,
     InvalidInput,

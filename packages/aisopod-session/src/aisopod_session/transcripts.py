@@ -54,9 +54,9 @@ from aisopod_session._errors import (
     TranscriptError,
 )
 from aisopod_session._model import Entry, Origin, Session, SessionStatus
-from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_text, session_key
 from aisopod_session.keys import normalize_agent_id, normalize_channel
+from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage, write_image
 from aisopod_shared import InvalidInput, logger
 
 if TYPE_CHECKING:
@@ -620,7 +620,7 @@ def _write(
     )
     with _Reader(summary.path, skip_bad_lines=skip_bad_lines) as reader:
         try:
-            session = store.write_session(image, _second_pass(reader, summary), replace=replace)
+            session = write_image(store, image, _second_pass(reader, summary), replace=replace)
         except (InvalidPayload, PayloadTooLarge) as err:
             # The store refused the entry the reader handed it last.
             raise reader.error(err.reason) from err
@@ -1051,5 +1051,5 @@ def _write_empty(store: SessionStore, item: _Planned, *, replace: bool = False) 
         version=1,
         current=target.current,
     )
-    session = store.write_session(image, (), replace=replace)
+    session = write_image(store, image, (), replace=replace)
     return ImportResult(session, item.path, 0, 0, 0, missing=True)
