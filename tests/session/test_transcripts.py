@@ -22,9 +22,8 @@ from aisopod_session import (
     SessionNotFound,
     TranscriptError,
 )
-from aisopod_session import transcripts as transcripts_module
 from aisopod_session._entries import iso_timestamp
-from aisopod_session.transcripts import (
+from aisopod_session.transfer import (
     HEADER_METADATA_KEY,
     OPENCLAW_METADATA_KEY,
     SkippedLine,
@@ -32,6 +31,7 @@ from aisopod_session.transcripts import (
     import_openclaw_agent,
     import_transcript,
 )
+from aisopod_session.transfer import _transcript_import as transcripts_module
 from aisopod_session.transfer._images import PAGE
 from aisopod_shared import Message
 from tests.session.snapshot import all_entries, snapshot

@@ -31,17 +31,15 @@ from aisopod_session._errors import AisopodError, InvalidInput, InvalidSessionKe
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
 from aisopod_session._store import SessionStore
-from aisopod_session.transcripts import (
-    Existing,
-    export_transcript,
-    import_openclaw_agent,
-    import_transcript,
-)
 from aisopod_session.transfer import (
     DUMP_FORMAT,
+    Existing,
     SessionImage,
     copy_store,
     dump_store,
+    export_transcript,
+    import_openclaw_agent,
+    import_transcript,
     restore_store,
 )
 from aisopod_shared import converter, enable_logging, logger
