@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from aisopod_session import AisopodError, InvalidInput, NewEntry, SearchQueryError
 from aisopod_session._search import Clause, Term, parse_query
-from aisopod_session.transcripts import import_transcript
+from aisopod_session.transfer import import_transcript
 from aisopod_shared import Message
 from tests.reliability.conftest import PROFILE
 from tests.session.snapshot import snapshot

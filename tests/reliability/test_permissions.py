@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from aisopod_session import AccessDenied, open_store
-from aisopod_session.dump import dump_store
-from aisopod_session.transcripts import export_transcript
+from aisopod_session.transfer import dump_store, export_transcript
 from aisopod_shared import Message
 from tests.session.snapshot import snapshot
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import open_store, session_checksum
+from aisopod_session import open_store
 from aisopod_session._store import engine_of
 from aisopod_session.cli import build_parser, main
+from aisopod_session.transfer import session_checksum
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "openclaw" / "main"

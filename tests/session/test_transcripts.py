@@ -22,10 +22,8 @@ from aisopod_session import (
     SessionNotFound,
     TranscriptError,
 )
-from aisopod_session import transcripts as transcripts_module
 from aisopod_session._entries import iso_timestamp
-from aisopod_session._transfer import PAGE
-from aisopod_session.transcripts import (
+from aisopod_session.transfer import (
     HEADER_METADATA_KEY,
     OPENCLAW_METADATA_KEY,
     SkippedLine,
@@ -33,6 +31,8 @@ from aisopod_session.transcripts import (
     import_openclaw_agent,
     import_transcript,
 )
+from aisopod_session.transfer import _transcript_import as transcripts_module
+from aisopod_session.transfer._images import PAGE
 from aisopod_shared import Message
 from tests.session.snapshot import all_entries, snapshot
 from tests.session.transcript_helpers import (
@@ -566,7 +566,7 @@ def test_a_file_that_changes_between_the_two_passes_is_refused(
     store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", GOOD)
-    scan = transcripts_module._scan
+    scan = transcripts_module.scan
 
     def scan_then_append(source: str, *, skip_bad_lines: bool) -> Any:
         summary = scan(source, skip_bad_lines=skip_bad_lines)
@@ -574,7 +574,7 @@ def test_a_file_that_changes_between_the_two_passes_is_refused(
             file.write(orjson.dumps(user("c3", "b2", "late")).decode() + "\n")
         return summary
 
-    monkeypatch.setattr(transcripts_module, "_scan", scan_then_append)
+    monkeypatch.setattr(transcripts_module, "scan", scan_then_append)
     before = snapshot(store)
     with pytest.raises(TranscriptError, match="changed"):
         import_transcript(store, path)

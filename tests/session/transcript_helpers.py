@@ -2,7 +2,7 @@
 strategies for whole transcripts of every version.
 
 `expected_export` is a model of the upgrade rules written independently of
-`aisopod_session.transcripts`: what exporting an imported file must give.
+`aisopod_session.transfer`: what exporting an imported file must give.
 """
 
 from __future__ import annotations

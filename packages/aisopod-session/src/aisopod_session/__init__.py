@@ -64,14 +64,6 @@ from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._search import SearchHit, SearchPage
 from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore
-from aisopod_session._transfer import (
-    CopyReport,
-    EntryImage,
-    SessionImage,
-    copy_store,
-    read_images,
-    session_checksum,
-)
 from aisopod_shared import Message, TokenUsage, logger
 
 __version__ = _version("aisopod-session")
@@ -123,13 +115,6 @@ __all__ = [
     # search
     "SearchHit",
     "SearchPage",
-    # moving sessions whole
-    "SessionImage",
-    "EntryImage",
-    "read_images",
-    "copy_store",
-    "CopyReport",
-    "session_checksum",
     # errors
     "AisopodError",
     "InvalidInput",

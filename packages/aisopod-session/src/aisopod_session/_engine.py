@@ -48,10 +48,10 @@ from aisopod_session._errors import (
 )
 from aisopod_session._ids import new_entry_suffix, new_session_id
 from aisopod_session._model import SESSION_STATUSES, Entry, Origin, Session
-from aisopod_session._transfer import PAGE, EntryImage, SessionImage
 from aisopod_session._validate import check_int, check_text, session_key
 from aisopod_session.backends._sql import AppendTarget, Backend, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
+from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage
 from aisopod_shared import (
     Clock,
     InvalidInput,

@@ -31,13 +31,16 @@ from aisopod_session._errors import AisopodError, InvalidInput, InvalidSessionKe
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
 from aisopod_session._store import SessionStore
-from aisopod_session._transfer import SessionImage, copy_store
-from aisopod_session.dump import dump_store, restore_store
-from aisopod_session.transcripts import (
+from aisopod_session.transfer import (
+    DUMP_FORMAT,
     Existing,
+    SessionImage,
+    copy_store,
+    dump_store,
     export_transcript,
     import_openclaw_agent,
     import_transcript,
+    restore_store,
 )
 from aisopod_shared import converter, enable_logging, logger
 
@@ -301,7 +304,7 @@ def _detect_format(path: Path) -> str:
         head = orjson.loads(first)
     except orjson.JSONDecodeError as err:
         raise InvalidInput(f"{path}: not a transcript, dump or agent folder") from err
-    if isinstance(head, dict) and head.get("format") == "aisopod-session-dump":
+    if isinstance(head, dict) and head.get("format") == DUMP_FORMAT:
         return "native"
     return "pi"
 

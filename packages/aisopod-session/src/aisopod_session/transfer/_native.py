@@ -10,23 +10,31 @@ whole sessions or none of a session.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, Final
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
 import orjson
 
 from aisopod_session._errors import TranscriptError
-from aisopod_session._store import SessionStore, engine_of
-from aisopod_session._transfer import EntryImage, SessionImage, read_images
+from aisopod_session.transfer._images import (
+    EntryImage,
+    Progress,
+    SessionImage,
+    read_images,
+    write_image,
+)
 from aisopod_shared import converter
 
-__all__ = ["FORMAT", "RestoreReport", "dump_store", "restore_store"]
+if TYPE_CHECKING:
+    from aisopod_session._store import SessionStore
 
-FORMAT: Final = "aisopod-session-dump"
-VERSION: Final = 1
+__all__ = ["DUMP_FORMAT", "RestoreReport", "dump_store", "restore_store"]
 
-Progress = Callable[[int, SessionImage], None]
+DUMP_FORMAT: Final = "aisopod-session-dump"
+"""The `format` of a dump's header line."""
+DUMP_VERSION: Final = 1
+"""The `version` of a dump's header line: the one this module writes and reads."""
 
 
 def dump_store(
@@ -41,7 +49,7 @@ def dump_store(
 
     Returns (sessions, entries) written.
     """
-    out.write(orjson.dumps({"format": FORMAT, "version": VERSION}) + b"\n")
+    out.write(orjson.dumps({"format": DUMP_FORMAT, "version": DUMP_VERSION}) + b"\n")
     sessions = entries = 0
     for image, stream in read_images(store, session_ids):
         sessions += 1
@@ -117,11 +125,11 @@ def restore_store(
     """
     reader = _Lines(lines, name)
     header = reader.peek()
-    if header is None or header.get("format") != FORMAT:
-        raise TranscriptError(name, 1, f"not an {FORMAT} file")
+    if header is None or header.get("format") != DUMP_FORMAT:
+        raise TranscriptError(name, 1, f"not an {DUMP_FORMAT} file")
     reader.take()
-    if header.get("version") != VERSION:
-        raise reader.error(f"dump version {header.get('version')!r} is not {VERSION}")
+    if header.get("version") != DUMP_VERSION:
+        raise reader.error(f"dump version {header.get('version')!r} is not {DUMP_VERSION}")
     restored: list[str] = []
     entries = 0
     while reader.peek() is not None:
@@ -130,7 +138,7 @@ def restore_store(
             raise reader.error("expected a session line")
         image = _structure(reader, record, SessionImage)
         counter = [0]
-        engine_of(store).write_session(image, _entries(reader, counter), replace=replace)
+        write_image(store, image, _entries(reader, counter), replace=replace)
         restored.append(image.id)
         entries += counter[0]
         if progress is not None:

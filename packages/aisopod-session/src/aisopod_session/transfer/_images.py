@@ -1,0 +1,178 @@
+"""Images of sessions and entries: everything a session is, streamed between stores.
+
+A `SessionImage` and its `EntryImage`s are everything a session is, in a
+form any store can write back exactly (ids, tree, times, payloads, version,
+binding). `read_images` streams them out of a store, one session at a time
+and its entries page by page; `write_image` writes one back in a single
+transaction. Copying between stores, dump and restore, and transcript
+imports are all built from these, so memory stays bounded however large a
+store or a session is.
+
+The store imports the image types, so this module imports the store only
+for type checking. Every session this package writes goes through
+`write_image`, and every listing of a store's sessions through
+`stream_sessions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import attrs
+
+from aisopod_session._model import Entry, ForkRef, Origin, Session, SessionStatus
+
+if TYPE_CHECKING:
+    from aisopod_session._store import SessionStore
+
+__all__ = [
+    "PAGE",
+    "EntryImage",
+    "Progress",
+    "SessionImage",
+    "entry_images",
+    "entry_pages",
+    "image_of",
+    "is_current",
+    "read_images",
+    "stream_sessions",
+    "write_image",
+]
+
+PAGE: Final = 1000
+"""Entries read or written at a time: the bound on memory."""
+
+
+@attrs.frozen
+class SessionImage:
+    """A session as it is, to be written into another store."""
+
+    id: str
+    agent_id: str
+    key: str | None
+    status: SessionStatus
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    active_at: datetime
+    metadata: Mapping[str, Any]
+    origin: Origin
+    fork_parent: ForkRef | None
+    leaf_seq: int
+    version: int
+    current: bool
+    """Whether the session is its key's current session."""
+
+
+@attrs.frozen
+class EntryImage:
+    """An entry as it is: seq, id, tree, type, payload and time, verbatim."""
+
+    seq: int
+    id: str
+    parent_seq: int | None
+    type: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> EntryImage:
+        """The image of a stored entry."""
+        return cls(
+            entry.seq,
+            entry.id,
+            entry.parent_seq,
+            entry.type,
+            entry.payload,
+            entry.created_at,
+            entry.idempotency_key,
+        )
+
+
+Progress: TypeAlias = Callable[[int, SessionImage], None]
+"""Told, after each session, how many are done and which one was last."""
+
+
+def image_of(session: Session, *, current: bool) -> SessionImage:
+    """The image of a stored session."""
+    return SessionImage(
+        id=session.id,
+        agent_id=session.agent_id,
+        key=session.key,
+        status=session.status,
+        title=session.title,
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        active_at=session.active_at,
+        metadata=session.metadata,
+        origin=session.origin,
+        fork_parent=session.fork_parent,
+        leaf_seq=session.leaf_seq,
+        version=session.version,
+        current=current,
+    )
+
+
+def is_current(store: SessionStore, session: Session) -> bool:
+    """Whether `session` is its key's current session in `store`."""
+    bound = store.current(session.key) if session.key is not None else None
+    return bound is not None and bound.id == session.id
+
+
+def entry_pages(store: SessionStore, session_id: str) -> Iterator[Sequence[Entry]]:
+    """Every entry of a session in seq order, one page of `PAGE` entries at a time."""
+    after = 0
+    while True:
+        page = store.history(session_id, after=after, limit=PAGE)
+        yield page.entries
+        if page.cursor is None:
+            return
+        after = page.cursor
+
+
+def entry_images(store: SessionStore, session_id: str) -> Iterator[EntryImage]:
+    """Every entry of a session, a page at a time."""
+    for page in entry_pages(store, session_id):
+        for entry in page:
+            yield EntryImage.of(entry)
+
+
+def read_images(
+    store: SessionStore, session_ids: Iterable[str] | None = None
+) -> Iterator[tuple[SessionImage, Iterator[EntryImage]]]:
+    """Every session of a store (of its agent, when scoped; or those of
+    `session_ids`) with a stream of its entries.
+
+    Consume each entry stream before asking for the next session.
+    """
+    if session_ids is None:
+        sessions = stream_sessions(store)
+    else:
+        sessions = ((s, is_current(store, s)) for s in map(store.get, session_ids))
+    for session, current in sessions:
+        yield image_of(session, current=current), entry_images(store, session.id)
+
+
+def stream_sessions(store: SessionStore) -> Iterator[tuple[Session, bool]]:
+    """Every session of `store` (of its agent, when scoped), with whether it is its
+    key's current session: the one place this package lists a store's sessions."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    return engine_of(store).stream_sessions()
+
+
+def write_image(
+    store: SessionStore,
+    image: SessionImage,
+    entries: Iterable[EntryImage],
+    *,
+    replace: bool = False,
+) -> Session:
+    """Write a session and its entries into `store` in one transaction: the one
+    place this package writes a session (see `Engine.write_session`)."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    return engine_of(store).write_session(image, entries, replace=replace)
