@@ -41,7 +41,7 @@ from aisopod_session._search import SearchPage
 from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
-from aisopod_shared import Message, logger
+from aisopod_shared import Clock, Message, logger
 
 __all__ = ["AsyncSessionStore"]
 
@@ -203,6 +203,11 @@ class AsyncSessionStore:
     def agent_id(self) -> str | None:
         """The agent this handle is scoped to, or `None`."""
         return self._store.agent_id
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the store stamps writes with."""
+        return self._store.clock
 
     def for_agent(self, agent_id: str) -> AsyncSessionStore:
         """A handle that sees and touches only `agent_id`'s sessions."""

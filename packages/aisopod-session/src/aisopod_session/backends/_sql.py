@@ -23,6 +23,10 @@ from aisopod_session._search import Clause
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
+    "append_deltas",
+    "append_update",
+    "appended_to",
+    "may_append",
     "AgentStatsRow",
     "MaintenanceRow",
     "SessionRef",
@@ -368,12 +372,12 @@ class SqlTx(abc.ABC):
         target = self.append_target(session_id)
         if target is None:
             return None
-        if not _may_append(target, agent_id, expected_version):
+        if not may_append(target, agent_id, expected_version):
             return Appended(target, [], [])
         count = len(entries)
         self.execute(
-            _APPEND_UPDATE + " WHERE sid = ?",
-            (*_append_deltas(entries, target.entry_count + count, now), target.sid),
+            append_update() + " WHERE sid = ?",
+            (*append_deltas(entries, target.entry_count + count, now), target.sid),
         )
         appended = appended_to(target, entries, suffixes)
         self.insert_entries(
@@ -842,20 +846,29 @@ class SqlTx(abc.ABC):
         return entries
 
 
-_APPEND_UPDATE = (
-    "UPDATE sessions SET entry_count = entry_count + ?, message_count = message_count + ?,"
-    " compaction_count = compaction_count + ?,"
-    " compacted_at = CASE WHEN ? > 0 THEN ? ELSE compacted_at END,"
-    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-    " cache_read_tokens = cache_read_tokens + ?,"
-    " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
-    " cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = ?, updated_at = ?,"
-    " active_at = ?, version = version + 1"
-)
-"""The session row's update for an append; its parameters come from `_append_deltas`."""
+def append_update(*, alias: str = "", leaf_seq: str = "?") -> str:
+    """The UPDATE of a session's row for an append (without its WHERE): counters,
+    usage totals and size move by the deltas `append_deltas` gives, in its order,
+    the leaf becomes `leaf_seq` (SQL; `?` takes it from the deltas), `updated_at`
+    and `active_at` become the append's time, and the version moves on.
+
+    `alias` names the table (`AS s`) for a statement that joins other rows.
+    """
+    table = f"sessions AS {alias}" if alias else "sessions"
+    return (
+        f"UPDATE {table} SET entry_count = entry_count + ?,"
+        " message_count = message_count + ?, compaction_count = compaction_count + ?,"
+        " compacted_at = CASE WHEN ? > 0 THEN ? ELSE compacted_at END,"
+        " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+        " cache_read_tokens = cache_read_tokens + ?,"
+        " cache_write_tokens = cache_write_tokens + ?, total_tokens = total_tokens + ?,"
+        f" cost = cost + ?, size_bytes = size_bytes + ?, leaf_seq = {leaf_seq},"
+        " updated_at = ?, active_at = ?, version = version + 1"
+    )
 
 
-def _append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) -> tuple[Any, ...]:
+def append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) -> tuple[Any, ...]:
+    """The parameters of `append_update`, in its order."""
     # Plain sums: this runs on every append, inside the write lock.
     counts = [0, 0, 0, 0, 0]
     cost = 0.0
@@ -902,7 +915,9 @@ def appended_to(
     return Appended(target, ids, [target.leaf_seq or None, *range(first, first + len(entries) - 1)])
 
 
-def _may_append(target: AppendTarget, agent_id: str | None, expected_version: int | None) -> bool:
+def may_append(target: AppendTarget, agent_id: str | None, expected_version: int | None) -> bool:
+    """Whether an append of agent `agent_id` (when given) expecting `expected_version`
+    (when given) may go to `target`."""
     return (agent_id is None or target.agent_id == agent_id) and (
         expected_version is None or target.version == expected_version
     )

@@ -38,15 +38,15 @@ from aisopod_session._errors import (
 from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
-    _APPEND_UPDATE,
     Appended,
     AppendTarget,
     SearchFilter,
     SearchRow,
     SqlTx,
-    _append_deltas,
-    _may_append,
+    append_deltas,
+    append_update,
     appended_to,
+    may_append,
 )
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
@@ -183,21 +183,33 @@ _ONE_STATEMENT_BYTES: Final = 64 * 1024 * 1024
 """The largest append sent as one statement: its entries travel as one json
 value, and PostgreSQL refuses those past about 256 MiB."""
 
-_APPEND_STATEMENT = (
-    "WITH target AS (SELECT sid AS t_sid, agent_id AS t_agent, version AS t_version,"
-    " entry_count AS t_count, leaf_seq AS t_leaf FROM sessions WHERE id = ? FOR UPDATE),"
-    " ok AS (SELECT * FROM target WHERE (?::text IS NULL OR t_agent = ?::text)"
-    " AND (?::bigint IS NULL OR t_version = ?::bigint)),"
-    " moved AS ("
-    + _APPEND_UPDATE.replace("UPDATE sessions SET", "UPDATE sessions AS s SET", 1).replace(
-        "leaf_seq = ?", "leaf_seq = s.entry_count + ?"
-    )
-    + " FROM ok WHERE s.sid = ok.t_sid RETURNING 1),"
-    " added AS (INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text,"
+# An append in one statement, from named parts (each a CTE, in the order they run).
+_TARGET = (
+    # The session, locked: parameter the session id.
+    "target AS (SELECT sid AS t_sid, agent_id AS t_agent, version AS t_version,"
+    " entry_count AS t_count, leaf_seq AS t_leaf FROM sessions WHERE id = ? FOR UPDATE)"
+)
+_ALLOWED = (
+    # The session, when the scope and the expected version allow the append:
+    # parameters the agent (twice) and the version (twice), each may be NULL.
+    "ok AS (SELECT * FROM target WHERE (?::text IS NULL OR t_agent = ?::text)"
+    " AND (?::bigint IS NULL OR t_version = ?::bigint))"
+)
+_MOVED = (
+    # The session row moved on (`append_update`): parameters `append_deltas`, with
+    # the entries' count where the new leaf goes (the old count plus it).
+    "moved AS ("
+    + append_update(alias="s", leaf_seq="s.entry_count + ?")
+    + " FROM ok WHERE s.sid = ok.t_sid RETURNING 1)"
+)
+_NEW_ENTRIES = (
+    # The entries, from one json array (parameter), ids made as `entry_id` makes
+    # them (the seq in hex, at least 8 digits, then the suffix), each hanging from
+    # the one before and the first from the leaf; parameter the idempotency key.
+    "added AS (INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text,"
     " tokens, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
     " total_tokens, cost, created_at, idempotency_key)"
     " SELECT ok.t_sid, ok.t_count + e.n,"
-    # entry_id(seq, suffix): the seq in hex, at least 8 digits (lpad would cut longer ones).
     " coalesce(e.id, CASE WHEN ok.t_count + e.n < 4294967296"
     " THEN lpad(to_hex(ok.t_count + e.n), 8, '0') ELSE to_hex(ok.t_count + e.n) END"
     " || e.suffix),"
@@ -208,9 +220,12 @@ _APPEND_STATEMENT = (
     " json_to_recordset(?::json) AS e(n bigint, id text, suffix text, type text, role text,"
     " payload json, text text, tokens bigint, input bigint, output bigint, cache_read bigint,"
     " cache_write bigint, total bigint, cost float8, created_at bigint) RETURNING 1)"
-    " SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added)"
-    " FROM target"
 )
+_AS_IT_WAS = (
+    # The session as it was (an `AppendTarget`), and how many entries were added.
+    "SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added) FROM target"
+)
+_APPEND_STATEMENT = f"WITH {_TARGET}, {_ALLOWED}, {_MOVED}, {_NEW_ENTRIES} {_AS_IT_WAS}"
 """An append in one statement; its parameters are built by `PostgresTx.append_entries`."""
 
 
@@ -285,7 +300,7 @@ class PostgresTx(SqlTx):
                 agent_id,
                 expected_version,
                 expected_version,
-                *_append_deltas(entries, len(entries), now),
+                *append_deltas(entries, len(entries), now),
                 idempotency_key,
                 orjson.dumps(rows).decode(),
             ),
@@ -293,7 +308,7 @@ class PostgresTx(SqlTx):
         if found is None:
             return None
         target = AppendTarget(*found[:5])
-        if not _may_append(target, agent_id, expected_version):
+        if not may_append(target, agent_id, expected_version):
             return Appended(target, [], [])
         if found[5] != len(entries):  # pragma: no cover - a guard on the statement itself
             raise AisopodError(f"an append wrote {found[5]} of {len(entries)} entries")
