@@ -18,16 +18,23 @@ from hypothesis import strategies as st
 
 from aisopod_session import ConflictError, NewEntry, SessionStore, open_async_store, open_store
 from aisopod_session._store import engine_of
-from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend
+from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend, SqliteTx
 from aisopod_shared import Message, ToolCallPart
 from tests.session.old_databases import write_at_version
 
 
-def _lags(store: SessionStore) -> bool:
+def _index_now(store: SessionStore) -> None:
+    """Index whatever waits, as an append crossing a batch does."""
     backend = engine_of(store).backend
     assert isinstance(backend, SqliteBackend)
-    with backend.read() as tx:
-        return tx.index_lags()
+    with backend.write() as tx:
+        assert isinstance(tx, SqliteTx)
+        tx.index_pending()
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    """The database file and its WAL, byte for byte."""
+    return {p.name: p.read_bytes() for p in (path, path.with_name(path.name + "-wal"))}
 
 
 def _watermark(path: Path) -> tuple[int, int]:
@@ -41,14 +48,61 @@ def _watermark(path: Path) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def test_a_search_sees_entries_the_index_has_not_caught_up_with(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+def test_a_search_sees_entries_the_index_has_not_caught_up_with_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(path)
     session = store.get_or_create("agent:main:main")
     store.append(session.id, [Message.user("pelican"), Message.assistant("cormorant")])
-    assert _lags(store)  # two rows: below a batch, nothing indexed yet
+    assert _watermark(path) == (0, 2)  # two rows: below a batch, nothing indexed yet
+    before = _files(path)
     assert [h.seq for h in store.search("cormorant").hits] == [2]
-    assert not _lags(store)
+    assert [h.snippet for h in store.search("pelican").hits] == ["[pelican]"]
+    assert _files(path) == before  # read around the index, never into it
+    _index_now(store)
+    assert [h.seq for h in store.search("cormorant").hits] == [2]  # once, not twice
     assert store.check_integrity() == []
+    store.close()
+
+
+def test_a_search_never_waits_for_a_writer(tmp_path: Path) -> None:
+    """With another connection holding the write lock, a store that may not wait for
+    a lock at all (busy timeout 0) still searches, and finds every committed entry."""
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(f"sanderling {n}") for n in range(INDEX_BATCH + 3)])
+    impatient = open_store(path, busy_timeout=0)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM entries")  # uncommitted: no reader may see it
+    hits = impatient.search("sanderling", limit=100).hits
+    assert len(hits) == 100
+    assert len(impatient.search("sanderling 258").hits) == 1  # one still waiting for the index
+    writer.execute("ROLLBACK")
+    writer.close()
+    impatient.close()
+    store.close()
+
+
+def test_indexed_and_waiting_entries_page_together_best_first(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(path)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(f"heron {n}") for n in range(INDEX_BATCH)])
+    store.append(session.id, [Message.user(f"heron late {n}") for n in range(10)])
+    assert _watermark(path) == (INDEX_BATCH, INDEX_BATCH + 10)
+    seen: list[int] = []
+    cursor = None
+    while True:
+        page = store.search("heron", limit=37, cursor=cursor)
+        seen += [h.seq for h in page.hits]
+        assert [h.rank for h in page.hits] == sorted((h.rank for h in page.hits), reverse=True)
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert sorted(seen) == list(range(1, INDEX_BATCH + 11))
     store.close()
 
 
@@ -76,7 +130,7 @@ def test_deleting_the_newest_entries_lowers_the_watermark(tmp_path: Path) -> Non
     store.append(kept.id, [Message.user("heron"), Message.user("egret")])
     doomed = store.get_or_create("agent:main:doomed")
     store.append(doomed.id, [Message.user("ibis"), Message.user("stork"), Message.user("crane")])
-    assert len(store.search("ibis").hits) == 1  # indexes all five rows
+    _index_now(store)
     assert _watermark(path) == (5, 5)
     assert store.delete(doomed.id)
     assert _watermark(path) == (2, 2)
@@ -93,7 +147,7 @@ def test_deleting_older_entries_leaves_the_waiting_ones_waiting(tmp_path: Path) 
     store = open_store(path)
     old = store.get_or_create("agent:main:old")
     store.append(old.id, Message.user("flamingo"))
-    store.search("flamingo")
+    _index_now(store)
     new = store.get_or_create("agent:main:new")
     store.append(new.id, Message.user("avocet"))
     assert _watermark(path) == (1, 2)
@@ -120,6 +174,8 @@ def test_entries_without_text_stay_out_of_the_index_and_the_check_agrees(
     )
     assert store.check_integrity() == []  # nothing indexed yet: nothing missing
     assert [h.seq for h in store.search("curlew").hits] == [1]
+    _index_now(store)
+    assert [h.seq for h in store.search("curlew").hits] == [1]
     assert store.check_integrity() == []
     store.close()
 
@@ -129,7 +185,7 @@ def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
     store = open_store(path)
     session = store.get_or_create("agent:main:main")
     store.append(session.id, Message.user("godwit"))
-    store.search("godwit")
+    _index_now(store)
     with sqlite3.connect(path) as db:  # a watermark past rows the index never saw
         db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
     db.close()
@@ -170,6 +226,7 @@ _operations = st.lists(
         st.tuples(st.just("delete"), st.integers(0, 3), st.just(0)),
         st.tuples(st.just("fork"), st.integers(0, 3), st.just(0)),
         st.tuples(st.just("search"), st.just(0), st.just(0)),
+        st.tuples(st.just("index"), st.just(0), st.just(0)),
     ),
     max_size=14,
 )
@@ -202,6 +259,8 @@ def test_the_index_matches_the_entries_after_any_mix_of_writes(
             expected[fork.id] = expected[sessions[slot]]
         elif operation == "search":
             store.search("anything")
+        elif operation == "index":
+            _index_now(store)
     assert store.check_integrity() == []
     for session_id, (word, held) in expected.items():
         found = store.search(word, session_id=session_id, limit=100).hits

@@ -715,11 +715,11 @@ class SessionStore:
         `before`). Each hit carries a snippet with the matches between the
         `highlight` markers. Pass `page.cursor` for the next page.
 
-        Every entry committed before the search starts is found. SQLite adds
-        new entries to its index a few hundred at a time, and a search first
-        indexes those still waiting: a write, which may wait for another writer
-        like any write; when the store is full or stays locked, the search runs
-        on what is indexed, with a warning.
+        Every entry committed before the search starts is found, and a search
+        only reads: it never waits for a writer. (SQLite adds new entries to its
+        index a few hundred at a time; a search reads the few still waiting
+        through an index of its own, in memory, and ranks them among
+        themselves, so their rank against indexed entries is approximate.)
 
         Raises:
             SearchQueryError: for a malformed query (never an engine's error).
@@ -745,20 +745,19 @@ class SessionStore:
             created_after=to_micros(after) if after is not None else None,
             created_before=to_micros(before) if before is not None else None,
         )
-        self._backend.index_for_search()
         with self._backend.read() as tx:
             rows = tx.search(clauses, where, limit=limit + 1, offset=offset, highlight=highlight)
         hits = tuple(
             SearchHit(
-                session_id=row[0],
-                agent_id=row[1],
-                key=row[2],
-                seq=row[3],
-                entry_id=row[4],
-                role=row[5],
-                created_at=from_micros(row[6]),
-                snippet=row[7],
-                rank=row[8],
+                session_id=row.session_id,
+                agent_id=row.agent_id,
+                key=row.key,
+                seq=row.seq,
+                entry_id=row.entry_id,
+                role=row.role,
+                created_at=from_micros(row.created_at),
+                snippet=row.snippet,
+                rank=row.rank,
             )
             for row in rows[:limit]
         )

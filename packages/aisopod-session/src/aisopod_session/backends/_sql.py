@@ -150,8 +150,19 @@ class SearchFilter:
         return "".join(f" AND {c}" for c in clauses), params
 
 
-SearchRow = tuple[str, str, str | None, int, str, str | None, int, str, float]
-"""session id, agent id, key, seq, entry id, role, created_at, snippet, rank (higher = better)."""
+class SearchRow(NamedTuple):
+    """One search hit as the backend finds it."""
+
+    session_id: str
+    agent_id: str
+    key: str | None
+    seq: int
+    entry_id: str
+    role: str | None
+    created_at: int
+    snippet: str
+    rank: float
+    """Higher is better."""
 
 
 @attrs.frozen
@@ -193,10 +204,6 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release every connection."""
-        ...
-
-    def index_for_search(self) -> None:
-        """Bring the full-text index up to every committed entry (before a search)."""
         ...
 
     def check_integrity(self) -> list[str]:

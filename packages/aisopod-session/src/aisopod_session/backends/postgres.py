@@ -369,7 +369,10 @@ class PostgresTx(SqlTx):
             " JOIN sessions s ON s.sid = e.sid, q ORDER BY hits.rank DESC, e.row_id",
             (*query_params, *params, limit, offset, options),
         ).fetchall()
-        return [(*row[:8], float(row[8])) for row in rows]
+        return [
+            SearchRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]))
+            for row in rows
+        ]
 
 
 def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
@@ -454,9 +457,6 @@ class PostgresBackend:
     def close(self) -> None:
         """Close the pool and every connection in it."""
         self._pool.close()
-
-    def index_for_search(self) -> None:
-        """Nothing waits: the `search` column and its index follow every insert."""
 
     # --- transactions -----------------------------------------------------------
 

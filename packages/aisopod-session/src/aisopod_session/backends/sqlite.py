@@ -30,11 +30,13 @@ from aisopod_session._errors import (
 from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
-from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
+
+_TOKENIZER: Final = "unicode61 remove_diacritics 2"
+"""How FTS5 splits and folds text: words in any script, accents folded."""
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -116,7 +118,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             # External content: the text lives once, in `entries`; entries are
             # never updated, so inserts and deletes are all the index follows.
             "CREATE VIRTUAL TABLE entries_fts USING fts5(text, content='entries',"
-            " content_rowid='row_id', tokenize='unicode61 remove_diacritics 2')",
+            f" content_rowid='row_id', tokenize={_TOKENIZER!r})",
             "CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries WHEN new.text != ''"
             " BEGIN INSERT INTO entries_fts (rowid, text) VALUES (new.row_id, new.text); END",
             "CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries WHEN old.text != ''"
@@ -220,14 +222,6 @@ class SqliteTx(SqlTx):
         self.execute(_INDEX_PENDING)
         self.execute(_ADVANCE_WATERMARK)
 
-    def index_lags(self) -> bool:
-        """Whether some entries wait to be indexed."""
-        row = self.execute(
-            "SELECT (SELECT coalesce(max(row_id), 0) FROM entries)"
-            " > (SELECT indexed_through FROM search_state)"
-        ).fetchone()
-        return bool(row[0])
-
     def search(
         self,
         clauses: Sequence[Clause],
@@ -237,18 +231,58 @@ class SqliteTx(SqlTx):
         offset: int,
         highlight: tuple[str, str],
     ) -> list[SearchRow]:
-        conditions, params = where.sql()
-        rows = self.execute(
-            "SELECT s.id, s.agent_id, s.key, e.seq, e.id, e.role, e.created_at,"
-            " snippet(entries_fts, 0, ?, ?, '…', 16), bm25(entries_fts)"
-            " FROM entries_fts JOIN entries e ON e.row_id = entries_fts.rowid"
-            " JOIN sessions s ON s.sid = e.sid"
-            f" WHERE entries_fts MATCH ?{conditions}"
-            " ORDER BY bm25(entries_fts), e.row_id LIMIT ? OFFSET ?",
-            (*highlight, fts5_query(clauses), *params, limit, offset),
-        ).fetchall()
+        """Hits from the index and, read around it, from the entries still waiting
+        for it (indexed here into a temporary in-memory index, never into the file)."""
+        query = fts5_query(clauses)
+        wanted = offset + limit
+        hits = self._hits("entries_fts", query, where, wanted, highlight)
+        if self._index_waiting():
+            hits += self._hits("temp.waiting_fts", query, where, wanted, highlight)
+            hits.sort(key=lambda hit: (hit[0], hit[1]))
         # bm25 is lower for better matches; the store's ranks are higher-is-better.
-        return [(*row[:8], -float(row[8])) for row in rows]
+        return [
+            SearchRow(row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], -row[10])
+            for row in hits[offset:wanted]
+        ]
+
+    def _hits(
+        self, table: str, query: str, where: SearchFilter, wanted: int, highlight: tuple[str, str]
+    ) -> list[Any]:
+        """The best `wanted` hits of one full-text table: bm25 and row id first (the
+        sort key), then the columns of a `SearchRow`, then bm25 again."""
+        fts = table.rsplit(".", 1)[-1]
+        conditions, params = where.sql()
+        return list(
+            self.execute(
+                f"SELECT bm25({fts}), e.row_id, s.id, s.agent_id, s.key, e.seq, e.id, e.role,"
+                f" e.created_at, snippet({fts}, 0, ?, ?, '…', 16), bm25({fts})"
+                f" FROM {table} JOIN entries e ON e.row_id = {fts}.rowid"
+                " JOIN sessions s ON s.sid = e.sid"
+                f" WHERE {fts} MATCH ?{conditions} ORDER BY bm25({fts}), e.row_id LIMIT ?",
+                (*highlight, query, *params, wanted),
+            ).fetchall()
+        )
+
+    def _index_waiting(self) -> bool:
+        """Put the entries waiting for the full-text index into this connection's
+        temporary index (memory: `temp_store`), replacing what it held; whether any wait.
+
+        Writes only to the temporary database, which belongs to this connection:
+        a read transaction stays a read, and a read-only file stays untouched.
+        """
+        self.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.waiting_fts USING fts5(text,"
+            f" tokenize={_TOKENIZER!r})"
+        )
+        self.execute("DELETE FROM temp.waiting_fts")
+        cursor = self.execute(
+            "INSERT INTO temp.waiting_fts (rowid, text) SELECT row_id, text FROM entries"
+            " WHERE row_id > (SELECT indexed_through FROM search_state) AND text != ''"
+            # Rows a process on the code from before the watermark indexed itself.
+            " AND row_id NOT IN (SELECT id FROM entries_fts_docsize"
+            " WHERE id > (SELECT indexed_through FROM search_state))"
+        )
+        return bool(cursor.rowcount)
 
 
 def fts5_query(clauses: Sequence[Clause]) -> str:
@@ -385,22 +419,6 @@ class SqliteBackend:
     def _migrate(self) -> None:
         with self.write() as tx:
             apply_migrations(tx, MIGRATIONS, integer="INTEGER")
-
-    def index_for_search(self) -> None:
-        """Index the entries that wait, so that a search sees every committed entry.
-
-        A store that is full, or locked past the busy timeout, is searched as
-        indexed so far (with a warning): searching is how one finds what to
-        clean up.
-        """
-        with self.read() as tx:
-            if not tx.index_lags():
-                return
-        try:
-            with self.write() as tx:
-                tx.index_pending()
-        except (StoreFull, StoreBusy) as err:
-            logger.warning("searching without the newest entries: {}", err)
 
     def check_integrity(self) -> list[str]:
         """`PRAGMA integrity_check`, `foreign_key_check`, and the full-text index held
