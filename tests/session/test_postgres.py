@@ -9,6 +9,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,8 @@ from aisopod_session import (
     NewEntry,
     SchemaVersionError,
     SessionStore,
+    StoreBusy,
+    StoreReadOnly,
     StoreUnavailable,
     open_store,
 )
@@ -340,3 +343,82 @@ def test_a_schema_written_by_an_older_version_is_upgraded_in_place(
     assert [h.seq for h in new.search("version").hits] == [1]
     check_invariants(new)
     new.close()
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(pg_url: str) -> None:
+    store = open_store(pg_url)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user("kept"), Message.assistant("yes")])
+    store.close()
+    reader = open_store(pg_url + "&read_only=true")
+    assert [e.text for e in reader.history(session.id).entries] == ["kept", "yes"]
+    assert [h.seq for h in reader.search("kept").hits] == [1]
+    for write in (
+        lambda: reader.append(session.id, Message.user("x")),
+        lambda: reader.patch(session.id, title="x"),
+        lambda: reader.get_or_create("agent:main:new"),
+        lambda: reader.reset("agent:main:main"),
+    ):
+        with pytest.raises(StoreReadOnly):
+            write()
+    assert reader.get(session.id).entry_count == 2
+    reader.close()
+
+
+def test_a_role_that_may_only_read_opens_the_store_and_says_it_cannot_write(
+    pg_url: str, postgres_dsn: str
+) -> None:
+    """Opening an up-to-date store only reads, so a role with SELECT alone opens it."""
+    store = open_store(pg_url)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, Message.user("hello"))
+    store.close()
+    schema = pg_url.rsplit("schema=", 1)[1]
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        host = postgres_dsn.split("@", 1)[1]
+        reader = open_store(with_schema(f"postgresql://{role}@{host}", schema))
+        assert [e.text for e in reader.history(session.id).entries] == ["hello"]
+        with pytest.raises(StoreReadOnly, match="may not write"):
+            reader.append(session.id, Message.user("x"))
+        reader.close()
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_server_that_went_away_is_store_unavailable_not_busy(own_postgres: Any) -> None:
+    store = open_store(with_schema(own_postgres.dsn, "gone") + "&pool_timeout=2")
+    session = store.get_or_create("agent:main:main")
+    own_postgres.stop("fast")
+    for call in (
+        lambda: store.get(session.id),
+        lambda: store.append(session.id, Message.user("x")),
+    ):
+        with pytest.raises(StoreUnavailable) as caught:
+            call()
+        assert not isinstance(caught.value, StoreBusy)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda dsn: dsn.rsplit("/", 1)[0] + "/no_such_database", "does not exist"),
+        (lambda dsn: dsn.replace("postgres@", "no_such_user@", 1), "does not exist"),
+        (lambda dsn: re.sub(r":\d+/", ":1/", dsn), "refused"),
+    ],
+    ids=["database", "user", "port"],
+)
+def test_a_wrong_url_fails_at_once_with_the_servers_reason(
+    postgres_dsn: str, change: Callable[[str], str], reason: str
+) -> None:
+    url = change(postgres_dsn)
+    with pytest.raises(StoreUnavailable, match=reason) as caught:
+        open_store(url)
+    assert str(caught.value).count(reason) == 1  # said once

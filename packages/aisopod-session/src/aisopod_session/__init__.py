@@ -45,6 +45,7 @@ from aisopod_session._errors import (
     SessionNotFound,
     StoreBusy,
     StoreFull,
+    StoreReadOnly,
     StoreUnavailable,
     TranscriptError,
 )
@@ -133,4 +134,5 @@ __all__ = [
     "StoreUnavailable",
     "StoreBusy",
     "StoreFull",
+    "StoreReadOnly",
 ]

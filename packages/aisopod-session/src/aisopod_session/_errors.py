@@ -20,6 +20,7 @@ __all__ = [
     "SessionNotFound",
     "StoreBusy",
     "StoreFull",
+    "StoreReadOnly",
     "StoreUnavailable",
     "TranscriptError",
 ]
@@ -135,6 +136,12 @@ class StoreBusy(StoreUnavailable):
 
 class StoreFull(AisopodError):
     """Raised when the database has no room left (disk full, size limit); nothing was written."""
+
+
+class StoreReadOnly(AisopodError):
+    """Raised when a write is asked of a store that can only be read (a file or folder
+    that is not writable, a read-only filesystem or role, or `read_only=True`);
+    nothing was written."""
 
 
 class TranscriptError(InvalidInput):

@@ -60,7 +60,7 @@ def _postgres(url: str, options: dict[str, Any]) -> Backend:
             "PostgreSQL stores need the postgres extra: pip install 'aisopod-session[postgres]'",
             field="url",
         ) from err
-    known = {"schema", "pool_min", "pool_max", "pool_timeout", "migrate"}
+    known = {"schema", "pool_min", "pool_max", "pool_timeout", "migrate", "read_only"}
     unknown = set(options) - known
     if unknown:
         raise InvalidInput(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
@@ -77,6 +77,7 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
     if synchronous not in ("FULL", "NORMAL"):
         raise InvalidInput("must be FULL or NORMAL", field="synchronous")
     migrate = bool(options.pop("migrate", True))
+    read_only = flag(options.pop("read_only", query.pop("read_only", False)), "read_only")
     max_pages = options.pop("max_pages", query.pop("max_pages", None))
     if max_pages is not None:
         try:
@@ -98,7 +99,20 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
         busy_timeout=busy_timeout,
         migrate=migrate,
         max_pages=max_pages,
+        read_only=read_only,
     )
+
+
+def flag(value: object, field: str) -> bool:
+    """A yes/no option, given as a bool or as URL text (`1`, `true`, `yes`, `0`, ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"must be true or false, not {value!r}", field=field)
 
 
 def open_store(
@@ -121,6 +135,13 @@ def open_store(
     `migrate=False` opens without upgrading the schema (to look at its
     version, as `aisopod-session migrate` does); such a store is not for use.
 
+    `read_only=True` (both backends; `?read_only=1` in the URL) opens a store
+    that never writes: reads work, and every write raises `StoreReadOnly`. A
+    SQLite file or folder this process cannot write is opened so by itself.
+    Opening an existing store writes nothing unless its schema needs upgrading,
+    and a SQLite file that is not a store (another application's) is refused
+    untouched.
+
     SQLite options (keyword or URL query): `synchronous` — `FULL` (the
     default: an acknowledged append survives a power cut) or `NORMAL` (faster;
     in WAL mode still never corrupt, but the last appends can be lost on power
@@ -130,7 +151,8 @@ def open_store(
     Raises:
         InvalidInput: for a URL or option that is not understood.
         SchemaVersionError: when the database is newer than this code.
-        StoreUnavailable: when the database cannot be opened.
+        StoreReadOnly: when a read-only store needs a schema upgrade first.
+        StoreUnavailable: when the database cannot be opened, or is not a store.
     """
     check_int(max_payload_bytes, "max_payload_bytes", minimum=1)  # before anything is opened
     backend = open_backend(url, **options)

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
+import psycopg.conninfo
 from psycopg import errors, sql
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -31,8 +32,10 @@ from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
     InvalidInput,
+    SchemaVersionError,
     StoreBusy,
     StoreFull,
+    StoreReadOnly,
     StoreUnavailable,
 )
 from aisopod_session._search import Clause, Term
@@ -344,6 +347,12 @@ class PostgresTx(SqlTx):
     def entries_inserted(self, count: int, cursor: Any = None) -> None:
         """Nothing to do: the `search` column is generated from the text on insert."""
 
+    def create_schema(self, name: str) -> None:
+        """Create a schema (the store's own) unless it exists."""
+        self._connection.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(name))
+        )
+
     def search(
         self,
         clauses: Sequence[Clause],
@@ -408,17 +417,27 @@ class PostgresBackend:
         pool_max: int = 10,
         pool_timeout: float = 30.0,
         migrate: bool = True,
+        read_only: bool = False,
     ) -> None:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         schema = query.pop("schema", schema)
-        pool_min = int(query.pop("pool_min", pool_min))
-        pool_max = int(query.pop("pool_max", pool_max))
-        pool_timeout = float(query.pop("pool_timeout", pool_timeout))
+        pool_min = _number(query.pop("pool_min", pool_min), int, "pool_min", minimum=0)
+        pool_max = _number(query.pop("pool_max", pool_max), int, "pool_max", minimum=1)
+        pool_timeout = _number(query.pop("pool_timeout", pool_timeout), float, "pool_timeout")
+        read_only = query.pop("read_only", "1" if read_only else "0").lower() in _TRUE
         conninfo = urlunsplit(parts._replace(query=urlencode(query)))
         self.url = redact(url)
         self.schema = schema
+        self.read_only = read_only
+        self._conninfo = conninfo
+        self._connect_timeout = None if "connect_timeout" in query else _CONNECT_TIMEOUT
         self._pool_timeout = pool_timeout
+        # One direct connection first: a wrong host, port, user, password or
+        # database fails at once, in the server's own words, and only once.
+        problem = self._unreachable()
+        if problem is not None:
+            raise problem
         self._pool = ConnectionPool(
             conninfo,
             min_size=pool_min,
@@ -433,7 +452,9 @@ class PostgresBackend:
             self._pool.open(wait=True, timeout=pool_timeout)
         except PoolTimeout as err:
             self._pool.close()
-            raise StoreUnavailable(f"{self.url}: PostgreSQL did not answer") from err
+            raise self._unreachable() or StoreUnavailable(
+                f"{self.url}: PostgreSQL did not answer"
+            ) from err
         self._check_lock = threading.Lock()
         self.migrations = MIGRATIONS
         try:
@@ -443,16 +464,30 @@ class PostgresBackend:
             self._pool.close()
             raise
 
+    def _unreachable(self) -> StoreUnavailable | None:
+        """Why a new connection to the server fails now (its own words), or None."""
+        conninfo = self._conninfo
+        if self._connect_timeout is not None:
+            conninfo = psycopg.conninfo.make_conninfo(
+                conninfo, connect_timeout=self._connect_timeout
+            )
+        try:
+            psycopg.connect(conninfo, autocommit=True).close()
+        except psycopg.Error as err:
+            return StoreUnavailable(f"{self.url}: {_reason(err)}")
+        return None
+
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r})"
 
     def _configure(self, connection: psycopg.Connection[Any]) -> None:
+        """Set up a new pooled connection; it never writes (the schema is made by
+        the migration that needs it)."""
         set_json_loads(orjson.loads, connection)
         if self.schema:
-            connection.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-            )
             connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if self.read_only:
+            connection.execute("SET default_transaction_read_only = on")
 
     def close(self) -> None:
         """Close the pool and every connection in it."""
@@ -468,7 +503,13 @@ class PostgresBackend:
 
     @contextmanager
     def write(self) -> Iterator[PostgresTx]:
-        """A write transaction (READ COMMITTED; rows the store changes are locked first)."""
+        """A write transaction (READ COMMITTED; rows the store changes are locked first).
+
+        Raises:
+            StoreReadOnly: on a store opened read-only (nothing is attempted).
+        """
+        if self.read_only:
+            raise StoreReadOnly(f"{self.url}: the store is read-only")
         with self._transaction("BEGIN") as tx:
             yield tx
 
@@ -483,6 +524,8 @@ class PostgresBackend:
     def write_append(self) -> Iterator[PostgresTx]:
         """One append, which is one statement: sent alone, in autocommit mode, it is
         its own transaction (one round trip instead of BEGIN, it and COMMIT)."""
+        if self.read_only:
+            raise StoreReadOnly(f"{self.url}: the store is read-only")
         with self._transaction(None) as tx:
             yield tx
 
@@ -500,7 +543,11 @@ class PostgresBackend:
                 if begin is not None:
                     tx.execute("COMMIT")
         except PoolTimeout as err:
-            raise StoreBusy(f"{self.url}: no connection free within {self._pool_timeout}s") from err
+            # No connection within the timeout: the server is gone (say why), or
+            # every connection is busy (contention).
+            raise self._unreachable() or StoreBusy(
+                f"{self.url}: no connection free within {self._pool_timeout}s"
+            ) from err
         except StoreUnavailable:
             # Connections broken by a server restart: drop the idle ones too, so
             # the next call connects afresh instead of failing on another.
@@ -548,12 +595,25 @@ class PostgresBackend:
     # --- schema -----------------------------------------------------------------
 
     def _migrate(self) -> None:
+        """Bring the schema up to date; a store that is up to date is only read."""
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise SchemaVersionError(version, len(MIGRATIONS))
+        if version == len(MIGRATIONS):
+            return
+        if self.read_only:
+            raise StoreReadOnly(
+                f"{self.url}: the store is read-only and at schema version {version} of"
+                f" {len(MIGRATIONS)}; open it once with write access to upgrade it"
+            )
         with self.write() as tx:
             tx.execute(
                 "SELECT pg_advisory_xact_lock(?)",
                 # crc32, not hash(): the key must be the same in every process.
                 (_MIGRATION_LOCK ^ zlib.crc32((self.schema or "").encode()),),
             )
+            if self.schema:
+                tx.create_schema(self.schema)
             apply_migrations(tx, MIGRATIONS, integer="BIGINT")
 
     def schema_version(self) -> int:
@@ -624,8 +684,37 @@ def translate(err: psycopg.Error, url: str) -> AisopodError:
         err, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable
     ):
         return StoreBusy(f"{url}: the database gave up waiting for a lock; retry ({err.sqlstate})")
+    if isinstance(err, errors.ReadOnlySqlTransaction):
+        return StoreReadOnly(f"{url}: the database cannot be written here ({err.sqlstate})")
+    if isinstance(err, errors.InsufficientPrivilege):
+        # The store opened (reading the schema version), so what is refused is a write.
+        return StoreReadOnly(f"{url}: the role may not write here ({_reason(err)})")
     if isinstance(err, errors.CharacterNotInRepertoire | errors.UntranslatableCharacter):
         return InvalidInput("text the database cannot store", field="payload")
     if isinstance(err, psycopg.OperationalError | errors.AdminShutdown | psycopg.InterfaceError):
-        return StoreUnavailable(f"{url}: the database is unavailable; retry later")
+        return StoreUnavailable(f"{url}: the database is unavailable; retry later ({_reason(err)})")
     return StoreUnavailable(f"{url}: {type(err).__name__} ({err.sqlstate})")
+
+
+def _reason(err: psycopg.Error) -> str:
+    """The server's (or the driver's) own words about an error, on one line."""
+    text = str(err).strip() or type(err).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # libpq repeats itself once per address it tried; one is enough.
+    return " ".join(dict.fromkeys(lines))[:500]
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_CONNECT_TIMEOUT: Final = 5
+"""Seconds a new connection may take, unless the URL says (`connect_timeout`)."""
+
+
+def _number(value: Any, kind: type[int] | type[float], field: str, *, minimum: float = 0) -> Any:
+    """A numeric option from a keyword or the URL's query, checked."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"must be a number, not {value!r}", field=field) from None
+    if number < minimum:
+        raise InvalidInput(f"must be at least {minimum:g}", field=field)
+    return number

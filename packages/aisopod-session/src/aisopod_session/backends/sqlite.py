@@ -17,19 +17,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
+from urllib.parse import quote
 
 import orjson
 
 from aisopod_session._errors import (
     AisopodError,
     DuplicateEntryId,
+    SchemaVersionError,
     StoreBusy,
     StoreFull,
+    StoreReadOnly,
     StoreUnavailable,
 )
 from aisopod_session._search import Clause, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
+from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
 
@@ -177,8 +181,6 @@ _ADVANCE_WATERMARK = (
     "UPDATE search_state SET indexed_through = (SELECT coalesce(max(row_id), 0) FROM entries)"
 )
 
-_BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
-
 
 class SqliteTx(SqlTx):
     """The store's SQL on a `sqlite3` connection."""
@@ -312,6 +314,7 @@ class SqliteBackend:
         busy_timeout: float = 30.0,
         migrate: bool = True,
         max_pages: int | None = None,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -320,6 +323,8 @@ class SqliteBackend:
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.max_pages = max_pages
+        self.read_only = read_only and self.path is not None
+        self._immutable = False
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._registry_lock = threading.Lock()
@@ -330,35 +335,130 @@ class SqliteBackend:
         self._memory: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._closed = False
-        if self.path is not None:
-            _create_private_file(self.path)
-        if migrate:
-            self._migrate()
         self.migrations = MIGRATIONS
+        if self.path is not None:
+            self._open_file(self.path, migrate=migrate)
+        elif migrate:
+            self._migrate()
+
+    def _open_file(self, path: Path, *, migrate: bool) -> None:
+        """Open an existing file without writing to it until it is known to be ours
+        and writable, or make a new one.
+
+        A file of another application, or one written by a newer version, is
+        refused before anything touches it (no switch to WAL, no migration).
+        A file or folder that cannot be written is opened read-only.
+        """
+        if not path.exists():
+            if self.read_only:
+                raise StoreUnavailable(f"{self.url}: there is no store here")
+            _create_private_file(path)
+        elif not self.read_only and not _writable(path):
+            logger.info("{} is not writable: opened read-only", path)
+            self.read_only = True
+        version = self._inspect(path)
+        if version > len(MIGRATIONS):
+            raise SchemaVersionError(version, len(MIGRATIONS))
+        if version < len(MIGRATIONS):
+            if self.read_only:
+                raise StoreReadOnly(
+                    f"{self.url}: the store is read-only and at schema version {version} of"
+                    f" {len(MIGRATIONS)}; open it once with write access to upgrade it"
+                )
+            if migrate:
+                self._migrate()
+
+    def _inspect(self, path: Path) -> int:
+        """The schema version of the file (0: empty), read without writing a byte.
+
+        Raises:
+            StoreUnavailable: when the file holds tables that are not a store's.
+        """
+        try:
+            probe = self._raw_connection(read_only=True)
+        except sqlite3.Error as err:
+            raise _translate(err, self.url) from err
+        try:
+            names = {
+                str(row[0])
+                for row in probe.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                    " AND name NOT LIKE 'sqlite_%'"
+                )
+            }
+            if not names:
+                return 0
+            record = (
+                {str(row[1]) for row in probe.execute("PRAGMA table_info(schema_migrations)")}
+                if "schema_migrations" in names
+                else set()
+            )
+            if record == {"version", "name", "applied_at"}:
+                (version,) = probe.execute("SELECT max(version) FROM schema_migrations").fetchone()
+                if not version or {"sessions", "bindings", "entries"} <= names:
+                    return int(version or 0)
+        except sqlite3.Error as err:
+            raise _translate(err, self.url) from err
+        finally:
+            probe.close()
+        listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise StoreUnavailable(
+            f"{self.url}: not an aisopod-session store (it holds other tables: {listed});"
+            " nothing was changed"
+        )
 
     def __repr__(self) -> str:
         return f"SqliteBackend({self.url!r})"
 
     # --- connections ------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        target = str(self.path) if self.path is not None else ":memory:"
-        try:
-            connection = sqlite3.connect(
-                target,
+    def _raw_connection(self, *, read_only: bool) -> sqlite3.Connection:
+        """A connection to the file (read-only: `mode=ro`, which never writes it;
+        `immutable=1` where SQLite cannot even make the -shm file of a WAL store)."""
+        if self.path is None:
+            return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        if not read_only:
+            return sqlite3.connect(
+                str(self.path),
                 timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
-            connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+        for immutable in (self._immutable, True):
+            target = f"file:{quote(str(self.path))}?mode=ro" + ("&immutable=1" if immutable else "")
+            connection = sqlite3.connect(
+                target,
+                uri=True,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError as err:
+                connection.close()
+                if immutable or err_code(err) & 0xFF not in _CANNOT_OPEN_READ_ONLY:
+                    raise
+                # A WAL store whose -shm file nobody can make here (a read-only
+                # folder): nothing can be writing it either, so read it as it is.
+                self._immutable = True
+                continue
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = self._raw_connection(read_only=self.read_only)
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA temp_store = MEMORY")
-            if self.max_pages is not None:
-                # A hard cap on the file's size: writes past it fail with
-                # SQLITE_FULL (StoreFull) and change nothing.
-                connection.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
-            if self.path is not None:
-                _retry_busy(self.busy_timeout, lambda: _enable_wal(connection))
+            if not self.read_only:
+                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+                if self.max_pages is not None:
+                    # A hard cap on the file's size: writes past it fail with
+                    # SQLITE_FULL (StoreFull) and change nothing.
+                    connection.execute(f"PRAGMA max_page_count = {int(self.max_pages)}")
+                if self.path is not None:
+                    _retry_busy(self.busy_timeout, lambda: _enable_wal(connection))
         except sqlite3.Error as err:
             raise _translate(err, self.url) from err
         with self._registry_lock:
@@ -403,7 +503,13 @@ class SqliteBackend:
         return _Transaction(self, "BEGIN", lock)
 
     def write(self) -> _Transaction:
-        """A write transaction, begun IMMEDIATE so it holds the write lock from the start."""
+        """A write transaction, begun IMMEDIATE so it holds the write lock from the start.
+
+        Raises:
+            StoreReadOnly: on a store opened read-only (nothing is attempted).
+        """
+        if self.read_only:
+            raise StoreReadOnly(f"{self.url}: the store is read-only")
         return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
     def write_append(self) -> _Transaction:
@@ -423,7 +529,13 @@ class SqliteBackend:
     def check_integrity(self) -> list[str]:
         """`PRAGMA integrity_check`, `foreign_key_check`, and the full-text index held
         against the entries (every entry with text up to the watermark in it, nothing
-        else): the problems found. Reads only."""
+        else): the problems found (a file too damaged to check is one). Reads only."""
+        try:
+            return self._integrity_problems()
+        except StoreUnavailable as err:
+            return [str(err)]
+
+    def _integrity_problems(self) -> list[str]:
         with self.read() as tx:
             problems = [str(row[0]) for row in tx.execute("PRAGMA integrity_check").fetchall()]
             problems = [p for p in problems if p != "ok"]
@@ -581,9 +693,7 @@ def _rollback(connection: sqlite3.Connection) -> None:
 
 
 def _is_busy(err: sqlite3.Error) -> bool:
-    return isinstance(err, sqlite3.OperationalError) and any(
-        text in str(err) for text in _BUSY_MESSAGES
-    )
+    return err_code(err) & 0xFF in _BUSY
 
 
 def _retry_busy(timeout: float, action: Any) -> Any:
@@ -606,23 +716,48 @@ def _retry_busy(timeout: float, action: Any) -> Any:
 
 
 def _translate(err: sqlite3.Error, url: str) -> AisopodError:
-    """A driver error as the store's typed error (the caller chains the original)."""
+    """A driver error as the store's typed error, by SQLite's result code (the caller
+    chains the original)."""
     text = str(err)
-    if _is_busy(err):
+    code = err_code(err) & 0xFF
+    if code in _BUSY:
         return StoreBusy(f"{url}: the database stayed locked past the busy timeout ({text})")
-    if "disk is full" in text or "SQLITE_FULL" in text:
+    if code == _FULL:
         return StoreFull(f"{url}: no room left in the database ({text})")
-    if (err_code(err) & 0xFF) in _IO_ERRORS:
+    if code in _IO_ERRORS:
         room = _out_of_room(url)
         if room is not None:
             return StoreFull(f"{url}: {room} ({text})")
-    if "not a database" in text:
+    if code == _READONLY:
+        return StoreReadOnly(f"{url}: the database cannot be written ({text})")
+    if code == _NOTADB:
         return StoreUnavailable(f"{url}: the file is not a SQLite database")
-    if isinstance(err, sqlite3.IntegrityError):
+    if code == _CORRUPT:
+        return StoreUnavailable(f"{url}: the database file is damaged ({text})")
+    if code == _CONSTRAINT:
         if "entries.sid, entries.id" in text:
             return DuplicateEntryId("an entry with this id is already in the session", field="id")
         return AisopodError(f"{url}: a constraint failed: {text}")
     return StoreUnavailable(f"{url}: {text}")
+
+
+# SQLite's primary result codes (the low byte of the extended codes).
+_BUSY: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+_READONLY: Final = 8
+_CORRUPT: Final = 11
+_FULL: Final = 13
+_CONSTRAINT: Final = 19
+_NOTADB: Final = 26
+_CANNOT_OPEN_READ_ONLY: Final = frozenset({8, 14})  # SQLITE_READONLY, SQLITE_CANTOPEN
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process can write the file and what SQLite makes beside it."""
+    folder = path.parent
+    beside = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    return os.access(path, os.W_OK) and (
+        os.access(folder, os.W_OK) or all(os.access(p, os.W_OK) for p in beside)
+    )
 
 
 def err_code(err: sqlite3.Error) -> int:
