@@ -52,6 +52,7 @@ from aisopod_session._errors import (
 from aisopod_session._model import (
     ENTRY_TYPES,
     SESSION_STATUSES,
+    AgentStats,
     Entry,
     ForkRef,
     Origin,
@@ -64,7 +65,7 @@ from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._search import SearchHit, SearchPage
-from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore
+from aisopod_session._store import UNSET, SchemaInfo, SessionStore
 from aisopod_shared import Message, TokenUsage, logger
 
 __version__ = _version("aisopod-session")

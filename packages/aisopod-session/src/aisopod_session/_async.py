@@ -34,11 +34,19 @@ from aisopod_session._context import Context
 from aisopod_session._engine import AppendRequest, Engine
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import StoreUnavailable
-from aisopod_session._model import Entry, Origin, Page, Session, SessionPage, SessionStatus
+from aisopod_session._model import (
+    AgentStats,
+    Entry,
+    Origin,
+    Page,
+    Session,
+    SessionPage,
+    SessionStatus,
+)
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport
 from aisopod_session._search import SearchPage
-from aisopod_session._store import UNSET, AgentStats, SchemaInfo, SessionStore, Unset, engine_of
+from aisopod_session._store import UNSET, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Clock, Message, logger

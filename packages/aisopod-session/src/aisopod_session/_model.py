@@ -12,6 +12,7 @@ from aisopod_session._errors import InvalidInput
 from aisopod_shared import Message, TokenUsage, structure
 
 __all__ = [
+    "AgentStats",
     "ENTRY_TYPES",
     "SESSION_STATUSES",
     "Entry",
@@ -166,3 +167,17 @@ class SessionPage:
 
     def __len__(self) -> int:
         return len(self.sessions)
+
+
+@attrs.frozen
+class AgentStats:
+    """One agent's share of a store."""
+
+    agent_id: str
+    sessions: int
+    active: int
+    entries: int
+    messages: int
+    tokens: int
+    cost: float
+    size_bytes: int

@@ -24,6 +24,7 @@ from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES, NewEntry
 from aisopod_session._errors import ConflictError
 from aisopod_session._model import (
     SESSION_STATUSES,
+    AgentStats,
     Entry,
     ForkRef,
     Origin,
@@ -35,7 +36,7 @@ from aisopod_session._model import (
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
-from aisopod_session._search import SearchHit, SearchPage, parse_query
+from aisopod_session._search import SearchPage, parse_query
 from aisopod_session._validate import check_int, check_text, merge_patch
 from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SqlTx
 from aisopod_shared import (
@@ -44,7 +45,6 @@ from aisopod_shared import (
     Message,
     SystemClock,
     dumps,
-    from_micros,
     logger,
     to_micros,
 )
@@ -69,20 +69,6 @@ class Unset:
 
 UNSET: Final = Unset()
 """Marks a `patch` argument that was not given (as opposed to `None`, which clears)."""
-
-
-@attrs.frozen
-class AgentStats:
-    """One agent's share of a store."""
-
-    agent_id: str
-    sessions: int
-    active: int
-    entries: int
-    messages: int
-    tokens: int
-    cost: float
-    size_bytes: int
 
 
 @attrs.frozen
@@ -179,8 +165,7 @@ class SessionStore:
     def stats(self) -> list[AgentStats]:
         """Sessions, entries, tokens, cost and size, per agent (one agent when scoped)."""
         with self._backend.read() as tx:
-            rows = tx.agent_stats(self.agent_id)
-        return [AgentStats(*row) for row in rows]
+            return tx.agent_stats(self.agent_id)
 
     # --- sessions -------------------------------------------------------------------
 
@@ -747,20 +732,7 @@ class SessionStore:
         )
         with self._backend.read() as tx:
             rows = tx.search(clauses, where, limit=limit + 1, offset=offset, highlight=highlight)
-        hits = tuple(
-            SearchHit(
-                session_id=row.session_id,
-                agent_id=row.agent_id,
-                key=row.key,
-                seq=row.seq,
-                entry_id=row.entry_id,
-                role=row.role,
-                created_at=from_micros(row.created_at),
-                snippet=row.snippet,
-                rank=row.rank,
-            )
-            for row in rows[:limit]
-        )
+        hits = tuple(rows[:limit])
         more = len(rows) > limit and offset + limit < MAX_SEARCH_DEPTH
         return SearchPage(hits, str(offset + limit) if more else None)
 

@@ -18,8 +18,8 @@ import attrs
 
 from aisopod_session._entries import PreparedEntry
 from aisopod_session._ids import entry_id
-from aisopod_session._model import Entry, ForkRef, Origin, Session
-from aisopod_session._search import Clause
+from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session
+from aisopod_session._search import Clause, SearchHit
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
@@ -27,11 +27,10 @@ __all__ = [
     "append_update",
     "appended_to",
     "may_append",
-    "AgentStatsRow",
+    "search_hit",
     "MaintenanceRow",
     "SessionRef",
     "SearchFilter",
-    "SearchRow",
     "AppendTarget",
     "Appended",
     "SESSION_COLUMNS",
@@ -92,19 +91,6 @@ class SessionRef(NamedTuple):
     agent_id: str
 
 
-class AgentStatsRow(NamedTuple):
-    """One agent's totals over its sessions."""
-
-    agent_id: str
-    sessions: int
-    active: int
-    entries: int
-    messages: int
-    tokens: int
-    cost: float
-    size_bytes: int
-
-
 class MaintenanceRow(NamedTuple):
     """A session as retention sees it."""
 
@@ -150,19 +136,20 @@ class SearchFilter:
         return "".join(f" AND {c}" for c in clauses), params
 
 
-class SearchRow(NamedTuple):
-    """One search hit as the backend finds it."""
-
-    session_id: str
-    agent_id: str
-    key: str | None
-    seq: int
-    entry_id: str
-    role: str | None
-    created_at: int
-    snippet: str
-    rank: float
-    """Higher is better."""
+def search_hit(row: Sequence[Any], rank: float) -> SearchHit:
+    """A hit from a row of session id, agent id, key, seq, entry id, role, created_at
+    (micros) and snippet, with its rank (higher is better)."""
+    return SearchHit(
+        session_id=row[0],
+        agent_id=row[1],
+        key=row[2],
+        seq=row[3],
+        entry_id=row[4],
+        role=row[5],
+        created_at=from_micros(row[6]),
+        snippet=row[7],
+        rank=rank,
+    )
 
 
 @attrs.frozen
@@ -272,7 +259,7 @@ class SqlTx(abc.ABC):
         limit: int,
         offset: int,
         highlight: tuple[str, str],
-    ) -> list[SearchRow]:
+    ) -> list[SearchHit]:
         """Entries whose text matches every clause, best first (the engine's full-text index)."""
 
     def decode_json(self, value: Any) -> Any:
@@ -453,7 +440,7 @@ class SqlTx(abc.ABC):
         params.append(limit)
         return [self._session(row) for row in self.execute(sql, params).fetchall()]
 
-    def agent_stats(self, agent_id: str | None) -> list[AgentStatsRow]:
+    def agent_stats(self, agent_id: str | None) -> list[AgentStats]:
         """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
         sql = (
             "SELECT agent_id, count(*), sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END),"
@@ -465,7 +452,7 @@ class SqlTx(abc.ABC):
             sql += " WHERE agent_id = ?"
             params = (agent_id,)
         return [
-            AgentStatsRow(
+            AgentStats(
                 str(row[0]),
                 int(row[1]),
                 int(row[2] or 0),

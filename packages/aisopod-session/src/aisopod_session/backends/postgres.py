@@ -38,18 +38,18 @@ from aisopod_session._errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from aisopod_session._search import Clause, Term
+from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
     Appended,
     AppendTarget,
     SearchFilter,
-    SearchRow,
     SqlTx,
     append_deltas,
     append_update,
     appended_to,
     may_append,
+    search_hit,
 )
 
 __all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
@@ -361,7 +361,7 @@ class PostgresTx(SqlTx):
         limit: int,
         offset: int,
         highlight: tuple[str, str],
-    ) -> list[SearchRow]:
+    ) -> list[SearchHit]:
         query, query_params = tsquery(clauses)
         conditions, params = where.sql()
         options = f"StartSel={highlight[0]}, StopSel={highlight[1]}, MaxWords=24, MinWords=8"
@@ -378,10 +378,7 @@ class PostgresTx(SqlTx):
             " JOIN sessions s ON s.sid = e.sid, q ORDER BY hits.rank DESC, e.row_id",
             (*query_params, *params, limit, offset, options),
         ).fetchall()
-        return [
-            SearchRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], float(row[8]))
-            for row in rows
-        ]
+        return [search_hit(row[:8], float(row[8])) for row in rows]
 
 
 def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:

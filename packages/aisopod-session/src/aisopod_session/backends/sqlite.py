@@ -30,9 +30,9 @@ from aisopod_session._errors import (
     StoreReadOnly,
     StoreUnavailable,
 )
-from aisopod_session._search import Clause, Term
+from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
-from aisopod_session.backends._sql import SearchFilter, SearchRow, SqlTx
+from aisopod_session.backends._sql import SearchFilter, SqlTx, search_hit
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
@@ -232,7 +232,7 @@ class SqliteTx(SqlTx):
         limit: int,
         offset: int,
         highlight: tuple[str, str],
-    ) -> list[SearchRow]:
+    ) -> list[SearchHit]:
         """Hits from the index and, read around it, from the entries still waiting
         for it (indexed here into a temporary in-memory index, never into the file)."""
         query = fts5_query(clauses)
@@ -242,16 +242,13 @@ class SqliteTx(SqlTx):
             hits += self._hits("temp.waiting_fts", query, where, wanted, highlight)
             hits.sort(key=lambda hit: (hit[0], hit[1]))
         # bm25 is lower for better matches; the store's ranks are higher-is-better.
-        return [
-            SearchRow(row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], -row[10])
-            for row in hits[offset:wanted]
-        ]
+        return [search_hit(row[2:10], -row[10]) for row in hits[offset:wanted]]
 
     def _hits(
         self, table: str, query: str, where: SearchFilter, wanted: int, highlight: tuple[str, str]
     ) -> list[Any]:
         """The best `wanted` hits of one full-text table: bm25 and row id first (the
-        sort key), then the columns of a `SearchRow`, then bm25 again."""
+        sort key), then the columns of a `SearchHit`, then bm25 again."""
         fts = table.rsplit(".", 1)[-1]
         conditions, params = where.sql()
         return list(
