@@ -46,15 +46,17 @@ def test_a_key_bound_to_another_agents_session_is_never_read_through(store: Any)
     theirs = store.fork(keyed.id, title="main's plans")  # a session bound to no key
     backend = engine_of(store.sync if hasattr(store, "sync") else store).backend
     with backend.write() as tx:
-        sid = tx.session_ref(theirs.id).sid
-        tx.rebind("ops", "agent:ops:x", sid, 0)
+        ref = tx.session_ref(theirs.id)
+        assert ref is not None
+        tx.rebind("ops", "agent:ops:x", ref.sid, 0)
     ops = store.for_agent("ops")
-    for attempt in (
+    attempts: tuple[Callable[[], object], ...] = (
         lambda: ops.current("agent:ops:x"),
         lambda: ops.get_or_create("agent:ops:x"),
         lambda: ops.resolve(Inbound(key="agent:ops:x", text="hi")),
         lambda: ops.reset("agent:ops:x"),
-    ):
+    )
+    for attempt in attempts:
         with pytest.raises(AccessDenied):
             attempt()
     assert store.get(theirs.id).title == "main's plans"
