@@ -1,9 +1,11 @@
-"""The threads that run the async API's calls: results, errors, parallelism, cancel, shutdown."""
+"""The threads that run the async API's calls: results, errors, parallelism, cancel,
+shutdown, and closing an async store (borrowed, from synchronous code, or dropped)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -11,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from aisopod_session import InvalidInput, StoreUnavailable, open_async_store
+from aisopod_session import (
+    AsyncSessionStore,
+    InvalidInput,
+    StoreUnavailable,
+    open_async_store,
+    open_store,
+)
 from aisopod_session._worker_threads import WorkerThreads
 from aisopod_shared import Message
 
@@ -256,3 +264,120 @@ def test_an_append_whose_loop_closed_still_commits_and_the_next_append_works(
         await store.aclose()
 
     asyncio.run(second())
+
+
+def threads_of(store: AsyncSessionStore) -> list[threading.Thread]:
+    """The threads an async store has started (its workers and its committer)."""
+    committer = store._committer._thread
+    return [*store._workers._threads, *([committer] if committer is not None else [])]
+
+
+def all_stopped(threads: list[threading.Thread]) -> bool:
+    for thread in threads:
+        thread.join(timeout=WAIT)
+    return not any(thread.is_alive() for thread in threads)
+
+
+def test_a_borrowing_async_store_stops_its_threads_and_leaves_the_store_open(
+    tmp_path: Path,
+) -> None:
+    with open_store(tmp_path / "s.db") as store:
+        borrowed = AsyncSessionStore.borrowing(store)
+        scoped = borrowed.for_agent("main")
+
+        async def main() -> str:
+            session = await scoped.get_or_create("agent:main:main")
+            await borrowed.append(session.id, Message.user("through the async store"))
+            await scoped.aclose()  # a scoped handle borrows too
+            with pytest.raises(StoreUnavailable):
+                await borrowed.get(session.id)
+            return session.id
+
+        session_id = asyncio.run(main())
+        assert all_stopped(threads_of(borrowed))
+        store.append(session_id, Message.user("and the store is still open"))
+        assert [entry.seq for entry in store.history(session_id).entries] == [1, 2]
+
+        again = AsyncSessionStore.borrowing(store)
+        asyncio.run(again.get(session_id))
+        again.close()  # from synchronous code too
+        assert all_stopped(threads_of(again))
+        assert store.get(session_id).entry_count == 2
+
+
+def test_close_finishes_appends_in_flight_without_the_event_loop(tmp_path: Path) -> None:
+    """`close()`, called on the event loop's own thread while appends wait for the
+    committer, commits them all before it returns: it needs no turn of the loop."""
+    store = open_async_store(tmp_path / "s.db")
+
+    async def main() -> None:
+        session = await store.get_or_create("agent:main:main")
+        appends = [
+            asyncio.ensure_future(store.append(session.id, Message.user(str(n)))) for n in range(20)
+        ]
+        await asyncio.sleep(0)  # every append has gone to the committer
+        store.close()
+        done = await asyncio.gather(*appends)
+        assert sorted(entry.seq for entries in done for entry in entries) == list(range(1, 21))
+        with pytest.raises(StoreUnavailable):
+            await store.append(session.id, Message.user("late"))
+
+    asyncio.run(main())
+    assert all_stopped(threads_of(store))
+    with pytest.raises(StoreUnavailable):  # the database is closed too
+        store.sync.current("agent:main:main")
+    store.close()  # again: nothing more to do
+    with open_store(tmp_path / "s.db") as reopened:
+        session = reopened.current("agent:main:main")
+        assert session is not None
+        assert session.entry_count == 20
+
+
+def test_threads_of_an_async_store_nobody_closed_stop_when_its_last_handle_goes(
+    tmp_path: Path,
+) -> None:
+    """Dropped unclosed, an async store stops its threads once neither it nor a handle
+    `for_agent` made from it is left; the store under it is not closed."""
+    with open_store(tmp_path / "s.db") as store:
+        dropped: AsyncSessionStore | None = AsyncSessionStore.borrowing(store)
+        assert dropped is not None
+        scoped: AsyncSessionStore | None = dropped.for_agent("main")
+        assert scoped is not None
+
+        async def use(async_store: AsyncSessionStore) -> None:
+            session = await async_store.get_or_create("agent:main:main")
+            await async_store.append(session.id, Message.user("hi"))
+
+        asyncio.run(use(dropped))
+        threads = threads_of(dropped)
+        assert len(threads) == 2  # a worker and the committer
+        dropped = None
+        gc.collect()
+        asyncio.run(use(scoped))  # the scoped handle keeps the threads
+        assert all(thread.is_alive() for thread in threads)
+        scoped = None
+        gc.collect()
+        assert all_stopped(threads)
+        session = store.current("agent:main:main")
+        assert session is not None
+        assert session.entry_count == 2
+
+
+def test_shutdown_without_wait_returns_at_once_and_the_queued_calls_still_run() -> None:
+    workers = WorkerThreads(1)
+    release = threading.Event()
+
+    async def main() -> None:
+        taken = Signal()
+        held = asyncio.ensure_future(workers.run(holding(taken, release)))
+        queued = asyncio.ensure_future(workers.run(lambda: "queued"))
+        await taken.wait()
+        workers.shutdown(wait=False)  # the worker still holds the first call
+        with pytest.raises(StoreUnavailable):
+            await workers.run(lambda: None)
+        release.set()
+        assert await held is True
+        assert await queued == "queued"
+
+    asyncio.run(main())
+    assert all_stopped(workers._threads)

@@ -16,6 +16,7 @@ import functools
 import inspect
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -86,12 +87,14 @@ class _GroupCommitter:
         self._queue.put(_Pending(engine, request, future, loop))
         return future
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Commit what is queued, then stop; with `wait`, return once that is done."""
         self._closed = True
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+            if wait:
+                self._thread.join()
+                self._thread = None
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -167,12 +170,37 @@ def _append_in_savepoint(pending: _Pending, tx: SqlTx) -> _Outcome:
         return pending, None, err
 
 
+@attrs.define(eq=False)
+class _Threads:
+    """The threads of an async store, shared with the handles `for_agent` makes from it."""
+
+    workers: WorkerThreads
+    committer: _GroupCommitter
+
+    @classmethod
+    def start(cls, engine: Engine, max_workers: int) -> _Threads:
+        threads = cls(WorkerThreads(max_workers), _GroupCommitter(engine))
+        # Once no handle is left to close them, the threads stop by themselves.
+        # Without waiting: the last handle may go on one of these very threads.
+        weakref.finalize(threads, _let_go, threads.workers, threads.committer)
+        return threads
+
+
+def _let_go(workers: WorkerThreads, committer: _GroupCommitter) -> None:
+    committer.close(wait=False)
+    workers.shutdown(wait=False)
+
+
 class AsyncSessionStore:
     """The session store's API as coroutines; open one with `open_async_store(url)`.
 
     The same methods and semantics as `SessionStore`. Concurrent appends are
     committed together (group commit). Close it with `await store.aclose()`
-    or `async with`.
+    or `async with`, or `close()` from synchronous code. `borrowing(store)`
+    makes one over a synchronous store that stays its owner's.
+
+    The calls run on threads of the store's own; a store dropped unclosed
+    stops them once no handle on it (or made by `for_agent`) is left.
     """
 
     def __init__(
@@ -180,13 +208,27 @@ class AsyncSessionStore:
         store: SessionStore,
         *,
         max_workers: int = 8,
-        _shared: tuple[WorkerThreads, _GroupCommitter] | None = None,
+        _threads: _Threads | None = None,
+        _borrowed: bool = False,
     ) -> None:
         self._store = store
         self._engine = engine_of(store)
-        if _shared is None:
-            _shared = (WorkerThreads(max_workers), _GroupCommitter(self._engine))
-        self._workers, self._committer = _shared
+        self._borrowed = _borrowed
+        if _threads is None:
+            _threads = _Threads.start(self._engine, max_workers)
+        self._threads = _threads
+        self._workers, self._committer = _threads.workers, _threads.committer
+
+    @classmethod
+    def borrowing(cls, store: SessionStore, *, max_workers: int = 8) -> AsyncSessionStore:
+        """An async store over `store` that leaves `store` to its owner.
+
+        Closing it (`aclose`, `close`) finishes its pending appends and stops
+        its threads; `store` stays open, and closing `store` is its owner's
+        business. Only appends made through one async store share commits, so
+        code that shares `store` should share the async store too.
+        """
+        return cls(store, max_workers=max_workers, _borrowed=True)
 
     def __repr__(self) -> str:
         return f"Async{self._store!r}"
@@ -220,15 +262,23 @@ class AsyncSessionStore:
     def for_agent(self, agent_id: str) -> AsyncSessionStore:
         """A handle that sees and touches only `agent_id`'s sessions."""
         return AsyncSessionStore(
-            self._store.for_agent(agent_id), _shared=(self._workers, self._committer)
+            self._store.for_agent(agent_id), _threads=self._threads, _borrowed=self._borrowed
         )
 
     async def aclose(self) -> None:
-        """Finish pending appends, stop the worker threads and close the database."""
+        """Finish pending appends, stop the worker threads and close the database
+        (unless borrowed: see `borrowing`)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._committer.close)
+        self.close()
+
+    def close(self) -> None:
+        """`aclose`, for synchronous code: needs no event loop, and blocks until the
+        pending appends are committed and the threads have stopped."""
+        self._committer.close()
         self._workers.shutdown()
-        self._store.close()
+        if not self._borrowed:
+            self._store.close()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._workers.run(functools.partial(fn, *args, **kwargs))

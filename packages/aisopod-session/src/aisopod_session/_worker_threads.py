@@ -69,9 +69,12 @@ class WorkerThreads:
                 self._threads.append(thread)
         return await future
 
-    def shutdown(self) -> None:
-        """Finish the calls already queued, then stop the threads (idempotent; every
-        caller returns once all the threads have stopped)."""
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Finish the calls already queued, then stop the threads (idempotent).
+
+        With `wait`, every caller returns once all the threads have stopped;
+        without, at once (as from a finalizer, which may run on one of them).
+        """
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -79,8 +82,9 @@ class WorkerThreads:
                     self._jobs.put(None)
             # No thread starts once closed: this list is final.
             threads = list(self._threads)
-        for thread in threads:
-            thread.join()
+        if wait:
+            for thread in threads:
+                thread.join()
 
     def _work(self) -> None:
         while True:

@@ -7,20 +7,20 @@ synchronous or an asynchronous loop, so the two APIs cannot drift apart.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any, Final, Generic, NamedTuple, TypeAlias, TypeVar
 
 from aisopod_session._async import AsyncSessionStore
 from aisopod_session._entries import NewEntry, holds_nul
 from aisopod_session._errors import ConflictError, InvalidPayload
-from aisopod_session._model import Entry, Page, Session
-from aisopod_session._open import default_url, open_store
+from aisopod_session._model import Entry, Page
+from aisopod_session._open import default_url, open_async_store
 from aisopod_session._store import SessionStore
 from aisopod_session._toolpairs import call_ids, result_ids, safe_cuts
 from aisopod_session.keys import DEFAULT_AGENT_ID, request_key
@@ -63,29 +63,39 @@ _ENCODED_SUFFIX: Final = "B64"
 
 
 class _Shared:
-    """Stores opened from URLs, one per URL per process, counted by their users.
+    """The async stores adapters share: one per URL, opened here and counted by its
+    users, and one per synchronous store handed in, which borrows it.
 
     Frameworks make a session or history object per conversation, often per
     request (`RunnableWithMessageHistory` calls its factory on every turn),
     and rarely close it. Opening a store each time would run the migration
     check and open connections (a pool, on PostgreSQL) each time; sharing
     one per URL makes those objects cheap, and the last `close()` closes it.
+    Adapters on one synchronous store share one async store over it, so
+    their appends share commits; it lives as long as one of them does (its
+    threads stop when the last goes) and never closes the store it borrows.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stores: dict[str, tuple[SessionStore, int]] = {}
+        self.forget()
 
     def forget(self) -> None:
-        """In a forked child: the parent's stores (and their connections) are not ours."""
+        """In a forked child: the parent's stores (and their connections and threads)
+        are not ours."""
         self._lock = threading.Lock()
-        self._stores = {}
+        self._stores: dict[str, tuple[AsyncSessionStore, int]] = {}
+        # Keyed by the identity of the synchronous store: an async store holds
+        # its store, so the id cannot be reused while its entry lives.
+        self._over: weakref.WeakValueDictionary[int, AsyncSessionStore] = (
+            weakref.WeakValueDictionary()
+        )
 
-    def acquire(self, url: str) -> SessionStore:
+    def acquire(self, url: str) -> AsyncSessionStore:
         with self._lock:
             store, users = self._stores.get(url) or (None, 0)
             if store is None:
-                store = open_store(url)
+                store = open_async_store(url)
+                self._over[id(store.sync)] = store
             self._stores[url] = (store, users + 1)
             return store
 
@@ -98,6 +108,16 @@ class _Shared:
             del self._stores[url]
         store.close()
 
+    def over(self, sync: SessionStore) -> AsyncSessionStore:
+        """The async store over `sync`: one the adapters already use, else a new one
+        that borrows it."""
+        with self._lock:
+            store = self._over.get(id(sync))
+            if store is None:
+                store = AsyncSessionStore.borrowing(sync)
+                self._over[id(sync)] = store
+            return store
+
 
 _SHARED: Final = _Shared()
 if hasattr(os, "register_at_fork"):
@@ -107,39 +127,43 @@ if hasattr(os, "register_at_fork"):
 class StoreHandle:
     """The store an adapter works on, with the few operations adapters need.
 
-    A synchronous store is driven from worker threads (`asyncio.to_thread`)
-    by the coroutines, an asynchronous one through its own coroutines (its
-    appends share group commits); `sync` serves the synchronous methods.
-    A store handed in belongs to the caller. A URL (or `None`, the default
-    store) opens a store shared by every handle on that URL in the process;
-    `close()` lets go of it, and the last handle to let go closes it.
+    Coroutines go through an `AsyncSessionStore` (`async_store`: its worker
+    threads, and its group committer for appends), synchronous methods
+    through the synchronous store under it (`sync`). An async store handed
+    in is used as it is; a synchronous one through the async store that
+    every adapter on it shares, which borrows it. A store handed in belongs
+    to the caller. A URL (or `None`, the default store) opens an async store
+    shared by every handle on that URL in the process; `close()` lets go of
+    it, and the last handle to let go closes it.
     """
 
     def __init__(self, store: StoreLike) -> None:
-        self._async: AsyncSessionStore | None = None
+        self._given: SessionStore | AsyncSessionStore | None = None
         self._url: str | None = None
         if isinstance(store, AsyncSessionStore):
-            self._async = store
-            self.sync: SessionStore = store.sync
+            self.async_store = store
+            self._given = store
         elif isinstance(store, SessionStore):
-            self.sync = store
+            self.async_store = _SHARED.over(store)
+            self._given = store
         elif store is None or isinstance(store, str | os.PathLike):
             url = default_url() if store is None else os.fspath(store)
-            self.sync = _SHARED.acquire(url)
+            self.async_store = _SHARED.acquire(url)
             self._url = url
         else:
             raise InvalidInput(
                 "must be a SessionStore, an AsyncSessionStore, a store URL or None",
                 field="store",
             )
+        self.sync: SessionStore = self.async_store.sync
 
     def __repr__(self) -> str:
-        return repr(self._async if self._async is not None else self.sync)
+        return repr(self.store)
 
     @property
     def store(self) -> SessionStore | AsyncSessionStore:
-        """The store itself, as it was handed in (or opened)."""
-        return self._async if self._async is not None else self.sync
+        """The store itself, as it was handed in (the synchronous one, for a URL)."""
+        return self._given if self._given is not None else self.sync
 
     def close(self) -> None:
         """Let go of a store opened from a URL (closed with its last user); a store
@@ -147,43 +171,6 @@ class StoreHandle:
         url, self._url = self._url, None
         if url is not None:
             _SHARED.release(url)
-
-    async def current(self, key: str) -> Session | None:
-        if self._async is not None:
-            return await self._async.current(key)
-        return await asyncio.to_thread(self.sync.current, key)
-
-    async def get_or_create(self, key: str) -> Session:
-        if self._async is not None:
-            return await self._async.get_or_create(key)
-        return await asyncio.to_thread(self.sync.get_or_create, key)
-
-    async def append(self, session_id: str, entries: list[Message | NewEntry]) -> None:
-        if self._async is not None:
-            await self._async.append(session_id, entries)
-        else:
-            await asyncio.to_thread(self.sync.append, session_id, entries)
-
-    async def path(self, session_id: str, request: PathRead) -> Page:
-        if self._async is not None:
-            return await self._async.path(session_id, last=request.last, before=request.before)
-        return await asyncio.to_thread(
-            self.sync.path, session_id, last=request.last, before=request.before
-        )
-
-    async def rewind(self, session_id: str, to_seq: int, *, expected_version: int) -> None:
-        if self._async is not None:
-            await self._async.rewind(session_id, to_seq, expected_version=expected_version)
-        else:
-            await asyncio.to_thread(
-                self.sync.rewind, session_id, to_seq, expected_version=expected_version
-            )
-
-    async def reset(self, key: str) -> None:
-        if self._async is not None:
-            await self._async.reset(key)
-        else:
-            await asyncio.to_thread(self.sync.reset, key)
 
     # --- operations both adapters make --------------------------------------------
 
@@ -195,9 +182,9 @@ class StoreHandle:
 
     async def clear(self, key: str) -> None:
         """`clear_now`, without blocking the event loop."""
-        session = await self.current(key)
+        session = await self.async_store.current(key)
         if session is not None and session.entry_count > 0:
-            await self.reset(key)
+            await self.async_store.reset(key)
 
     def add_now(self, key: str, entries: list[Message | NewEntry]) -> None:
         """Append entries to the key's current session (made if it has none), in one write."""
@@ -205,10 +192,10 @@ class StoreHandle:
             self.sync.append(self.sync.get_or_create(key).id, entries)
 
     async def add(self, key: str, entries: list[Message | NewEntry]) -> None:
-        """`add_now`, without blocking the event loop."""
+        """`add_now`, without blocking the event loop (concurrent adds share commits)."""
         if entries:
-            session = await self.get_or_create(key)
-            await self.append(session.id, entries)
+            session = await self.async_store.get_or_create(key)
+            await self.async_store.append(session.id, entries)
 
     async def pop(self, key: str, decode: Callable[[Entry], T | None]) -> T | None:
         """Move the leaf of the key's session back past its last decodable entry; return it.
@@ -218,7 +205,7 @@ class StoreHandle:
         """
         conflict: ConflictError | None = None
         for _ in range(POP_ATTEMPTS):
-            session = await self.current(key)
+            session = await self.async_store.current(key)
             if session is None or session.leaf_seq == 0:
                 return None
             found = await drive_async(self, session.id, read_path(1, decode))
@@ -226,7 +213,7 @@ class StoreHandle:
                 return None
             last = found[-1]
             try:
-                await self.rewind(
+                await self.async_store.rewind(
                     session.id, last.entry.parent_seq or 0, expected_version=session.version
                 )
             except ConflictError as err:
@@ -250,7 +237,7 @@ class StoreHandle:
         self, key: str, limit: int | None, decode: Callable[[Entry], T | None], *, pairs: bool
     ) -> list[T]:
         """`read_now`, without blocking the event loop."""
-        session = await self.current(key)
+        session = await self.async_store.current(key)
         if session is None or session.leaf_seq == 0 or limit == 0:
             return []
         found = await drive_async(self, session.id, read_path(limit, decode, keep_pairs=pairs))
@@ -477,11 +464,13 @@ def drive(store: StoreHandle, session_id: str, reader: Generator[PathRead, Page,
 async def drive_async(
     store: StoreHandle, session_id: str, reader: Generator[PathRead, Page, T]
 ) -> T:
-    """Run a path reader without blocking the event loop."""
+    """Run a path reader against the async store."""
     try:
         request = next(reader)
         while True:
-            page = await store.path(session_id, request)
+            page = await store.async_store.path(
+                session_id, last=request.last, before=request.before
+            )
             request = reader.send(page)
     except StopIteration as stop:
         result: T = stop.value

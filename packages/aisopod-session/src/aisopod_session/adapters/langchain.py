@@ -100,8 +100,10 @@ class AisopodChatMessageHistory(KeyedConversation, BaseChatMessageHistory):
             store handle is scoped to, else `main`.
 
     The sync methods run on the calling thread; the async ones run the
-    store's work off the event loop (worker threads, or the async store's
-    coroutines). `add_messages` appends all its messages in one transaction.
+    store's work off the event loop through an async store (the one handed
+    in, else one over the store or URL given), so messages added by
+    concurrent coroutines share commits. `add_messages` appends all its
+    messages in one transaction.
     """
 
     def __init__(

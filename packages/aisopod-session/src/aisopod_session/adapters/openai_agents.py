@@ -141,9 +141,10 @@ class AisopodSession(KeyedConversation):
     Items are read along the active path, so popped items are not returned.
     Entries appended to the key's session by other means (native messages,
     summaries) are not items and are not returned. Every method runs the
-    store's work off the event loop (worker threads, or the async store's
-    coroutines) and the key is looked up on every call, so processes sharing
-    the store see each other's items, pops and clears.
+    store's work off the event loop through an async store (the one handed
+    in, else one over the store or URL given), so items added by concurrent
+    coroutines share commits; the key is looked up on every call, so
+    processes sharing the store see each other's items, pops and clears.
     """
 
     session_id: str
