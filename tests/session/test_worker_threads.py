@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -381,3 +383,30 @@ def test_shutdown_without_wait_returns_at_once_and_the_queued_calls_still_run() 
 
     asyncio.run(main())
     assert all_stopped(workers._threads)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_an_async_store_used_in_a_forked_child_starts_threads_of_its_own(tmp_path: Path) -> None:
+    """A child forked after the parent used the async store has none of its threads:
+    its calls and appends must not wait for them for ever."""
+    store = open_async_store(tmp_path / "s.db")
+
+    async def use(tag: str) -> int:
+        session = await store.get_or_create("agent:main:main")
+        await store.append(session.id, Message.user(tag))
+        return (await store.get(session.id)).entry_count
+
+    assert asyncio.run(use("parent")) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork beside threads (3.12+)
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child's result is its exit status
+        try:
+            code = 0 if asyncio.run(asyncio.wait_for(use("child"), 30)) == 2 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert asyncio.run(use("parent again")) == 3
+    asyncio.run(store.aclose())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import os
 import queue
 import threading
 import weakref
@@ -77,6 +78,7 @@ class _GroupCommitter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     def submit(self, engine: Engine, request: AppendRequest) -> asyncio.Future[tuple[Entry, ...]]:
         if self._closed:
@@ -97,6 +99,12 @@ class _GroupCommitter:
                 self._thread = None
 
     def _ensure_started(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child has none of its parent's threads: start afresh.
+            self._queue = queue.SimpleQueue()
+            self._thread = None
+            self._start_lock = threading.Lock()
+            self._pid = os.getpid()
         if self._thread is not None:
             return
         with self._start_lock:

@@ -11,6 +11,7 @@ call that does nothing), on every call of the async API.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ class WorkerThreads:
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on a worker thread and return (or raise) what it does.
@@ -57,6 +59,8 @@ class WorkerThreads:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        if self._pid != os.getpid():
+            self._forget_parent()
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
@@ -68,6 +72,14 @@ class WorkerThreads:
                 thread.start()
                 self._threads.append(thread)
         return await future
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's threads (and its queue) are not here."""
+        self._jobs = queue.SimpleQueue()
+        self._threads = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def shutdown(self, *, wait: bool = True) -> None:
         """Finish the calls already queued, then stop the threads (idempotent).
