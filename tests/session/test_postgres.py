@@ -422,3 +422,20 @@ def test_a_wrong_url_fails_at_once_with_the_servers_reason(
     with pytest.raises(StoreUnavailable, match=reason) as caught:
         open_store(url)
     assert str(caught.value).count(reason) == 1  # said once
+
+
+def test_a_search_never_waits_for_a_writer(pg_url: str, postgres_dsn: str) -> None:
+    """A transaction holding the session's row lock and uncommitted entries does not
+    hold up a search, which finds every committed entry and none of the others."""
+    store = open_store(pg_url)
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(f"sanderling {n}") for n in range(30)])
+    schema = pg_url.rsplit("schema=", 1)[1]
+    with psycopg.connect(postgres_dsn) as writer:
+        writer.execute(f'SET search_path TO "{schema}"')
+        writer.execute("SELECT 1 FROM sessions FOR UPDATE")
+        writer.execute("SET lock_timeout = '10s'")
+        writer.execute("DELETE FROM entries")  # uncommitted, and its rows locked
+        assert len(store.search("sanderling", limit=100).hits) == 30
+        writer.rollback()
+    store.close()
