@@ -28,6 +28,7 @@ from aisopod_session._store import engine_of
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.invariants import check_invariants
+from tests.session.old_databases import write_postgres_at_version
 from tests.session.postgres_schema import temporary_schema, with_schema
 from tests.session.snapshot import all_entries
 
@@ -315,29 +316,22 @@ def test_both_backends_know_the_same_schema_versions() -> None:
 
 
 def test_a_schema_written_by_an_older_version_is_upgraded_in_place(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, postgres_dsn: str
 ) -> None:
     """Version 3 kept payloads in jsonb; opening it with today's code converts the
     columns in place, keeps every entry, and new payloads keep their spelling."""
-    from aisopod_session.backends import postgres
-
-    monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:3])
-    old = open_store(pg_url)
-    session = old.get_or_create("agent:main:main")
-    old.append(session.id, [Message.user("written at version 3"), Message.assistant("yes")])
-    old.patch(session.id, metadata={"n": 1})
-    assert old.schema().version == 3
-    old.close()
-    monkeypatch.undo()
-
+    schema = pg_url.rsplit("schema=", 1)[1]
+    session_id = write_postgres_at_version(
+        postgres_dsn, schema, 3, [Message.user("written at version 3"), Message.assistant("yes")]
+    )
     new = open_store(pg_url)
     assert new.schema().version == len(MIGRATIONS)
-    assert [e.text for e in new.history(session.id).entries] == ["written at version 3", "yes"]
-    assert new.get(session.id).metadata == {"n": 1}
+    assert [e.text for e in new.history(session_id).entries] == ["written at version 3", "yes"]
+    assert new.get(session_id).metadata == {}
     (entry,) = new.append(
-        session.id, NewEntry("custom", {"customType": "n", "data": {"big": 1e16, "neg": -0.0}})
+        session_id, NewEntry("custom", {"customType": "n", "data": {"big": 1e16, "neg": -0.0}})
     )
-    stored = new.history(session.id, last=1).entries[0]
+    stored = new.history(session_id, last=1).entries[0]
     assert stored == entry
     assert repr(stored.payload["data"]) == "{'big': 1e+16, 'neg': -0.0}"
     assert [h.seq for h in new.search("version").hits] == [1]

@@ -79,6 +79,8 @@ def _session_calls(store: Any, session_id: str) -> dict[str, Callable[[], Any]]:
         "branches": lambda: store.branches(session_id),
         "fork": lambda: store.fork(session_id),
         "search": lambda: store.search("question", session_id=session_id),
+        "state": lambda: store.state(session_id),
+        "update_state": lambda: store.update_state(session_id, {"k": 1}),
     }
 
 
@@ -104,6 +106,11 @@ def test_every_method_that_takes_a_session_refuses_another_agents(store: Any) ->
     assert [image.id for image, _ in read_images(scoped)] == []
     assert ops.list().sessions == ()
     assert ops.stats() == []
+    assert dict(ops.agent_state()) == {}
+    with pytest.raises(AccessDenied):
+        ops.agent_state("main")
+    with pytest.raises(AccessDenied):
+        ops.user_state("ann", "main")
     assert ops.maintain(RetentionPolicy(mode="enforce", max_sessions=0)).removals == ()
     assert snapshot(store) == before
 

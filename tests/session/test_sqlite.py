@@ -21,7 +21,7 @@ from aisopod_session import (
 from aisopod_session._store import engine_of
 from aisopod_session.backends.sqlite import MIGRATIONS
 from aisopod_shared import Message
-from tests.session.old_databases import write_at_version
+from tests.session.old_databases import write_sqlite_at_version
 
 
 def _mode(path: Path) -> int:
@@ -161,18 +161,12 @@ def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
     store.close()
 
 
-def test_an_older_database_is_upgraded_in_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
     """A file written before full-text search existed gets its index, data intact."""
     path = tmp_path / "old.db"
     # Schema version 1 had no search index to fill.
-    session_id = write_at_version(
-        path,
-        monkeypatch,
-        1,
-        lambda *args: None,
-        [Message.user("written before search"), Message.assistant("indeed")],
+    session_id = write_sqlite_at_version(
+        path, 1, [Message.user("written before search"), Message.assistant("indeed")]
     )
     new = open_store(path)
     assert new.schema().version == len(MIGRATIONS)

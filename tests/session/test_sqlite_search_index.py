@@ -20,7 +20,7 @@ from aisopod_session import ConflictError, NewEntry, SessionStore, open_async_st
 from aisopod_session._store import engine_of
 from aisopod_session.backends.sqlite import INDEX_BATCH, MIGRATIONS, SqliteBackend, SqliteTx
 from aisopod_shared import Message, ToolCallPart
-from tests.session.old_databases import write_at_version
+from tests.session.old_databases import index_each_insert, write_sqlite_at_version
 
 
 def _index_now(store: SessionStore) -> None:
@@ -195,21 +195,11 @@ def test_an_index_that_misses_entries_is_reported(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_version_3_database_starts_with_everything_indexed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_version_3_database_starts_with_everything_indexed(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     # Schema version 3 indexed every append as it landed.
-    session_id = write_at_version(
-        path,
-        monkeypatch,
-        3,
-        lambda tx, count, cursor=None: tx.execute(
-            "INSERT INTO entries_fts (rowid, text) SELECT row_id, text FROM entries"
-            " WHERE row_id > last_insert_rowid() - ? AND text != ''",
-            (count,),
-        ),
-        [Message.user("sandpiper"), Message.assistant("plover")],
+    session_id = write_sqlite_at_version(
+        path, 3, [Message.user("sandpiper"), Message.assistant("plover")], index_each_insert
     )
     new = open_store(path)
     assert new.schema().version == len(MIGRATIONS)

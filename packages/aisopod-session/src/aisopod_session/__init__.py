@@ -65,6 +65,7 @@ from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport, Removal
 from aisopod_session._search import SearchHit, SearchPage
+from aisopod_session._state import REMOVE
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore
 from aisopod_shared import Message, TokenUsage, logger
 
@@ -94,6 +95,7 @@ __all__ = [
     "Page",
     "SessionPage",
     "UNSET",
+    "REMOVE",
     "Message",
     "TokenUsage",
     # lifecycle

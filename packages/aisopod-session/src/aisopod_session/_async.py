@@ -316,10 +316,16 @@ class AsyncSessionStore:
         origin: Origin | None = None,
         title: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
     ) -> Session:
         """See `SessionStore.get_or_create`."""
         return await self._call(
-            self._store.get_or_create, key, origin=origin, title=title, metadata=metadata
+            self._store.get_or_create,
+            key,
+            origin=origin,
+            title=title,
+            metadata=metadata,
+            user_id=user_id,
         )
 
     async def get(self, session_id: str) -> Session:
@@ -339,6 +345,7 @@ class AsyncSessionStore:
         key: str | None = None,
         key_prefix: str | None = None,
         updated_after: Any = None,
+        user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage:
@@ -351,6 +358,7 @@ class AsyncSessionStore:
             key=key,
             key_prefix=key_prefix,
             updated_after=updated_after,
+            user_id=user_id,
             limit=limit,
             cursor=cursor,
         )
@@ -361,6 +369,7 @@ class AsyncSessionStore:
         *,
         title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | Unset | None = UNSET,
         expected_version: int | None = None,
     ) -> Session:
         """See `SessionStore.patch`."""
@@ -369,6 +378,7 @@ class AsyncSessionStore:
             session_id,
             title=title,
             metadata=metadata,
+            user_id=user_id,
             expected_version=expected_version,
         )
 
@@ -389,12 +399,41 @@ class AsyncSessionStore:
         *,
         idempotency_key: str | None = None,
         expected_version: int | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> tuple[Entry, ...]:
         """See `SessionStore.append`; concurrent appends share one commit."""
         request = self._engine.prepare_append(
-            session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
+            session_id,
+            entries,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
+            state=state,
         )
         return await self._committer.submit(self._engine, request)
+
+    async def update_state(
+        self,
+        session_id: str,
+        delta: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> Mapping[str, Any]:
+        """See `SessionStore.update_state`."""
+        return await self._call(
+            self._store.update_state, session_id, delta, expected_version=expected_version
+        )
+
+    async def state(self, session_id: str, *, at_seq: int | None = None) -> Mapping[str, Any]:
+        """See `SessionStore.state`."""
+        return await self._call(self._store.state, session_id, at_seq=at_seq)
+
+    async def user_state(self, user_id: str, agent_id: str | None = None) -> Mapping[str, Any]:
+        """See `SessionStore.user_state`."""
+        return await self._call(self._store.user_state, user_id, agent_id)
+
+    async def agent_state(self, agent_id: str | None = None) -> Mapping[str, Any]:
+        """See `SessionStore.agent_state`."""
+        return await self._call(self._store.agent_state, agent_id)
 
     async def history(
         self,

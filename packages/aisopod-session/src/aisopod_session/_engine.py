@@ -48,6 +48,14 @@ from aisopod_session._errors import (
 )
 from aisopod_session._ids import new_entry_suffix, new_session_id
 from aisopod_session._model import SESSION_STATUSES, Entry, Origin, Session
+from aisopod_session._paths import find_on_path, path_ranges
+from aisopod_session._state import (
+    SNAPSHOT_EVERY,
+    StateDelta,
+    apply_change,
+    merged,
+    prepare_delta,
+)
 from aisopod_session._validate import check_int, check_text, session_key
 from aisopod_session.backends._sql import AppendTarget, Backend, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
@@ -70,6 +78,9 @@ T = TypeVar("T")
 ID_ATTEMPTS: Final = 3
 """How often an append is tried with fresh generated entry ids after a clash."""
 _BIND_ATTEMPTS: Final = 8
+_SNAPSHOT_CANDIDATES: Final = 16
+"""State snapshots looked at for one on a path (newest first): more than branch
+points a path typically crosses between two snapshots."""
 
 
 class AppendRequest(NamedTuple):
@@ -80,6 +91,8 @@ class AppendRequest(NamedTuple):
     idempotency_key: str | None
     expected_version: int | None
     now: int
+    state: StateDelta | None = None
+    """The state delta (its session part is the last of `entries`, a `state` entry)."""
 
 
 class GeneratedIdClash(Exception):
@@ -195,8 +208,10 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         expected_version: int | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> AppendRequest:
-        """Check and serialize an append before any transaction starts."""
+        """Check and serialize an append (and its state delta) before any transaction
+        starts."""
         check_text(session_id, "session_id", max_length=256)
         if idempotency_key is not None:
             check_text(idempotency_key, "idempotency_key", max_length=256)
@@ -216,12 +231,25 @@ class Engine:
                 raise DuplicateEntryId("two entries in one append share an id", field="id")
         else:
             raise InvalidPayload("append takes a Message, a NewEntry or a list of them")
-        return AppendRequest(session_id, prepared, idempotency_key, expected_version, stamp.micros)
+        if any(p.type == "state" for p in prepared):
+            raise InvalidInput(
+                "state changes are appended with state=..., not as entries", field="type"
+            )
+        delta = None
+        if state is not None:
+            delta = prepare_delta(state, max_value_bytes=limit) or None
+            if delta is not None and delta.session:
+                change = NewEntry("state", delta.session_payload())
+                prepared += (prepare(change, stamp, max_payload_bytes=limit),)
+        return AppendRequest(
+            session_id, prepared, idempotency_key, expected_version, stamp.micros, delta
+        )
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
-        # Without a key to look up first, the append is one `append_entries` call.
-        single = request.idempotency_key is None and bool(request.entries)
+        # Without a key to look up first, or state to apply after, the append is one
+        # `append_entries` call.
+        single = request.idempotency_key is None and bool(request.entries) and request.state is None
         return self.write_appending(
             lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
             self.backend.write_append if single else self.backend.write,
@@ -249,6 +277,8 @@ class Engine:
             if target is None:
                 raise SessionNotFound(session_id)
             self._check_target(target, request)
+            if request.state is not None:
+                self._apply_state(tx, target.sid, request.state, None, request.now)
             return ()
         try:
             appended = tx.append_entries(
@@ -270,6 +300,9 @@ class Engine:
         # an append sent as one statement wrote nothing when these checks fail.
         self._check_target(appended.target, request)
         first = appended.target.entry_count + 1
+        if request.state is not None:
+            last = first + len(entries) - 1  # the state entry, when there is one
+            self._apply_state(tx, appended.target.sid, request.state, last, request.now)
         ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         key = request.idempotency_key
@@ -301,6 +334,87 @@ class Engine:
         expected = request.expected_version
         if version and expected is not None and expected != target.version:
             raise ConflictError(request.session_id, expected, target.version)
+
+    # --- state ---------------------------------------------------------------------
+
+    def _apply_state(
+        self, tx: SqlTx, sid: int, delta: StateDelta, state_seq: int | None, now: int
+    ) -> None:
+        """Apply a delta in the append's transaction: the session part (recorded by
+        the `state` entry at `state_seq`) to the state kept at the leaf, with a
+        snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their rows."""
+        current = tx.session_state(sid)
+        if delta.user and current.user_id is None:
+            raise InvalidInput(
+                "user: keys belong to the session's user, and this session has none"
+                " (give user_id when it is made, or patch it)",
+                field="state",
+            )
+        if delta.session:
+            assert state_seq is not None
+            state = current.state
+            for key, change in delta.session.items():
+                if change is None:
+                    state.pop(key, None)
+                else:
+                    state[key] = change.value
+            data = dumps(state, field="state")
+            since = current.since_snapshot + 1
+            if since >= SNAPSHOT_EVERY:
+                tx.add_state_snapshot(sid, state_seq, data)
+                since = 0
+            tx.set_session_state(sid, data, since)
+        for table, scope, user in (
+            ("user_state", delta.user, current.user_id),
+            ("agent_state", delta.agent, None),
+        ):
+            if scope:
+                changes = {key: c.json if c is not None else None for key, c in scope.items()}
+                tx.change_shared_state(table, current.agent_id, user, changes, now)
+
+    def state_at(self, tx: SqlTx, sid: int, seq: int) -> tuple[dict[str, Any], int]:
+        """The session state at entry `seq` (0: before the first), and how many
+        changes were folded onto the nearest snapshot on its path to make it."""
+        if seq <= 0:
+            return {}, 0
+        candidates = tx.state_snapshots_before(sid, seq, _SNAPSHOT_CANDIDATES)
+        snapshot = find_on_path(tx, sid, seq, candidates) if candidates else None
+        state = tx.state_snapshot(sid, snapshot) if snapshot is not None else {}
+        after = snapshot or 0
+        folded = 0
+        for start, end in path_ranges(tx, sid, seq, first=max(after, 1)):
+            if max(start, after + 1) <= end:
+                for _, payload in tx.state_changes_between(sid, max(start, after + 1), end):
+                    apply_change(state, payload)
+                    folded += 1
+        return state, folded
+
+    def move_state_to(self, tx: SqlTx, sid: int, leaf: int) -> None:
+        """Keep the state at `leaf` as the session's (after its leaf moved)."""
+        state, since = self.state_at(tx, sid, leaf)
+        tx.set_session_state(sid, dumps(state, field="state"), since)
+
+    def rebuild_state(self, tx: SqlTx, sid: int, leaf: int) -> None:
+        """Fold every state change on the path to `leaf`, snapshotting on the way (a
+        session just written whole: a fork, an import, a copy)."""
+        state: dict[str, Any] = {}
+        since = 0
+        for start, end in path_ranges(tx, sid, leaf) if leaf > 0 else []:
+            for seq, payload in tx.state_changes_between(sid, start, end):
+                apply_change(state, payload)
+                since += 1
+                if since >= SNAPSHOT_EVERY:
+                    tx.add_state_snapshot(sid, seq, dumps(state, field="state"))
+                    since = 0
+        tx.set_session_state(sid, dumps(state, field="state"), since)
+
+    def shared_state(self, tx: SqlTx, agent_id: str, user_id: str | None) -> dict[str, Any]:
+        """The `agent:` state of an agent and, given a user, that user's `user:` state,
+        each key with its prefix."""
+        scopes = [("agent:", tx.shared_state("agent_state", agent_id, None))]
+        if user_id is not None:
+            scopes.insert(0, ("user:", tx.shared_state("user_state", agent_id, user_id)))
+        return merged(scopes)
 
     # --- compaction -----------------------------------------------------------------
 
@@ -339,6 +453,7 @@ class Engine:
         metadata: Mapping[str, Any] | None = None,
         fork_parent: Any = None,
         now: datetime | None = None,
+        user_id: str | None = None,
     ) -> Session:
         """A session value for `insert_session`, its fields checked."""
         if origin is not None and not isinstance(origin, Origin):
@@ -349,6 +464,8 @@ class Engine:
             raise InvalidInput("must be a JSON object", field="metadata")
         meta = dict(metadata or {})
         dumps(meta, field="metadata")
+        if user_id is not None:
+            check_text(user_id, "user_id", max_length=256)
         when = now or self.clock.now()
         return Session(
             id=new_session_id(),
@@ -370,6 +487,7 @@ class Engine:
             fork_parent=fork_parent,
             leaf_seq=0,
             version=1,
+            user_id=user_id,
         )
 
     def bind_new(self, tx: SqlTx, agent: str, key: str, new: Session) -> Session | None:
@@ -394,13 +512,22 @@ class Engine:
         raise StoreBusy(f"could not bind {key!r}: other writers kept changing it")
 
     def reset_in(
-        self, tx: SqlTx, agent: str, key: str, *, origin: Origin | None, now: datetime
+        self,
+        tx: SqlTx,
+        agent: str,
+        key: str,
+        *,
+        origin: Origin | None,
+        now: datetime,
+        user_id: str | None = None,
     ) -> Session:
-        """Start a new current session for the key, archiving the one it had."""
+        """Start a new current session for the key, archiving the one it had (whose
+        origin and user it keeps, unless given)."""
         old = self.bound(tx, agent, key, lock=True)
         if origin is None and old is not None:
             origin = old.session.origin
-        new = self.new_session(agent, key, origin=origin, now=now)
+        user = user_id if user_id is not None or old is None else old.session.user_id
+        new = self.new_session(agent, key, origin=origin, now=now, user_id=user)
         new_sid = tx.insert_session(new)
         if old is None and tx.bind_if_unbound(agent, key, new_sid, to_micros(now)):
             return new
@@ -483,6 +610,7 @@ class Engine:
                 metadata=image.metadata,
                 fork_parent=image.fork_parent,
                 now=image.created_at,
+                user_id=image.user_id,
             )
             session = attrs.evolve(session, id=image.id, status=image.status)
             sid = tx.insert_session(session)
@@ -497,6 +625,7 @@ class Engine:
                 updated_at=to_micros(image.updated_at),
                 active_at=to_micros(image.active_at),
             )
+            self.rebuild_state(tx, sid, image.leaf_seq)
             if image.current and image.key is not None:
                 self.rebind(tx, image.agent_id, image.key, sid, now)
             return self.by_sid(tx, sid).session

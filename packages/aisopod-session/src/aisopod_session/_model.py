@@ -37,6 +37,7 @@ ENTRY_TYPES: Final = (
     "custom_message",
     "label",
     "session_info",
+    "state",
 )
 """The entry types aisopod gives meaning to; other types are stored and exported verbatim."""
 
@@ -102,6 +103,8 @@ class Session:
     fork_parent: ForkRef | None
     leaf_seq: int
     version: int
+    user_id: str | None = None
+    """The user the session is with (its `user:` state is that user's), if known."""
 
 
 @attrs.frozen

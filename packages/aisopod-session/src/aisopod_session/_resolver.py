@@ -17,9 +17,9 @@ import attrs
 
 from aisopod_session._config import SessionConfig
 from aisopod_session._model import Origin, Session
-from aisopod_session.keys import build_session_key, is_cron_run_key
+from aisopod_session.keys import build_session_key, is_cron_run_key, resolve_identity
 
-__all__ = ["Inbound", "Resolution", "ResolutionReason", "decide", "route"]
+__all__ = ["Inbound", "Resolution", "ResolutionReason", "decide", "origin_of", "route", "user_of"]
 
 ResolutionReason: TypeAlias = Literal["new", "daily", "idle", "trigger"]
 
@@ -94,6 +94,14 @@ def origin_of(inbound: Inbound) -> Origin:
         thread=inbound.thread_id,
         label=inbound.label,
     )
+
+
+def user_of(inbound: Inbound, config: SessionConfig) -> str | None:
+    """The user a direct chat is with: its peer, identity links applied (the
+    canonical name), as keys name it. Other messages have no one user."""
+    if inbound.key is not None or inbound.chat_type != "direct" or not inbound.peer_id:
+        return None
+    return resolve_identity(inbound.peer_id, inbound.channel or "", config.identity_links)
 
 
 def decide(

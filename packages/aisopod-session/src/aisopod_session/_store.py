@@ -6,6 +6,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
@@ -34,11 +35,12 @@ from aisopod_session._model import (
     SessionStatus,
 )
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
-from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route
+from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route, user_of
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchPage, parse_query
 from aisopod_session._validate import check_int, check_text, merge_patch
 from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SqlTx
+from aisopod_session.keys import DEFAULT_AGENT_ID
 from aisopod_shared import (
     Clock,
     InvalidInput,
@@ -176,19 +178,23 @@ class SessionStore:
         origin: Origin | None = None,
         title: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
     ) -> Session:
         """The key's current session, made (and bound to the key) if it has none.
 
         Atomic: callers racing on a new key, in any number of threads or
-        processes, all get the one session that won. `origin`, `title` and
-        `metadata` only apply to a session this call makes.
+        processes, all get the one session that won. `origin`, `title`,
+        `metadata` and `user_id` (whose `user:` state the session shares) only
+        apply to a session this call makes.
         """
         stored, agent = self._engine.key(key)
         with self._backend.read() as tx:
             found = self._engine.bound(tx, agent, stored)
             if found is not None:
                 return found.session
-        new = self._engine.new_session(agent, stored, origin=origin, title=title, metadata=metadata)
+        new = self._engine.new_session(
+            agent, stored, origin=origin, title=title, metadata=metadata, user_id=user_id
+        )
         with self._backend.write() as tx:
             theirs = self._engine.bind_new(tx, agent, stored, new)
             return theirs if theirs is not None else new
@@ -219,13 +225,15 @@ class SessionStore:
         key: str | None = None,
         key_prefix: str | None = None,
         updated_after: Any = None,
+        user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> SessionPage:
         """Sessions, most recently updated first, one bounded page at a time.
 
         Filters combine; `key` gives every session a key ever had (current and
-        archived). Pass the page's `cursor` back to get the next page.
+        archived), `user_id` every session with that user. Pass the page's
+        `cursor` back to get the next page.
         """
         limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
         agent = self._engine.agent_filter(agent_id)
@@ -238,6 +246,7 @@ class SessionStore:
             key=self._engine.key(key)[0] if key is not None else None,
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
             updated_after=to_micros(updated_after) if updated_after is not None else None,
+            user_id=check_text(user_id, "user_id", max_length=256) if user_id is not None else None,
         )
         after = _decode_cursor(cursor) if cursor is not None else None
         with self._backend.read() as tx:
@@ -255,9 +264,11 @@ class SessionStore:
         *,
         title: str | Unset | None = UNSET,
         metadata: Mapping[str, Any] | None = None,
+        user_id: str | Unset | None = UNSET,
         expected_version: int | None = None,
     ) -> Session:
-        """Change a session's title and merge-patch its metadata (RFC 7396: `None` removes).
+        """Change a session's title and user, and merge-patch its metadata (RFC 7396:
+        `None` removes).
 
         Raises:
             ConflictError: when `expected_version` is given and is not the
@@ -268,6 +279,10 @@ class SessionStore:
         fields: dict[str, Any] = {}
         if not isinstance(title, Unset):
             fields["title"] = check_text(title, "title") if title is not None else None
+        if not isinstance(user_id, Unset):
+            fields["user_id"] = (
+                check_text(user_id, "user_id", max_length=256) if user_id is not None else None
+            )
         if metadata is not None and not isinstance(metadata, Mapping):
             raise InvalidInput("must be a JSON object", field="metadata")
         if metadata is not None:
@@ -310,23 +325,96 @@ class SessionStore:
         *,
         idempotency_key: str | None = None,
         expected_version: int | None = None,
+        state: Mapping[str, Any] | None = None,
     ) -> tuple[Entry, ...]:
         """Append entries to a session, in one transaction; return them with their seqs.
 
-        Entries, counters, usage totals, `updated_at` and `version` move
-        together or not at all. The first new entry hangs from the session's
-        leaf, each next one from the one before. Retrying with the same
-        `idempotency_key` returns the first call's entries and adds nothing.
+        Entries, counters, usage totals, `updated_at`, `version` and the `state`
+        delta move together or not at all. The first new entry hangs from the
+        session's leaf, each next one from the one before. Retrying with the
+        same `idempotency_key` returns the first call's entries and adds nothing.
+
+        `state` maps keys to new values (`REMOVE` deletes): unprefixed keys are
+        the session's, recorded by a `state` entry after the others (so the
+        state follows rewinds, branches and forks); `user:` keys are the
+        session's user's, `agent:` keys the agent's, shared by their sessions;
+        `temp:` keys are dropped. `entries` may be empty when only state changes.
 
         Raises:
             SessionNotFound: when there is no such session.
             ConflictError: when `expected_version` is not the session's version.
             InvalidPayload, PayloadTooLarge: for content the store cannot keep.
+            InvalidInput: for a bad state delta, or `user:` keys on a session
+                without a user.
         """
         request = self._engine.prepare_append(
-            session_id, entries, idempotency_key=idempotency_key, expected_version=expected_version
+            session_id,
+            entries,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
+            state=state,
         )
         return self._engine.run_append(request)
+
+    def update_state(
+        self,
+        session_id: str,
+        delta: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> Mapping[str, Any]:
+        """Apply a state delta alone (see `append`); return the state after it (as
+        `state()` gives it), read in the same transaction."""
+        request = self._engine.prepare_append(
+            session_id, [], expected_version=expected_version, state=delta
+        )
+        if request.state is None:
+            return self.state(session_id)
+
+        def work(tx: SqlTx, fresh: bool) -> Mapping[str, Any]:
+            self._engine.append_in(tx, request, fresh_ids=fresh)
+            return self._state_in(tx, session_id, None)
+
+        return self._engine.write_appending(work)
+
+    def state(self, session_id: str, *, at_seq: int | None = None) -> Mapping[str, Any]:
+        """The session's state, read-only: its own keys as they are at its leaf (or,
+        with `at_seq`, as they were at that entry, on the path to it), with the
+        current `user:` and `agent:` keys, prefixed, beside them.
+
+        The state at the leaf is one row; the state at a past entry folds at most
+        a few dozen changes onto a snapshot, however long the history.
+        """
+        if at_seq is not None:
+            check_int(at_seq, "at_seq")
+        with self._backend.read() as tx:
+            return self._state_in(tx, session_id, at_seq)
+
+    def _state_in(self, tx: SqlTx, session_id: str, at_seq: int | None) -> Mapping[str, Any]:
+        sid = self._engine.sid(tx, session_id)
+        current = tx.session_state(sid)
+        own = current.state
+        if at_seq is not None:
+            if at_seq > self._engine.record(tx, session_id).session.entry_count:
+                raise InvalidInput("no such entry in the session", field="at_seq")
+            own = self._engine.state_at(tx, sid, at_seq)[0]
+        shared = self._engine.shared_state(tx, current.agent_id, current.user_id)
+        return MappingProxyType({**own, **shared})
+
+    def user_state(self, user_id: str, agent_id: str | None = None) -> Mapping[str, Any]:
+        """One user's `user:` state with an agent (this handle's, else `main`), keys
+        without the prefix, read-only."""
+        check_text(user_id, "user_id", max_length=256)
+        agent = self._engine.agent_filter(agent_id) or DEFAULT_AGENT_ID
+        with self._backend.read() as tx:
+            return MappingProxyType(tx.shared_state("user_state", agent, user_id))
+
+    def agent_state(self, agent_id: str | None = None) -> Mapping[str, Any]:
+        """An agent's `agent:` state (this handle's, else `main`), keys without the
+        prefix, read-only."""
+        agent = self._engine.agent_filter(agent_id) or DEFAULT_AGENT_ID
+        with self._backend.read() as tx:
+            return MappingProxyType(tx.shared_state("agent_state", agent, None))
 
     def history(
         self,
@@ -492,6 +580,7 @@ class SessionStore:
             now = self._clock.now()
             old_leaf = tx.entry_ids(record.sid, [session.leaf_seq]).get(session.leaf_seq)
             tx.update_session(record.sid, now=to_micros(now), leaf_seq=to_seq)
+            self._engine.move_state_to(tx, record.sid, to_seq)
             if summary is not None and old_leaf is not None:
                 request = self._engine.prepare_append(
                     session.id, NewEntry.branch_summary(old_leaf, summary)
@@ -574,6 +663,7 @@ class SessionStore:
                 metadata=metadata,
                 fork_parent=ForkRef(source.session.id, at) if at else None,
                 now=now,
+                user_id=source.session.user_id,
             )
             sid = tx.insert_session(new)
             position = 1
@@ -581,6 +671,7 @@ class SessionStore:
                 tx.copy_range(source.sid, sid, start, end, position)
                 position += end - start + 1
             tx.recount(sid, to_micros(now))
+            self._engine.rebuild_state(tx, sid, position - 1)
             if stored is not None:
                 self._engine.rebind(tx, agent, stored[0], sid, now)
             return self._engine.by_sid(tx, sid).session
@@ -662,15 +753,16 @@ class SessionStore:
                 reason = decide(latest, stored, inbound, config, now, triggered=False)
                 if reason is None and latest is not None:
                     return Resolution(latest, stored, None, None, text, None)
+            user = user_of(inbound, config)
             if latest is None:
-                new = self._engine.new_session(agent, stored, origin=origin, now=now)
+                new = self._engine.new_session(agent, stored, origin=origin, now=now, user_id=user)
                 theirs = self._engine.bind_new(tx, agent, stored, new)
                 if theirs is None:
                     return Resolution(new, stored, "new", None, text, None)
                 # Bound by another process meanwhile (a server database; SQLite
                 # writers never overlap): theirs wins.
                 return Resolution(theirs, stored, None, None, text, None)
-            new = self._engine.reset_in(tx, agent, stored, origin=origin, now=now)
+            new = self._engine.reset_in(tx, agent, stored, origin=origin, now=now, user_id=user)
             assert bound is not None  # latest is bound's session
             previous = self._engine.by_sid(tx, bound.sid).session
             return Resolution(new, stored, reason, previous, text, trigger[0] if trigger else None)

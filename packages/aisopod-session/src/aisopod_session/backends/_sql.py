@@ -9,7 +9,7 @@ row locks, JSON columns, full-text search.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -30,6 +30,7 @@ __all__ = [
     "search_hit",
     "MaintenanceRow",
     "SessionRef",
+    "SessionState",
     "SearchFilter",
     "AppendTarget",
     "Appended",
@@ -45,7 +46,7 @@ SESSION_COLUMNS = (
     "sid, id, agent_id, key, status, title, created_at, updated_at, active_at, entry_count,"
     " message_count, compaction_count, compacted_at, input_tokens, output_tokens,"
     " cache_read_tokens, cache_write_tokens, total_tokens, cost, size_bytes, metadata, origin,"
-    " fork_parent_id, fork_parent_seq, leaf_seq, version"
+    " fork_parent_id, fork_parent_seq, leaf_seq, version, user_id"
 )
 _ENTRY_COLUMNS = (
     "seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
@@ -82,6 +83,15 @@ class Appended(NamedTuple):
     parents: list[int | None]
     """The appended entries' parents: the first hangs from the leaf, each next
     one from the one before."""
+
+
+class SessionState(NamedTuple):
+    """A session's state at its leaf, and what its shared scopes belong to."""
+
+    state: dict[str, Any]
+    since_snapshot: int
+    agent_id: str
+    user_id: str | None
 
 
 class SessionRef(NamedTuple):
@@ -162,6 +172,7 @@ class ListFilter:
     key_prefix: str | None = None
     updated_after: int | None = None
     key: str | None = None
+    user_id: str | None = None
 
 
 class Backend(Protocol):
@@ -309,8 +320,8 @@ class SqlTx(abc.ABC):
             " active_at, entry_count, message_count, compaction_count, compacted_at,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
             " cost, size_bytes, metadata, origin, channel, fork_parent_id, fork_parent_seq,"
-            " leaf_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            f" {self.json_param}, {self.json_param}, ?, ?, ?, ?, ?) RETURNING sid",
+            " leaf_seq, version, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            f" ?, ?, ?, {self.json_param}, {self.json_param}, ?, ?, ?, ?, ?, ?) RETURNING sid",
             (
                 session.id,
                 session.agent_id,
@@ -339,6 +350,7 @@ class SqlTx(abc.ABC):
                 fork.seq if fork else None,
                 session.leaf_seq,
                 session.version,
+                session.user_id,
             ),
         ).fetchone()
         return int(row[0])
@@ -403,6 +415,7 @@ class SqlTx(abc.ABC):
     def delete_session(self, sid: int) -> None:
         """Remove a session, its entries and any binding to it."""
         self.execute("DELETE FROM bindings WHERE sid = ?", (sid,))
+        self.execute("DELETE FROM state_snapshots WHERE sid = ?", (sid,))
         self.execute("DELETE FROM entries WHERE sid = ?", (sid,))
         self.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
 
@@ -424,6 +437,9 @@ class SqlTx(abc.ABC):
         if where.key is not None:
             clauses.append("key = ?")
             params.append(where.key)
+        if where.user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(where.user_id)
         if where.key_prefix is not None:
             clauses.append("substr(key, 1, ?) = ?")
             params.extend((len(where.key_prefix), where.key_prefix))
@@ -775,6 +791,99 @@ class SqlTx(abc.ABC):
     size_expression = "length(CAST(payload AS BLOB)) + length(text)"
     """SQL for the bytes an entry adds to its session's size (as `PreparedEntry.size`)."""
 
+    # --- state -----------------------------------------------------------------
+
+    def session_state(self, sid: int) -> SessionState:
+        """A session's state at its leaf, the changes since the last snapshot on the
+        leaf's path, and whom its `user:` and `agent:` keys belong to."""
+        row = self.execute(
+            "SELECT state, state_since_snapshot, agent_id, user_id FROM sessions WHERE sid = ?",
+            (sid,),
+        ).fetchone()
+        return SessionState(self.decode_json(row[0]), int(row[1]), str(row[2]), row[3])
+
+    def set_session_state(self, sid: int, state: bytes, since_snapshot: int) -> None:
+        """Keep `state` (JSON) as the state at the session's leaf."""
+        self.execute(
+            f"UPDATE sessions SET state = {self.json_param}, state_since_snapshot = ?"
+            " WHERE sid = ?",
+            (state.decode(), since_snapshot, sid),
+        )
+
+    def add_state_snapshot(self, sid: int, seq: int, state: bytes) -> None:
+        """Keep the state at entry `seq` (JSON), to fold later changes onto."""
+        self.execute(
+            f"INSERT INTO state_snapshots (sid, seq, state) VALUES (?, ?, {self.json_param})"
+            " ON CONFLICT (sid, seq) DO UPDATE SET state = excluded.state",
+            (sid, seq, state.decode()),
+        )
+
+    def state_snapshots_before(self, sid: int, at_most: int, limit: int) -> list[int]:
+        """Seqs of the snapshots at or before `at_most`, newest first."""
+        rows = self.execute(
+            "SELECT seq FROM state_snapshots WHERE sid = ? AND seq <= ? ORDER BY seq DESC LIMIT ?",
+            (sid, at_most, limit),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def state_snapshot(self, sid: int, seq: int) -> dict[str, Any]:
+        row = self.execute(
+            "SELECT state FROM state_snapshots WHERE sid = ? AND seq = ?", (sid, seq)
+        ).fetchone()
+        return dict(self.decode_json(row[0])) if row is not None else {}
+
+    def state_changes_between(self, sid: int, first: int, last: int) -> list[tuple[int, Any]]:
+        """(seq, payload) of the `state` entries `first..last`, in seq order (a partial
+        index)."""
+        rows = self.execute(
+            "SELECT seq, payload FROM entries WHERE sid = ? AND type = 'state'"
+            " AND seq BETWEEN ? AND ? ORDER BY seq",
+            (sid, first, last),
+        ).fetchall()
+        return [(int(row[0]), self.decode_json(row[1])) for row in rows]
+
+    def shared_state(self, table: str, agent_id: str, user_id: str | None) -> dict[str, Any]:
+        """One agent's `agent_state`, or one user's `user_state` of that agent."""
+        if table == "user_state":
+            rows = self.execute(
+                "SELECT key, value FROM user_state WHERE agent_id = ? AND user_id = ? ORDER BY key",
+                (agent_id, user_id),
+            ).fetchall()
+        else:
+            rows = self.execute(
+                "SELECT key, value FROM agent_state WHERE agent_id = ? ORDER BY key", (agent_id,)
+            ).fetchall()
+        return {str(key): self.decode_json(value) for key, value in rows}
+
+    def change_shared_state(
+        self,
+        table: str,
+        agent_id: str,
+        user_id: str | None,
+        changes: Mapping[str, bytes | None],
+        now: int,
+    ) -> None:
+        """Set (JSON) or remove (`None`) keys of a shared scope, in key order (so two
+        writers lock the rows they share in one order)."""
+        owner: tuple[str, tuple[str | None, ...]] = (
+            ("agent_id = ? AND user_id = ?", (agent_id, user_id))
+            if table == "user_state"
+            else ("agent_id = ?", (agent_id,))
+        )
+        columns = "agent_id, user_id, key" if table == "user_state" else "agent_id, key"
+        for key in sorted(changes):
+            value = changes[key]
+            if value is None:
+                self.execute(f"DELETE FROM {table} WHERE {owner[0]} AND key = ?", (*owner[1], key))
+                continue
+            marks = "?, ?, ?" if table == "user_state" else "?, ?"
+            self.execute(
+                f"INSERT INTO {table} ({columns}, value, updated_at)"
+                f" VALUES ({marks}, {self.json_param}, ?) ON CONFLICT ({columns})"
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (*owner[1], key, value.decode(), now),
+            )
+
     # --- row decoding -----------------------------------------------------------
 
     def _session(self, row: Sequence[Any]) -> SessionRecord:
@@ -801,6 +910,7 @@ class SqlTx(abc.ABC):
                 fork_parent=ForkRef(row[22], row[23]) if row[22] is not None else None,
                 leaf_seq=row[24],
                 version=row[25],
+                user_id=row[26],
             ),
         )
 
@@ -927,7 +1037,7 @@ def _usage_columns(usage: TokenUsage | None) -> tuple[Any, ...]:
     return (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.total, usage.cost)
 
 
-_UPDATABLE = frozenset({"title", "metadata", "status", "leaf_seq", "key"})
+_UPDATABLE = frozenset({"title", "metadata", "status", "leaf_seq", "key", "user_id"})
 
 
 def _origin_json(origin: Origin) -> str:

@@ -166,6 +166,37 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " ALTER COLUMN origin SET DEFAULT '{}'",
         ),
     ),
+    Migration(
+        "state: a session's user, its state at the leaf, snapshots, user and agent state",
+        (
+            "ALTER TABLE sessions ADD COLUMN user_id TEXT,"
+            " ADD COLUMN state JSON NOT NULL DEFAULT '{}',"
+            " ADD COLUMN state_since_snapshot BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)",
+            "CREATE INDEX entries_state ON entries (sid, seq) WHERE type = 'state'",
+            """CREATE TABLE state_snapshots (
+                sid BIGINT NOT NULL REFERENCES sessions (sid),
+                seq BIGINT NOT NULL,
+                state JSON NOT NULL,
+                PRIMARY KEY (sid, seq)
+            )""",
+            """CREATE TABLE user_state (
+                agent_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value JSON NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (agent_id, user_id, key)
+            )""",
+            """CREATE TABLE agent_state (
+                agent_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value JSON NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (agent_id, key)
+            )""",
+        ),
+    ),
 )
 
 _BEGIN_ATTEMPTS = 3

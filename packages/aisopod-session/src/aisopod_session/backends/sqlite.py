@@ -164,6 +164,37 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     ),
     # PostgreSQL's version 5 keeps JSON text as written; TEXT columns always have.
     Migration("JSON columns keep their text as written", ()),
+    Migration(
+        "state: a session's user, its state at the leaf, snapshots, user and agent state",
+        (
+            "ALTER TABLE sessions ADD COLUMN user_id TEXT",
+            "ALTER TABLE sessions ADD COLUMN state TEXT NOT NULL DEFAULT '{}'",
+            "ALTER TABLE sessions ADD COLUMN state_since_snapshot INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)",
+            "CREATE INDEX entries_state ON entries (sid, seq) WHERE type = 'state'",
+            """CREATE TABLE state_snapshots (
+                sid INTEGER NOT NULL REFERENCES sessions (sid),
+                seq INTEGER NOT NULL,
+                state TEXT NOT NULL,
+                PRIMARY KEY (sid, seq)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE user_state (
+                agent_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at INTEGER NOT NULL,
+                PRIMARY KEY (agent_id, user_id, key)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE agent_state (
+                agent_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at INTEGER NOT NULL,
+                PRIMARY KEY (agent_id, key)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 INDEX_BATCH: Final = 256

@@ -64,6 +64,7 @@ class SessionImage:
     version: int
     current: bool
     """Whether the session is its key's current session."""
+    user_id: str | None = None
 
 
 @attrs.frozen
@@ -113,6 +114,7 @@ def image_of(session: Session, *, current: bool) -> SessionImage:
         leaf_seq=session.leaf_seq,
         version=session.version,
         current=current,
+        user_id=session.user_id,
     )
 
 

@@ -31,6 +31,7 @@ import orjson
 
 from aisopod_session._entries import holds_nul
 from aisopod_session._errors import TranscriptError
+from aisopod_session._state import stored_entry_type
 from aisopod_session.transfer._images import EntryImage
 
 __all__ = ["SkippedLine"]
@@ -283,7 +284,7 @@ class TranscriptReader:
         raise self.error(f"the parent {parent_id!r} is not an earlier entry")
 
     def _accept(self, entry: dict[str, Any], entry_id: str, parent: int | None) -> EntryImage:
-        kind = entry.pop("type")
+        kind = stored_entry_type(entry.pop("type"), entry)
         self.entries += 1
         seq = self.entries
         self._seqs[entry_id] = seq

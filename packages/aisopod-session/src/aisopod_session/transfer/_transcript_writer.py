@@ -24,6 +24,7 @@ import orjson
 
 from aisopod_session._entries import iso_timestamp
 from aisopod_session._model import Entry, Session
+from aisopod_session._state import transcript_entry_type
 from aisopod_session.transfer._images import entry_pages
 from aisopod_session.transfer._transcript_import import HEADER_METADATA_KEY
 from aisopod_shared import logger
@@ -109,7 +110,7 @@ def _export_lines(store: SessionStore, session_id: str) -> Iterator[str]:
         ids = _parent_ids(store, session_id, page, previous)
         for entry in page:
             line: dict[str, Any] = {
-                "type": entry.type,
+                "type": transcript_entry_type(entry.type),
                 "id": entry.id,
                 "parentId": ids[entry.parent_seq] if entry.parent_seq is not None else None,
                 "timestamp": entry.payload.get("timestamp", iso_timestamp(entry.created_at)),
