@@ -71,7 +71,7 @@ from aisopod_shared import (
     to_micros,
 )
 
-__all__ = ["AppendRequest", "Engine"]
+__all__ = ["AppendRequest", "Engine", "SharedValue"]
 
 T = TypeVar("T")
 
@@ -93,6 +93,18 @@ class AppendRequest(NamedTuple):
     now: int
     state: StateDelta | None = None
     """The state delta (its session part is the last of `entries`, a `state` entry)."""
+
+
+@attrs.frozen
+class SharedValue:
+    """One `user:` or `agent:` state value, as dumps and copies move it."""
+
+    scope: str
+    """`user` or `agent`."""
+    agent_id: str
+    user_id: str | None
+    key: str
+    value: Any
 
 
 class GeneratedIdClash(Exception):
@@ -415,6 +427,53 @@ class Engine:
         if user_id is not None:
             scopes.insert(0, ("user:", tx.shared_state("user_state", agent_id, user_id)))
         return merged(scopes)
+
+    def stream_shared_state(self, *, page: int = 500) -> Iterator[SharedValue]:
+        """Every `user:` and `agent:` value in scope, a page at a time."""
+        for table, scope in (("user_state", "user"), ("agent_state", "agent")):
+            after: tuple[str, ...] = ()
+            while True:
+                with self.backend.read() as tx:
+                    rows = tx.shared_state_page(table, self.agent_id, after, page)
+                for row in rows:
+                    if scope == "user":
+                        yield SharedValue("user", row[0], row[1], row[2], row[3])
+                    else:
+                        yield SharedValue("agent", row[0], None, row[1], row[2])
+                if len(rows) < page:
+                    break
+                after = tuple(row[:-1])
+
+    def write_shared_state(self, values: Iterable[SharedValue]) -> int:
+        """Set `user:` and `agent:` values (a restore, a copy), a page at a time, each
+        page in a transaction; how many were written."""
+        count = 0
+        batch: list[SharedValue] = []
+
+        def flush() -> None:
+            now = now_micros(self.clock)
+            with self.backend.write() as tx:
+                for value in batch:
+                    if self.agent_id is not None and value.agent_id != self.agent_id:
+                        raise AccessDenied(self.agent_id, f"agent:{value.agent_id}")
+                    table = "user_state" if value.scope == "user" else "agent_state"
+                    data = dumps(value.value, field="state")
+                    tx.change_shared_state(
+                        table, value.agent_id, value.user_id, {value.key: data}, now
+                    )
+            batch.clear()
+
+        for value in values:
+            given: object = value
+            if not isinstance(given, SharedValue) or value.scope not in ("user", "agent"):
+                raise InvalidInput("must be SharedValue values", field="state")
+            batch.append(value)
+            count += 1
+            if len(batch) >= PAGE:
+                flush()
+        if batch:
+            flush()
+        return count
 
     # --- compaction -----------------------------------------------------------------
 

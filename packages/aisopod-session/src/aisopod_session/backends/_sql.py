@@ -884,6 +884,29 @@ class SqlTx(abc.ABC):
                 (*owner[1], key, value.decode(), now),
             )
 
+    def shared_state_page(
+        self, table: str, agent_id: str | None, after: tuple[str, ...], limit: int
+    ) -> list[tuple[Any, ...]]:
+        """A page of a shared scope's rows, in key order, after the row `after` (its
+        key columns; empty for the first page): (agent, user, key, value) for
+        `user_state`, (agent, key, value) for `agent_state`, values decoded."""
+        columns = ("agent_id", "user_id", "key") if table == "user_state" else ("agent_id", "key")
+        where: list[str] = []
+        params: list[Any] = []
+        if agent_id is not None:
+            where.append("agent_id = ?")
+            params.append(agent_id)
+        if after:
+            where.append(f"({', '.join(columns)}) > ({', '.join('?' * len(columns))})")
+            params.extend(after)
+        rows = self.execute(
+            f"SELECT {', '.join(columns)}, value FROM {table}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {', '.join(columns)} LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [(*row[:-1], self.decode_json(row[-1])) for row in rows]
+
     # --- row decoding -----------------------------------------------------------
 
     def _session(self, row: Sequence[Any]) -> SessionRecord:
