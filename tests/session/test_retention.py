@@ -187,3 +187,19 @@ def test_an_interrupted_run_leaves_a_consistent_store(shared_database_url: str) 
         assert current is not None
         assert current.id == session.id
     reopened.close()
+
+
+def test_the_report_gives_state_sizes_and_removing_a_session_keeps_shared_state(
+    store: Any, clock: ManualClock
+) -> None:
+    old = store.get_or_create("agent:main:old", user_id="ann")
+    store.update_state(old.id, {"cart": ["x"] * 20, "user:lang": "pt", "agent:model": "m1"})
+    clock.advance(days=40)
+    report = store.maintain(RetentionPolicy(mode="enforce"))
+    (removal,) = report.removals
+    assert removal.session_id == old.id
+    assert removal.removed
+    assert removal.state_bytes >= len('{"cart":[' + '"x",' * 20)
+    assert report.shared_state_bytes >= len('"pt"') + len('"m1"')
+    assert dict(store.user_state("ann")) == {"lang": "pt"}
+    assert dict(store.agent_state()) == {"model": "m1"}

@@ -35,6 +35,9 @@ class Removal:
     status: str
     reason: RemovalReason
     size_bytes: int
+    state_bytes: int
+    """The bytes of its session state (part of `size_bytes`' session, kept apart: the
+    state is removed with it, `user:` and `agent:` state is not)."""
     active_at: datetime
     removed: bool
     """Whether it was removed (always False in warn mode, and for a session that
@@ -48,6 +51,8 @@ class MaintenanceReport:
     mode: Literal["warn", "enforce"]
     scanned: int
     removals: tuple[Removal, ...]
+    shared_state_bytes: int = 0
+    """The bytes of `user:` and `agent:` state in scope: kept, whatever is removed."""
 
     @property
     def removed(self) -> int:
@@ -113,6 +118,7 @@ def removal(row: MaintenanceRow, reason: RemovalReason, *, removed: bool) -> Rem
         status=row.status,
         reason=reason,
         size_bytes=row.size_bytes,
+        state_bytes=row.state_bytes,
         active_at=from_micros(row.active_at),
         removed=removed,
     )

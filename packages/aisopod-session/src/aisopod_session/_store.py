@@ -688,7 +688,9 @@ class SessionStore:
 
         In `warn` mode nothing changes. In `enforce` mode each removal is its
         own transaction, re-checked there: a session that saw activity since
-        the scan is left alone. A scoped handle maintains only its agent.
+        the scan is left alone. A scoped handle maintains only its agent. A
+        removed session's state goes with it; `user:` and `agent:` state stays
+        (the report gives its size).
         `progress(done, total)` is called after each planned session is dealt
         with (removed, or left alone).
         """
@@ -698,6 +700,7 @@ class SessionStore:
         now = self._clock.now()
         with self._backend.read() as tx:
             rows = tx.maintenance_rows(self.agent_id)
+            shared = tx.shared_state_bytes(self.agent_id)
         planned = plan_removals(rows, policy, now)
         removals = []
         for row, reason in planned:
@@ -705,7 +708,7 @@ class SessionStore:
             removals.append(removal(row, reason, removed=removed))
             if progress is not None:
                 progress(len(removals), len(planned))
-        report = MaintenanceReport(policy.mode, len(rows), tuple(removals))
+        report = MaintenanceReport(policy.mode, len(rows), tuple(removals), shared)
         logger.info(
             "maintenance ({}): scanned {}, chose {}, removed {}",
             policy.mode,

@@ -113,6 +113,8 @@ class MaintenanceRow(NamedTuple):
     size_bytes: int
     current: bool
     """Whether it is its key's current session."""
+    state_bytes: int
+    """The bytes of its state at the leaf."""
 
 
 @attrs.frozen
@@ -485,16 +487,31 @@ class SqlTx(abc.ABC):
         """Every session (of one agent, or all) with what retention decides by."""
         sql = (
             "SELECT s.sid, s.id, s.agent_id, s.key, s.status, s.active_at, s.size_bytes,"
-            " b.sid IS NOT NULL FROM sessions s LEFT JOIN bindings b ON b.sid = s.sid"
+            f" b.sid IS NOT NULL, {self.json_bytes('s.state')}"
+            " FROM sessions s LEFT JOIN bindings b ON b.sid = s.sid"
         )
         params: tuple[Any, ...] = ()
         if agent_id is not None:
             sql += " WHERE s.agent_id = ?"
             params = (agent_id,)
         return [
-            MaintenanceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
+            MaintenanceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), int(r[8]))
             for r in self.execute(sql, params)
         ]
+
+    def shared_state_bytes(self, agent_id: str | None) -> int:
+        """The bytes of `user:` and `agent:` state (of one agent, or all)."""
+        where, params = (" WHERE agent_id = ?", (agent_id,)) if agent_id is not None else ("", ())
+        row = self.execute(
+            f"SELECT (SELECT coalesce(sum({self.json_bytes('value')}), 0) FROM user_state{where})"
+            f" + (SELECT coalesce(sum({self.json_bytes('value')}), 0) FROM agent_state{where})",
+            params * 2,
+        ).fetchone()
+        return int(row[0])
+
+    def json_bytes(self, column: str) -> str:
+        """SQL for the bytes of a JSON column's text."""
+        return f"length(CAST({column} AS BLOB))"
 
     # --- bindings ---------------------------------------------------------------
 

@@ -271,6 +271,13 @@ class PostgresTx(SqlTx):
     jump_predicate = "parent_seq IS DISTINCT FROM seq - 1"
     size_expression = "octet_length(payload::text) + length(text)"
 
+    def json_bytes(self, column: str) -> str:
+        return f"octet_length({column}::text)"
+
+    def decode_json(self, value: Any) -> Any:
+        """psycopg has decoded the json column already (a JSON string is a `str`)."""
+        return value
+
     _translated: ClassVar[dict[str, str]] = {}
 
     def append_entries(
