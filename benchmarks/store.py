@@ -175,6 +175,93 @@ def bench_history(root: Path, big: int, rounds: int) -> list[Row]:
     ]
 
 
+def fill_with_state(store: SessionStore, key: str, entries: int, changes: int) -> str:
+    """A session of `entries` entries, `changes` of them state changes spread evenly."""
+    session_id = store.get_or_create(key, user_id="bench-user").id
+    per_change = max(1, entries // changes - 1)
+    batch = [message(n) for n in range(per_change)]
+    for n in range(changes):
+        store.append(
+            session_id,
+            batch,
+            state={"step": n, f"slot{n % 50}": {"n": n, "text": TEXT}, "user:seen": n},
+        )
+    return session_id
+
+
+def bench_state(root: Path, big: int, rounds: int) -> list[Row]:
+    """Reading state at the leaf and at past entries, flat in history length; and an
+    append carrying a state delta against one without."""
+    import random
+
+    store = open_store(root / "state.db", synchronous="NORMAL")
+    changes = max(10, big // 100)
+    # Both sessions hold more changes than a snapshot spans, so both reads fold onto
+    # a snapshot: what differs is the history behind it, a thousand times longer.
+    small_id = fill_with_state(store, "agent:main:small", 1000, 200)
+    big_id = fill_with_state(store, "agent:main:big", big, changes)
+    leaf: dict[str, float] = {}
+    for name, session_id in (("small", small_id), ("big", big_id)):
+        leaf[name] = median_round(lambda s=session_id: store.state(s), 200, rounds)  # type: ignore[misc]
+    get = median_round(lambda: store.get(big_id), 200, rounds)
+    rng = random.Random(3)
+    past: dict[str, float] = {}
+    for name, session_id, size in (("small", small_id, 1000), ("big", big_id, big)):
+        seqs = [rng.randint(1, size) for _ in range(200)]
+        at = iter(seqs * (rounds + 2))
+        past[name] = median_round(
+            lambda s=session_id, a=at: store.state(s, at_seq=next(a)),  # type: ignore[misc]
+            100,
+            rounds,
+        )
+    store.close()
+    durable = open_store(root / "state-append.db")  # FULL, the default
+    plain_id = durable.get_or_create("agent:main:plain").id
+    delta_id = durable.get_or_create("agent:main:delta", user_id="bench-user").id
+    counter = iter(range(10**9))
+    without, with_delta = interleaved(
+        lambda: durable.append(plain_id, message(next(counter))),
+        lambda: durable.append(
+            delta_id,
+            message(next(counter)),
+            state={"step": next(counter), "user:seen": 1},
+        ),
+        40,
+        rounds * 8,
+    )
+    durable.close()
+    flat = leaf["big"] / leaf["small"]
+    versus_get = leaf["big"] / get
+    deep = past["big"] / past["small"]
+    cost = with_delta / without
+    return [
+        (
+            f"state() at the leaf, {big:,} entries",
+            fmt_us(leaf["big"]),
+            f"{fmt_us(leaf['small'])} (1k) / {fmt_us(get)} (get)",
+            f"{flat:.2f}x the 1k, {versus_get:.2f}x get",
+            "<= 1.5x the 1k and get",
+            flat <= 1.5 and versus_get <= 1.5,
+        ),
+        (
+            f"state(at_seq=random), {big:,} entries, {changes:,} changes",
+            fmt_us(past["big"]),
+            f"{fmt_us(past['small'])} (1k, 200 changes)",
+            f"{deep:.2f}x the 1k time",
+            "<= 1.5x: a snapshot, then <= 63 changes",
+            deep <= 1.5,
+        ),
+        (
+            "append 1 message with a state delta, synchronous=FULL",
+            fmt_rate(with_delta),
+            f"{fmt_rate(without)} (no delta)",
+            f"{cost:.2f}x time",
+            "<= 1.2x time",
+            cost <= 1.2,
+        ),
+    ]
+
+
 def seed_sessions(path: Path, count: int) -> None:
     """Make `count` sessions quickly: one through the API, the rest copied in SQL."""
     store = open_store(path, synchronous="NORMAL")
@@ -405,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(bench_single_append(root, "FULL", 0.85, rounds))
         rows.append(bench_batch_append(root, rounds))
         rows.extend(bench_history(root, big_history, rounds))
+        rows.extend(bench_state(root, big_history, rounds))
         rows.extend(bench_list(root, big_list, rounds))
         rows.append(bench_group_commit(root, 10 if args.quick else 25))
         rows.extend(bench_search(root, 50_000 if args.quick else 1_000_000))

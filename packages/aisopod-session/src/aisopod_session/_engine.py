@@ -251,8 +251,7 @@ class Engine:
         if state is not None:
             delta = prepare_delta(state, max_value_bytes=limit) or None
             if delta is not None and delta.session:
-                change = NewEntry("state", delta.session_payload())
-                prepared += (prepare(change, stamp, max_payload_bytes=limit),)
+                prepared += (delta.session_entry(stamp, max_payload_bytes=limit),)
         return AppendRequest(
             session_id, prepared, idempotency_key, expected_version, stamp.micros, delta
         )
@@ -355,34 +354,30 @@ class Engine:
         """Apply a delta in the append's transaction: the session part (recorded by
         the `state` entry at `state_seq`) to the state kept at the leaf, with a
         snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their rows."""
-        current = tx.session_state(sid)
-        if delta.user and current.user_id is None:
+        if delta.session:
+            assert state_seq is not None
+            sets = {key: c.json for key, c in delta.session.items() if c is not None}
+            removes = [key for key, c in delta.session.items() if c is None]
+            owner = tx.change_session_state(sid, sets, removes)
+            if owner.since_snapshot >= SNAPSHOT_EVERY:
+                data = dumps(tx.session_state(sid).state, field="state")
+                tx.add_state_snapshot(sid, state_seq, data)
+                tx.set_session_state(sid, data, 0)
+        else:
+            owner = tx.state_owner(sid)
+        if delta.user and owner.user_id is None:
             raise InvalidInput(
                 "user: keys belong to the session's user, and this session has none"
                 " (give user_id when it is made, or patch it)",
                 field="state",
             )
-        if delta.session:
-            assert state_seq is not None
-            state = current.state
-            for key, change in delta.session.items():
-                if change is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = change.value
-            data = dumps(state, field="state")
-            since = current.since_snapshot + 1
-            if since >= SNAPSHOT_EVERY:
-                tx.add_state_snapshot(sid, state_seq, data)
-                since = 0
-            tx.set_session_state(sid, data, since)
         for table, scope, user in (
-            ("user_state", delta.user, current.user_id),
+            ("user_state", delta.user, owner.user_id),
             ("agent_state", delta.agent, None),
         ):
             if scope:
                 changes = {key: c.json if c is not None else None for key, c in scope.items()}
-                tx.change_shared_state(table, current.agent_id, user, changes, now)
+                tx.change_shared_state(table, owner.agent_id, user, changes, now)
 
     def state_at(self, tx: SqlTx, sid: int, seq: int) -> tuple[dict[str, Any], int]:
         """The session state at entry `seq` (0: before the first), and how many

@@ -29,7 +29,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
+import orjson
 
+from aisopod_session._entries import PreparedEntry, Stamp, holds_nul
+from aisopod_session._errors import PayloadTooLarge
 from aisopod_shared import InvalidInput, dumps
 
 __all__ = [
@@ -92,6 +95,29 @@ class StateDelta:
 
     def __bool__(self) -> bool:
         return bool(self.session or self.user or self.agent)
+
+    def session_entry(self, stamp: Stamp, *, max_payload_bytes: int) -> PreparedEntry:
+        """The `state` entry recording the session part, serialized from the values'
+        JSON already made (never read by a model: no text, no tokens)."""
+        payload = self.session_payload()
+        data = dumps(
+            {
+                "customType": STATE_CUSTOM_TYPE,
+                "data": {
+                    "set": {
+                        key: orjson.Fragment(c.json)
+                        for key, c in self.session.items()
+                        if c is not None
+                    },
+                    "remove": payload["data"]["remove"],
+                },
+            }
+        )
+        if holds_nul(data):
+            raise InvalidInput("NUL characters cannot be stored", field="state")
+        if len(data) > max_payload_bytes:
+            raise PayloadTooLarge(len(data), max_payload_bytes)
+        return PreparedEntry(None, "state", None, data, payload, "", None, 0, stamp.micros)
 
     def session_payload(self) -> dict[str, Any]:
         """The payload of the `state` entry recording the session part."""

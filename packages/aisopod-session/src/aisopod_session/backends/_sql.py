@@ -12,7 +12,7 @@ import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import attrs
 
@@ -31,6 +31,7 @@ __all__ = [
     "MaintenanceRow",
     "SessionRef",
     "SessionState",
+    "StateOwner",
     "SearchFilter",
     "AppendTarget",
     "Appended",
@@ -89,6 +90,15 @@ class SessionState(NamedTuple):
     """A session's state at its leaf, and what its shared scopes belong to."""
 
     state: dict[str, Any]
+    since_snapshot: int
+    agent_id: str
+    user_id: str | None
+
+
+class StateOwner(NamedTuple):
+    """Changes since a session's last state snapshot, and whom its shared scopes
+    belong to."""
+
     since_snapshot: int
     agent_id: str
     user_id: str | None
@@ -593,17 +603,21 @@ class SqlTx(abc.ABC):
                 zip(entries, ids, parents, keys, strict=True)
             )
         ]
+        values = f"(?, ?, ?, ?, ?, ?, {self.json_param}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         sql = (
             "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
-            f" cost, created_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, {self.json_param},"
-            " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " cost, created_at, idempotency_key) VALUES "
         )
-        if len(rows) == 1:
-            # One row: execute is cheaper than executemany, and its cursor knows the row.
-            self.entries_inserted(1, self.execute(sql, rows[0]))
+        if len(rows) <= _FEW_ROWS:
+            # A few rows (a turn, a message with its state change): one statement,
+            # cheaper than executemany, and its cursor knows the last row.
+            cursor = self.execute(
+                sql + ", ".join([values] * len(rows)), [v for row in rows for v in row]
+            )
+            self.entries_inserted(len(rows), cursor)
         else:
-            self.executemany(sql, rows)
+            self.executemany(sql + values, rows)
             self.entries_inserted(len(rows))
 
     @abc.abstractmethod
@@ -818,6 +832,28 @@ class SqlTx(abc.ABC):
             (sid,),
         ).fetchone()
         return SessionState(self.decode_json(row[0]), int(row[1]), str(row[2]), row[3])
+
+    def change_session_state(
+        self, sid: int, sets: Mapping[str, bytes], removes: Sequence[str]
+    ) -> StateOwner:
+        """Set (JSON) and remove keys of the state kept at a session's leaf, and count
+        one more change since the last snapshot; the count after, and the owners."""
+        current = self.session_state(sid)
+        state = current.state
+        for key, value in sets.items():
+            state[key] = loads(value)
+        for key in removes:
+            state.pop(key, None)
+        since = current.since_snapshot + 1
+        self.set_session_state(sid, dumps(state, field="state"), since)
+        return StateOwner(since, current.agent_id, current.user_id)
+
+    def state_owner(self, sid: int) -> StateOwner:
+        """Whom a session's `user:` and `agent:` keys belong to."""
+        row = self.execute(
+            "SELECT state_since_snapshot, agent_id, user_id FROM sessions WHERE sid = ?", (sid,)
+        ).fetchone()
+        return StateOwner(int(row[0]), str(row[1]), row[2])
 
     def set_session_state(self, sid: int, state: bytes, since_snapshot: int) -> None:
         """Keep `state` (JSON) as the state at the session's leaf."""
@@ -1068,6 +1104,8 @@ def may_append(target: AppendTarget, agent_id: str | None, expected_version: int
 
 
 _NO_USAGE = (None,) * 6
+_FEW_ROWS: Final = 16
+"""Entries inserted by one multi-row statement; more go through executemany."""
 
 
 def _usage_columns(usage: TokenUsage | None) -> tuple[Any, ...]:
