@@ -206,14 +206,21 @@ def default_store(home: Path) -> Path:
 
 
 def check_twenty_lines(namespace: dict[str, Any], home: Path) -> None:
-    """The session the example made is in the default store, with its turn."""
+    """The session the example made is in the default store, with its turn and its
+    state: read back as set, the session's key gone after the rewind, the user's kept."""
     assert namespace["found"].text == "plan a trip"
     assert namespace["hits"], "the search found nothing"
+    assert namespace["state"] == {"step": "dates", "user:lang": "pt"}
     assert default_store(home).exists()
     with open_store() as store:
         session = store.get(namespace["session"].id)
         assert session.entry_count >= 4
-        assert store.get(namespace["fork"].id).id != session.id  # a session of its own
+        assert session.user_id == "123"  # resolve: the direct chat's peer
+        assert store.state(session.id) == {"user:lang": "pt"}  # rewound to entry 2
+        assert store.user_state("123") == {"lang": "pt"}
+        fork = store.get(namespace["fork"].id)
+        assert fork.id != session.id  # a session of its own
+        assert store.state(fork.id) == {"user:lang": "pt"}  # the same user
 
 
 def check_postgres(namespace: dict[str, Any], home: Path) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import open_store
+from aisopod_session import REMOVE, open_store
 from aisopod_session._store import engine_of
 from aisopod_session.cli import build_parser, main
 from aisopod_session.transfer import session_checksum
+from aisopod_shared import Message
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "openclaw" / "main"
@@ -65,6 +66,101 @@ def test_list_and_show(db: str, capsys: Any) -> None:
     by_id = run_json(capsys, db, "show", by_key["id"])
     assert by_key == by_id
     assert by_key["title"] == "Lisbon weekend"
+
+
+@pytest.fixture(name="with_state")
+def with_state_fixture(db: str) -> dict[str, Any]:
+    """The example's main chat given a user and state: "step" set at entry 17, then
+    changed and "draft" removed at entry 19; where each change was, by seq."""
+    with open_store(db) as store:
+        session = store.get_or_create("agent:main:main")
+        assert session.entry_count == 16
+        store.patch(session.id, user_id="telegram:5550123")
+        store.update_state(
+            session.id, {"step": "dates", "draft": {"days": [9, 10]}, "user:lang": "pt"}
+        )
+        store.append(
+            session.id,
+            [Message.user("two adults")],
+            state={"step": "people", "draft": REMOVE, "agent:tz": "Europe/Lisbon", "temp:x": 1},
+        )
+        return {"id": session.id, "first": 17, "second": 19}
+
+
+def test_state_prints_keys_and_compact_json_values(
+    db: str, with_state: dict[str, Any], capsys: Any
+) -> None:
+    code, out, err = run(capsys, db, "state", "agent:main:main")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY", "VALUE"]
+    assert lines[1].startswith("---")
+    assert sorted(line.split(maxsplit=1) for line in lines[2:]) == [
+        ["agent:tz", '"Europe/Lisbon"'],
+        ["step", '"people"'],
+        ["user:lang", '"pt"'],
+    ]
+    assert len({line.index('"') for line in lines[2:]}) == 1  # one aligned VALUE column
+    expected = {"step": "people", "user:lang": "pt", "agent:tz": "Europe/Lisbon"}
+    assert run_json(capsys, db, "state", "agent:main:main") == expected
+    assert run_json(capsys, db, "state", with_state["id"]) == expected  # by id as by key
+
+
+def test_state_at_a_past_entry(db: str, with_state: dict[str, Any], capsys: Any) -> None:
+    """--at SEQ gives the session's keys as they were; user: and agent: keys are current."""
+    shared = {"user:lang": "pt", "agent:tz": "Europe/Lisbon"}
+    first = with_state["first"]
+    assert run_json(capsys, db, "state", "agent:main:main", "--at", str(first)) == {
+        "step": "dates",
+        "draft": {"days": [9, 10]},
+        **shared,
+    }
+    assert run_json(capsys, db, "state", "agent:main:main", "--at", str(first - 1)) == shared
+    assert run_json(capsys, db, "state", "agent:main:main", "--at", "0") == shared
+    code, out, _ = run(capsys, db, "state", "agent:main:main", "--at", str(first))
+    assert code == 0
+    assert ["draft", '{"days":[9,10]}'] in [line.split(maxsplit=1) for line in out.splitlines()]
+
+
+@pytest.mark.parametrize("seq", ["20", "-1"])
+def test_state_at_no_such_entry_is_a_one_line_error_naming_seq(
+    db: str, with_state: dict[str, Any], capsys: Any, seq: str
+) -> None:
+    code, out, err = run(capsys, db, "state", "agent:main:main", "--at", seq)
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("aisopod-session: error: SEQ: ")
+    assert "19 entries" in err
+    assert seq in err
+
+
+def test_show_includes_the_user_and_the_state(
+    db: str, with_state: dict[str, Any], capsys: Any
+) -> None:
+    shown = run_json(capsys, db, "show", "agent:main:main")
+    assert shown["user"] == "telegram:5550123"
+    assert shown["state"] == {"step": "people", "user:lang": "pt", "agent:tz": "Europe/Lisbon"}
+    code, out, _ = run(capsys, db, "show", "agent:main:main")
+    assert code == 0
+    lines = {line.split(maxsplit=1)[0]: line.split(maxsplit=1)[-1] for line in out.splitlines()}
+    assert lines["user"] == "telegram:5550123"
+    assert json.loads(lines["state"]) == shown["state"]
+    assert out.splitlines()[-1].split()[0] == "state"  # after the fields
+    other = run_json(capsys, db, "show", "agent:main:cron:daily-digest")
+    assert (other["user"], other["state"]) == (None, {"agent:tz": "Europe/Lisbon"})
+
+
+def test_list_by_user(db: str, with_state: dict[str, Any], capsys: Any) -> None:
+    listed = run_json(capsys, db, "list", "--user", "telegram:5550123")["sessions"]
+    assert [(s["id"], s["user"]) for s in listed] == [(with_state["id"], "telegram:5550123")]
+    assert run_json(capsys, db, "list", "--user", "telegram:1")["sessions"] == []
+    assert len(run_json(capsys, db, "list")["sessions"]) == 5
+    code, out, _ = run(capsys, db, "list", "--user", "telegram:5550123")
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()[2:]] == [
+        [with_state["id"], "agent:main:main"]
+    ]
 
 
 def test_history_context_and_search(db: str, capsys: Any) -> None:

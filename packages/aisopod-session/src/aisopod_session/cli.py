@@ -138,6 +138,7 @@ def session_row(session: Session) -> dict[str, Any]:
         "id": session.id,
         "agent": session.agent_id,
         "key": session.key,
+        "user": session.user_id,
         "status": session.status,
         "title": session.title,
         "entries": session.entry_count,
@@ -182,6 +183,7 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
         status=args.status,
         channel=args.channel,
         key_prefix=args.key_prefix,
+        user_id=args.user,
         limit=args.limit,
         cursor=args.cursor,
     )
@@ -205,13 +207,30 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_show(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     session = find_session(store, args.session)
-    row = session_row(session)
+    row = {**session_row(session), "state": dict(store.state(session.id))}
     if args.json:
         print_json(out, row)
         return 0
     for name, value in row.items():
         shown = orjson.dumps(value).decode() if isinstance(value, dict) else _cell(value)
         print(f"{name:>12}  {shown}", file=out)
+    return 0
+
+
+def cmd_state(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    if args.at is not None and not 0 <= args.at <= session.entry_count:
+        raise InvalidInput(
+            f"the session has {session.entry_count} entries; there is no entry {args.at}",
+            field="SEQ",
+        )
+    state = store.state(session.id, at_seq=args.at)
+    if args.json:
+        print_json(out, dict(state))
+        return 0
+    print_table(
+        out, ["KEY", "VALUE"], [(key, orjson.dumps(value).decode()) for key, value in state.items()]
+    )
     return 0
 
 
@@ -651,14 +670,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["active", "idle", "archived"])
     p.add_argument("--channel")
     p.add_argument("--key-prefix", metavar="PREFIX")
+    p.add_argument("--user", metavar="ID", help="the sessions with this user")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--cursor", help="from the previous page")
     _json(p)
 
     p = _command(
-        sub, "show", cmd_show, "show one session's fields", "aisopod-session show agent:main:main"
+        sub,
+        "show",
+        cmd_show,
+        "show one session's fields and state",
+        "aisopod-session show agent:main:main",
     )
     p.add_argument("session", metavar="SESSION")
+    _json(p)
+
+    p = _command(
+        sub,
+        "state",
+        cmd_state,
+        "show a session's state: its own keys, its user's (user:) and its agent's (agent:)",
+        "aisopod-session state agent:main:telegram:direct:123 --at 12",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument(
+        "--at",
+        type=int,
+        metavar="SEQ",
+        help="the session's own keys as they were at entry SEQ (user: and agent: keys are"
+        " shared, always current)",
+    )
     _json(p)
 
     p = _command(

@@ -20,7 +20,7 @@ from aisopod_session._entries import PreparedEntry
 from aisopod_session._ids import entry_id
 from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session
 from aisopod_session._search import Clause, SearchHit
-from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
+from aisopod_shared import TokenUsage, converter, dumps, from_micros, to_micros
 
 __all__ = [
     "append_deltas",
@@ -286,8 +286,10 @@ class SqlTx(abc.ABC):
         """Entries whose text matches every clause, best first (the engine's full-text index)."""
 
     def decode_json(self, value: Any) -> Any:
-        """A JSON column's value as Python data (SQLite keeps text; psycopg decodes json)."""
-        return loads(value) if isinstance(value, str | bytes) else value
+        """A JSON column's value as Python data, as the driver decoded it: psycopg
+        decodes json columns, so a `str` here is a JSON string value, not text to
+        parse again (SQLite, which keeps text, parses it in its own)."""
+        return value
 
     # --- sessions ---------------------------------------------------------------
 
