@@ -285,11 +285,10 @@ class SqlTx(abc.ABC):
     ) -> list[SearchHit]:
         """Entries whose text matches every clause, best first (the engine's full-text index)."""
 
+    @abc.abstractmethod
     def decode_json(self, value: Any) -> Any:
-        """A JSON column's value as Python data, as the driver decoded it: psycopg
-        decodes json columns, so a `str` here is a JSON string value, not text to
-        parse again (SQLite, which keeps text, parses it in its own)."""
-        return value
+        """A JSON column's value as Python data (SQLite keeps text and parses it;
+        psycopg decodes json columns itself, so there a `str` is a JSON string)."""
 
     # --- sessions ---------------------------------------------------------------
 
