@@ -20,7 +20,7 @@ from aisopod_session._entries import PreparedEntry
 from aisopod_session._ids import entry_id
 from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session
 from aisopod_session._search import Clause, SearchHit
-from aisopod_shared import TokenUsage, converter, dumps, from_micros, to_micros
+from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
 __all__ = [
     "append_deltas",
