@@ -16,7 +16,13 @@ import attrs
 
 from aisopod_session._errors import SessionNotFound, StoreUnavailable
 from aisopod_session.transfer._checksum import Checksum, checksummed, session_checksum
-from aisopod_session.transfer._images import Progress, entry_images, read_images, write_image
+from aisopod_session.transfer._images import (
+    Progress,
+    entry_images,
+    leaf_state,
+    read_images,
+    write_image,
+)
 
 if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
@@ -57,7 +63,8 @@ def copy_store(
     copied = skipped = entries = 0
     checksums: dict[str, str] = {}
     for done, (image, stream) in enumerate(read_images(source), start=1):
-        checksum = Checksum(image)
+        state = leaf_state(source, image.id)
+        checksum = Checksum(image, state)
         try:
             existing = session_checksum(target, image.id)
         except SessionNotFound:
@@ -72,7 +79,7 @@ def copy_store(
                     progress(done, image)
                 continue
             stream = entry_images(source, image.id)
-            checksum = Checksum(image)
+            checksum = Checksum(image, state)
         write_image(target, image, checksummed(stream, checksum), replace=True)
         expected = checksum.hexdigest()
         written = session_checksum(target, image.id)
