@@ -59,7 +59,7 @@ from aisopod_session._state import (
 from aisopod_session._validate import check_int, check_text, session_key
 from aisopod_session.backends._sql import AppendTarget, Backend, SessionRecord, SqlTx
 from aisopod_session.keys import normalize_agent_id
-from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage
+from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage, SharedValue
 from aisopod_shared import (
     Clock,
     InvalidInput,
@@ -71,7 +71,7 @@ from aisopod_shared import (
     to_micros,
 )
 
-__all__ = ["AppendRequest", "Engine", "SharedValue"]
+__all__ = ["AppendRequest", "Engine"]
 
 T = TypeVar("T")
 
@@ -93,18 +93,6 @@ class AppendRequest(NamedTuple):
     now: int
     state: StateDelta | None = None
     """The state delta (its session part is the last of `entries`, a `state` entry)."""
-
-
-@attrs.frozen
-class SharedValue:
-    """One `user:` or `agent:` state value, as dumps and copies move it."""
-
-    scope: str
-    """`user` or `agent`."""
-    agent_id: str
-    user_id: str | None
-    key: str
-    value: Any
 
 
 class GeneratedIdClash(Exception):
@@ -441,34 +429,65 @@ class Engine:
 
     def write_shared_state(self, values: Iterable[SharedValue]) -> int:
         """Set `user:` and `agent:` values (a restore, a copy), a page at a time, each
-        page in a transaction; how many were written."""
+        page in a transaction; how many were written.
+
+        Raises:
+            AccessDenied: for a value of another agent than this handle's.
+            InvalidInput: for a value a state delta could not have set (nothing of
+                its page is written).
+        """
         count = 0
-        batch: list[SharedValue] = []
+        batch: list[tuple[SharedValue, bytes]] = []
 
         def flush() -> None:
             now = now_micros(self.clock)
             with self.backend.write() as tx:
-                for value in batch:
-                    if self.agent_id is not None and value.agent_id != self.agent_id:
-                        raise AccessDenied(self.agent_id, f"agent:{value.agent_id}")
+                for value, data in batch:
                     table = "user_state" if value.scope == "user" else "agent_state"
-                    data = dumps(value.value, field="state")
                     tx.change_shared_state(
                         table, value.agent_id, value.user_id, {value.key: data}, now
                     )
             batch.clear()
 
         for value in values:
-            given: object = value
-            if not isinstance(given, SharedValue) or value.scope not in ("user", "agent"):
-                raise InvalidInput("must be SharedValue values", field="state")
-            batch.append(value)
+            batch.append((value, self._check_shared(value)))
             count += 1
             if len(batch) >= PAGE:
                 flush()
         if batch:
             flush()
         return count
+
+    def _check_shared(self, value: SharedValue) -> bytes:
+        """Check a shared value as a state delta would have; return its JSON."""
+        given: object = value
+        if not isinstance(given, SharedValue) or value.scope not in ("user", "agent"):
+            raise InvalidInput("must be SharedValue values of scope user or agent", field="state")
+        check_text(value.agent_id, "agent_id", max_length=64)
+        if value.agent_id != normalize_agent_id(value.agent_id):
+            raise InvalidInput("must be a normalised agent id", field="agent_id")
+        if self.agent_id is not None and value.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, f"agent:{value.agent_id}")
+        if value.scope == "user":
+            check_text(value.user_id, "user_id", max_length=256)
+        elif value.user_id is not None:
+            raise InvalidInput("agent: state belongs to no user", field="user_id")
+        key: object = value.key
+        if not isinstance(key, str) or not key:
+            raise InvalidInput(f"state keys are non-empty strings, not {key!r}", field="state")
+        field = f"state.{value.scope}:{value.key}"
+        data = dumps(value.value, field=field)
+        if len(data) > self.max_payload_bytes:
+            raise InvalidInput(
+                f"the value is {len(data)} bytes, over the limit of {self.max_payload_bytes}",
+                field=field,
+            )
+        return data
+
+    def leaf_state(self, session_id: str) -> dict[str, Any]:
+        """A session's own state (its keys, without the shared scopes) at its leaf."""
+        with self.backend.read() as tx:
+            return tx.session_state(self.sid(tx, session_id)).state
 
     # --- compaction -----------------------------------------------------------------
 

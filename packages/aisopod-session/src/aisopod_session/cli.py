@@ -34,6 +34,7 @@ from aisopod_session._store import SessionStore
 from aisopod_session.transfer import (
     DUMP_FORMAT,
     Existing,
+    RestoreReport,
     SessionImage,
     copy_store,
     dump_store,
@@ -354,6 +355,7 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
                 store, handle, name=str(path), replace=args.replace, progress=progress
             )
         progress.done()
+        _kept_note(report)
         results = []
     ids = list(report.sessions) if report is not None else [r.session.id for r in results]
     for result in results:
@@ -403,9 +405,13 @@ def cmd_export(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
 def cmd_dump(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     progress = Progress("dumping")
     with _output(args.output, binary=True) as handle:
-        sessions, entries = dump_store(store, handle, progress=progress)
+        report = dump_store(store, handle, progress=progress)
     progress.done()
-    print(f"dumped {sessions} sessions, {entries} entries", file=sys.stderr)
+    print(
+        f"dumped {report.sessions} sessions, {report.entries} entries,"
+        f" {report.shared_values} user: and agent: state values",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -416,8 +422,22 @@ def cmd_restore(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
             store, handle, name=args.path, replace=args.replace, progress=progress
         )
     progress.done()
-    print(f"restored {len(report.sessions)} sessions, {report.entries} entries", file=out)
+    print(
+        f"restored {len(report.sessions)} sessions, {report.entries} entries,"
+        f" {report.shared_values} user: and agent: state values",
+        file=out,
+    )
+    _kept_note(report)
     return 0
+
+
+def _kept_note(report: RestoreReport) -> None:
+    if report.shared_kept:
+        print(
+            f"{report.shared_kept} user: and agent: state values were already in the store"
+            " and were left as they are (--replace to restore them too)",
+            file=sys.stderr,
+        )
 
 
 def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -436,12 +456,15 @@ def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
                 "copied": report.copied,
                 "skipped": report.skipped,
                 "entries": report.entries,
+                "shared_values": report.shared_values,
+                "shared_written": report.shared_written,
             },
         )
     else:
         print(
             f"copied {report.copied} sessions ({report.entries} entries), {report.skipped} already"
-            f" there; {report.sessions} verified by checksum",
+            f" there; {report.sessions} verified by checksum; {report.shared_values} user: and"
+            f" agent: state values verified ({report.shared_written} written)",
             file=out,
         )
     return 0
@@ -790,7 +813,12 @@ def build_parser() -> argparse.ArgumentParser:
         "aisopod-session --db sqlite:///new.db restore backup.jsonl",
     )
     p.add_argument("path", metavar="FILE")
-    p.add_argument("--replace", action="store_true", help="overwrite sessions with the same id")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite sessions with the same id, and user: and agent: state values with the"
+        " same key (default: keep the store's values)",
+    )
 
     p = _command(
         sub,

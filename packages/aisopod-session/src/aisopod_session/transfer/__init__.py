@@ -10,9 +10,10 @@ Sessions come in and go out of a store here, whole and exactly:
   `export(import(file))` gives back every entry.
 - The native JSONL dump of a whole store: `dump_store` and `restore_store`,
   for a backup or a move; restore(dump(store)) gives back every session,
-  binding and entry exactly.
+  binding and entry exactly, and the `user:` and `agent:` state.
 - `copy_store` copies one store into another (SQLite to PostgreSQL, say):
-  resumable, and each session verified by its `session_checksum`.
+  resumable, each session verified by its `session_checksum`, and each
+  `user:` and `agent:` value read back and compared.
 - `SessionImage` and `EntryImage` are everything a session is, in a form any
   store writes back exactly; `read_images` streams them out of a store.
 
@@ -42,6 +43,7 @@ from aisopod_session.transfer._copy import CopyReport, copy_store
 from aisopod_session.transfer._images import EntryImage, SessionImage, read_images
 from aisopod_session.transfer._native import (
     DUMP_FORMAT,
+    DumpReport,
     RestoreReport,
     dump_store,
     restore_store,
@@ -73,6 +75,7 @@ __all__ = [
     # native dump and restore
     "dump_store",
     "restore_store",
+    "DumpReport",
     "RestoreReport",
     "DUMP_FORMAT",
     # copying between stores

@@ -8,10 +8,15 @@ transaction. Copying between stores, dump and restore, and transcript
 imports are all built from these, so memory stays bounded however large a
 store or a session is.
 
+A `SharedValue` is one `user:` or `agent:` state value, the state shared
+by sessions rather than held in their trees; `stream_shared_state` and
+`write_shared_state` move them.
+
 The store imports the image types, so this module imports the store only
 for type checking. Every session this package writes goes through
 `write_image`, and every listing of a store's sessions through
-`stream_sessions`.
+`stream_sessions`; every shared value goes out through `stream_shared_state`
+and in through `write_shared_state`.
 """
 
 from __future__ import annotations
@@ -32,13 +37,17 @@ __all__ = [
     "EntryImage",
     "Progress",
     "SessionImage",
+    "SharedValue",
     "entry_images",
     "entry_pages",
     "image_of",
     "is_current",
+    "leaf_state",
     "read_images",
     "stream_sessions",
+    "stream_shared_state",
     "write_image",
+    "write_shared_state",
 ]
 
 PAGE: Final = 1000
@@ -91,6 +100,20 @@ class EntryImage:
             entry.created_at,
             entry.idempotency_key,
         )
+
+
+@attrs.frozen
+class SharedValue:
+    """One `user:` or `agent:` state value (its key without the prefix), as dumps,
+    restores and copies move it."""
+
+    scope: str
+    """`user` or `agent`."""
+    agent_id: str
+    user_id: str | None
+    """The user of a `user:` value; `None` for an `agent:` one."""
+    key: str
+    value: Any
 
 
 Progress: TypeAlias = Callable[[int, SessionImage], None]
@@ -178,3 +201,28 @@ def write_image(
     from aisopod_session._store import engine_of  # the store imports this module
 
     return engine_of(store).write_session(image, entries, replace=replace)
+
+
+def leaf_state(store: SessionStore, session_id: str) -> Mapping[str, Any]:
+    """A session's own state at its leaf (no `user:` or `agent:` keys)."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    return engine_of(store).leaf_state(session_id)
+
+
+def stream_shared_state(store: SessionStore) -> Iterator[SharedValue]:
+    """Every `user:` and `agent:` value of `store` (of its agent, when scoped), each
+    owner's keys together (`user:` values first): the one place this package reads
+    shared state."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    return engine_of(store).stream_shared_state()
+
+
+def write_shared_state(store: SessionStore, values: Iterable[SharedValue]) -> int:
+    """Set `user:` and `agent:` values in `store`, a page per transaction; how many
+    were written: the one place this package writes shared state (see
+    `Engine.write_shared_state`)."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    return engine_of(store).write_shared_state(values)

@@ -1,17 +1,28 @@
 """A native JSONL dump of a whole store, and its restore: a backup, or a move.
 
-The file is one JSON object per line: a header, then for each session a
-`session` line followed by its `entry` lines, oldest first. Dump and restore
-stream (memory is bounded by one line and a page of entries), and
-restore(dump(store)) gives back every session, binding and entry exactly.
-Sessions are restored one transaction each, so a failed restore leaves
-whole sessions or none of a session.
+The file is one JSON object per line: a header (`format`, `version`), then
+for each session a `session` line (a `SessionImage`) followed by its `entry`
+lines (`EntryImage`s), oldest first, then a `shared_state` line for each
+`user:` and `agent:` value (a `SharedValue`: `scope`, `agent_id`, `user_id`,
+`key` without its prefix, `value`), each owner's keys together. Every line
+but the header has its `kind` beside the fields of its value.
+
+A session's own state needs no lines of its own: its changes are `state`
+entries, and a restore rebuilds the state at every entry from them. Dump and
+restore stream (memory is bounded by one line and a page of entries, or one
+owner's shared values), and restore(dump(store)) gives back every session,
+binding, entry and shared value exactly. Sessions are restored one
+transaction each, so a failed restore leaves whole sessions or none of a
+session.
+
+Version 2 added the `shared_state` lines; version 1 dumps (sessions and
+entries only) are still read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 import orjson
@@ -21,20 +32,35 @@ from aisopod_session.transfer._images import (
     EntryImage,
     Progress,
     SessionImage,
+    SharedValue,
     read_images,
+    stream_shared_state,
     write_image,
 )
+from aisopod_session.transfer._shared_state import restore_shared_state
 from aisopod_shared import converter
 
 if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
 
-__all__ = ["DUMP_FORMAT", "RestoreReport", "dump_store", "restore_store"]
+__all__ = ["DUMP_FORMAT", "DumpReport", "RestoreReport", "dump_store", "restore_store"]
 
 DUMP_FORMAT: Final = "aisopod-session-dump"
 """The `format` of a dump's header line."""
-DUMP_VERSION: Final = 1
-"""The `version` of a dump's header line: the one this module writes and reads."""
+DUMP_VERSION: Final = 2
+"""The `version` of a dump's header line: the one this module writes."""
+_READS: Final = {1: ("session",), 2: ("session", "shared_state")}
+"""The dump versions this module reads, with the kinds of line each may hold
+(after the `entry` lines that follow a `session` line)."""
+
+
+class DumpReport(NamedTuple):
+    """What `dump_store` wrote."""
+
+    sessions: int
+    entries: int
+    shared_values: int
+    """`user:` and `agent:` values (none when the dump holds chosen sessions)."""
 
 
 def dump_store(
@@ -43,14 +69,15 @@ def dump_store(
     *,
     session_ids: Iterable[str] | None = None,
     progress: Progress | None = None,
-) -> tuple[int, int]:
-    """Write every session of `store` (of its agent, when scoped; or those of
-    `session_ids`) to `out` as JSONL.
+) -> DumpReport:
+    """Write every session of `store` (of its agent, when scoped), then every
+    `user:` and `agent:` value (of its agent, when scoped), to `out` as JSONL.
 
-    Returns (sessions, entries) written.
+    With `session_ids`, the dump holds those sessions only: the shared state
+    belongs to no one session, and stays out.
     """
     out.write(orjson.dumps({"format": DUMP_FORMAT, "version": DUMP_VERSION}) + b"\n")
-    sessions = entries = 0
+    sessions = entries = shared = 0
     for image, stream in read_images(store, session_ids):
         sessions += 1
         out.write(orjson.dumps({"kind": "session", **converter.unstructure(image)}) + b"\n")
@@ -59,7 +86,13 @@ def dump_store(
             out.write(orjson.dumps({"kind": "entry", **converter.unstructure(entry)}) + b"\n")
         if progress is not None:
             progress(sessions, image)
-    return sessions, entries
+    if session_ids is None:
+        for value in stream_shared_state(store):
+            shared += 1
+            out.write(
+                orjson.dumps({"kind": "shared_state", **converter.unstructure(value)}) + b"\n"
+            )
+    return DumpReport(sessions, entries, shared)
 
 
 @attrs.frozen
@@ -68,6 +101,11 @@ class RestoreReport:
 
     sessions: tuple[str, ...]
     entries: int
+    shared_values: int = 0
+    """`user:` and `agent:` values written."""
+    shared_kept: int = 0
+    """`user:` and `agent:` values of the dump left out: the store had the key
+    already (and `replace` was not given)."""
 
 
 class _Lines:
@@ -116,26 +154,42 @@ def restore_store(
     replace: bool = False,
     progress: Progress | None = None,
 ) -> RestoreReport:
-    """Write the sessions of a dump into `store`, one transaction each.
+    """Write the sessions of a dump into `store`, one transaction each, and its
+    `user:` and `agent:` values, a page per transaction.
+
+    A session already in the store is an error, unless `replace`; a shared
+    value whose key the store already has is left out (the store's value
+    stays), unless `replace`. A scoped store takes only its agent's sessions
+    and values: another agent's is refused.
 
     Raises:
         TranscriptError: naming the line of anything malformed (the session
             being read is not written; earlier ones are).
         SessionExists: when a session is already in the store (and not `replace`).
+        AccessDenied: for another agent's session or value, into a scoped store.
     """
     reader = _Lines(lines, name)
     header = reader.peek()
     if header is None or header.get("format") != DUMP_FORMAT:
         raise TranscriptError(name, 1, f"not an {DUMP_FORMAT} file")
     reader.take()
-    if header.get("version") != DUMP_VERSION:
-        raise reader.error(f"dump version {header.get('version')!r} is not {DUMP_VERSION}")
+    version = header.get("version")
+    kinds = _READS.get(version) if isinstance(version, int) else None
+    if kinds is None:
+        readable = ", ".join(str(v) for v in _READS)
+        raise reader.error(f"dump version {version!r} is not one this library reads ({readable})")
     restored: list[str] = []
-    entries = 0
-    while reader.peek() is not None:
-        record = reader.take()
-        if record.get("kind") != "session":
-            raise reader.error("expected a session line")
+    entries = shared = kept = 0
+    while (record := reader.peek()) is not None:
+        kind = record.get("kind")
+        if kind == "shared_state" and kind in kinds:
+            written, held = restore_shared_state(store, _shared_values(reader), replace=replace)
+            shared += written
+            kept += held
+            continue
+        reader.take()
+        if kind != "session":
+            raise reader.error(f"expected a {' or '.join(kinds)} line")
         image = _structure(reader, record, SessionImage)
         counter = [0]
         write_image(store, image, _entries(reader, counter), replace=replace)
@@ -143,7 +197,7 @@ def restore_store(
         entries += counter[0]
         if progress is not None:
             progress(len(restored), image)
-    return RestoreReport(tuple(restored), entries)
+    return RestoreReport(tuple(restored), entries, shared, kept)
 
 
 def _entries(reader: _Lines, counter: list[int]) -> Iterator[EntryImage]:
@@ -151,6 +205,19 @@ def _entries(reader: _Lines, counter: list[int]) -> Iterator[EntryImage]:
         reader.take()
         counter[0] += 1
         yield _structure(reader, record, EntryImage)
+
+
+def _shared_values(reader: _Lines) -> Iterator[SharedValue]:
+    while (record := reader.peek()) is not None and record.get("kind") == "shared_state":
+        reader.take()
+        value: SharedValue = _structure(reader, record, SharedValue)
+        if value.scope not in ("user", "agent"):
+            raise reader.error(f"a shared_state line's scope is user or agent, not {value.scope!r}")
+        if (value.user_id is None) != (value.scope == "agent"):
+            raise reader.error("a user value has a user_id, an agent value none")
+        if not value.key:
+            raise reader.error("a shared_state line's key must not be empty")
+        yield value
 
 
 def _structure(reader: _Lines, record: dict[str, Any], cls: type[Any]) -> Any:
