@@ -55,10 +55,6 @@ _ENTRY_COLUMNS = (
     " tokens"
 )
 
-_VALUE_TEXT = "CAST(value AS TEXT)"
-"""A shared state value as its JSON text: psycopg decodes a `json` column, and a
-value that is a JSON string would come back as a bare string, not its JSON."""
-
 
 @attrs.frozen
 class SessionRecord:
@@ -904,13 +900,12 @@ class SqlTx(abc.ABC):
         """One agent's `agent_state`, or one user's `user_state` of that agent."""
         if table == "user_state":
             rows = self.execute(
-                f"SELECT key, {_VALUE_TEXT} FROM user_state WHERE agent_id = ? AND user_id = ?"
-                " ORDER BY key",
+                "SELECT key, value FROM user_state WHERE agent_id = ? AND user_id = ? ORDER BY key",
                 (agent_id, user_id),
             ).fetchall()
         else:
             rows = self.execute(
-                f"SELECT key, {_VALUE_TEXT} FROM agent_state WHERE agent_id = ? ORDER BY key",
+                "SELECT key, value FROM agent_state WHERE agent_id = ? ORDER BY key",
                 (agent_id,),
             ).fetchall()
         return {str(key): self.decode_json(value) for key, value in rows}
@@ -960,7 +955,7 @@ class SqlTx(abc.ABC):
             where.append(f"({', '.join(columns)}) > ({', '.join('?' * len(columns))})")
             params.extend(after)
         rows = self.execute(
-            f"SELECT {', '.join(columns)}, {_VALUE_TEXT} FROM {table}"
+            f"SELECT {', '.join(columns)}, value FROM {table}"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" ORDER BY {', '.join(columns)} LIMIT ?",
             (*params, limit),
