@@ -350,12 +350,6 @@ def test_an_idempotent_retry_adds_nothing_and_does_not_apply_state_again(store: 
     assert dict(store.state(session.id)) == {"counter": 2, "user:seen": 2, "agent:seen": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a retry of append(id, [], state={'user:seen': 1, 'agent:seen': 1},"
-    " idempotency_key='k') applies the shared values again (nothing records the key when"
-    " no entry is written): a value changed since the first call is overwritten",
-)
 def test_an_idempotent_retry_of_a_shared_only_change_does_not_apply_it_again(
     store: Any,
 ) -> None:
@@ -484,31 +478,12 @@ def test_state_entries_cannot_be_appended_directly(seeded: Any) -> None:
     assert _everything(seeded, watched) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a user:/agent: key with a NUL is stored by SQLite and raises StoreUnavailable"
-    " (DataError) on PostgreSQL; one with a lone surrogate raises a bare UnicodeEncodeError"
-    " on both (the same keys without a prefix raise InvalidPayload, nothing written)",
-)
 @pytest.mark.parametrize("key", ["user:k\x00", "agent:\ud800"])
 def test_a_shared_key_the_store_cannot_keep_gets_a_typed_error(seeded: Any, key: str) -> None:
     _refused(seeded, {key: 1}, InvalidInput)
 
 
-def test_string_values_in_shared_scopes_read_back_as_written(
-    store: Any, request: pytest.FixtureRequest
-) -> None:
-    if store.url.startswith("postgresql"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="PostgreSQL decodes a user:/agent: string value twice: '42', 'true',"
-                " 'null', '[1, 2]' and '\"quoted\"' read back as 42, True, None, [1, 2] and"
-                " 'quoted', and any other string ('fr') makes every later state(), user_state()"
-                " and agent_state() of that scope, for every session sharing it, raise"
-                " InvalidInput 'not valid JSON'",
-            )
-        )
+def test_string_values_in_shared_scopes_read_back_as_written(store: Any) -> None:
     session = store.get_or_create("agent:main:main", user_id="u")
     other = store.get_or_create("agent:main:other", user_id="u")
     for value in ("42", "true", "null", "[1, 2]", '"quoted"', "", "fr"):
@@ -1008,12 +983,6 @@ def test_group_chats_and_key_only_messages_get_no_user(store: Any) -> None:
         store.update_state(group.session.id, {"user:lang": ["fr"]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="without identity links resolve() keeps the peer as given: Inbound(channel='discord',"
-    " peer_id='Carol') gives user_id 'Carol' while its key says 'carol', and any identity link"
-    " (for anyone) makes it 'carol', splitting that user's user: state",
-)
 def test_the_user_of_a_direct_chat_is_its_peer_as_its_key_names_it(store: Any) -> None:
     plain = SessionConfig.from_dict({"dmScope": "per-channel-peer"})
     first = store.resolve(Inbound(channel="discord", peer_id="Carol"), plain)
@@ -1234,13 +1203,6 @@ def test_processes_writing_shared_state_at_once_lose_nothing_and_half_apply_noth
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deadlock on PostgreSQL: a group commit of appends with user: state to sessions A"
-    " and B locks A, then the user: row, then waits for B, while a writer holding B (as"
-    " any append or update_state on B does) waits for that user: row; PostgreSQL aborts"
-    " the group's append to B (40P01) and it raises StoreBusy",
-)
 def test_a_group_commit_over_two_sessions_does_not_deadlock_with_a_writer_of_shared_state(
     postgres_dsn: str,
 ) -> None:

@@ -33,7 +33,7 @@ from aisopod_session._compaction import (
 )
 from aisopod_session._config import RetentionPolicy, SessionConfig
 from aisopod_session._context import Context
-from aisopod_session._engine import AppendRequest, Engine
+from aisopod_session._engine import AppendRequest, Engine, SharedChange, apply_shared
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import StoreUnavailable
 from aisopod_session._model import (
@@ -51,7 +51,7 @@ from aisopod_session._search import SearchPage
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
-from aisopod_shared import Clock, Message, logger
+from aisopod_shared import Clock, Message, logger, now_micros
 
 __all__ = ["AsyncSessionStore"]
 
@@ -152,10 +152,13 @@ class _GroupCommitter:
         # processes on a server database) never wait on each other in a circle.
         group.sort(key=lambda p: p.request.session_id)
         outcomes: list[_Outcome] = []
+        shared: list[SharedChange] = []
         try:
             with self._backend.write() as tx:
                 for pending in group:
-                    outcomes.append(_append_in_savepoint(pending, tx))
+                    outcomes.append(_append_in_savepoint(pending, tx, shared))
+                # Shared rows last, after every session: the lock order of every write.
+                apply_shared(tx, shared, now_micros(group[0].engine.clock))
         except Exception as err:
             logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
             return [(pending, None, err) for pending in group]
@@ -165,17 +168,21 @@ class _GroupCommitter:
 _Outcome = tuple[_Pending, "tuple[Entry, ...] | None", "BaseException | None"]
 
 
-def _append_in_savepoint(pending: _Pending, tx: SqlTx) -> _Outcome:
+def _append_in_savepoint(pending: _Pending, tx: SqlTx, shared: list[SharedChange]) -> _Outcome:
     engine = pending.engine
+    mine: list[SharedChange] = []
 
     def attempt(fresh: bool) -> tuple[Entry, ...]:
+        mine.clear()
         with tx.savepoint():
-            return engine.append_in(tx, pending.request, fresh_ids=fresh)
+            return engine.append_in(tx, pending.request, fresh_ids=fresh, shared=mine)
 
     try:
-        return pending, engine.fresh_ids(attempt), None
+        result = engine.fresh_ids(attempt)
     except Exception as err:  # delivered to the caller that sent it
         return pending, None, err
+    shared.extend(mine)  # only an append that stands has its shared changes applied
+    return pending, result, None
 
 
 @attrs.define(eq=False)

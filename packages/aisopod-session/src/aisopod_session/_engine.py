@@ -95,6 +95,32 @@ class AppendRequest(NamedTuple):
     """The state delta (its session part is the last of `entries`, a `state` entry)."""
 
 
+class SharedChange(NamedTuple):
+    """A change to one `user:` or `agent:` row: its new JSON, or `None` to remove it."""
+
+    table: str
+    agent_id: str
+    user_id: str | None
+    key: str
+    value: bytes | None
+
+
+_TABLE_ORDER: Final = {"user_state": 0, "agent_state": 1}
+
+
+def apply_shared(tx: SqlTx, changes: Iterable[SharedChange], now: int) -> None:
+    """Apply changes to shared rows in one order (users' rows, then agents', each by
+    owner and key), after the sessions of the transaction: every writer takes
+    bindings, then sessions in id order, then shared rows in this order, so no two
+    wait for each other in a circle."""
+    for change in sorted(
+        changes, key=lambda c: (_TABLE_ORDER[c.table], c.agent_id, c.user_id or "", c.key)
+    ):
+        tx.change_shared_state(
+            change.table, change.agent_id, change.user_id, {change.key: change.value}, now
+        )
+
+
 class GeneratedIdClash(Exception):
     """Two generated entry ids met; the append is tried again with fresh ids."""
 
@@ -238,7 +264,9 @@ class Engine:
         delta = None
         if state is not None:
             delta = prepare_delta(state, max_value_bytes=limit) or None
-            if delta is not None and delta.session:
+            # A session change is recorded by a state entry; so is a keyed change of
+            # shared keys alone (an empty one), so that a retry finds its key.
+            if delta is not None and (delta.session or (idempotency_key and not prepared)):
                 prepared += (delta.session_entry(stamp, max_payload_bytes=limit),)
         return AppendRequest(
             session_id, prepared, idempotency_key, expected_version, stamp.micros, delta
@@ -255,10 +283,17 @@ class Engine:
         )
 
     def append_in(
-        self, tx: SqlTx, request: AppendRequest, *, fresh_ids: bool = False
+        self,
+        tx: SqlTx,
+        request: AppendRequest,
+        *,
+        fresh_ids: bool = False,
+        shared: list[SharedChange] | None = None,
     ) -> tuple[Entry, ...]:
         """Run a prepared append inside the caller's write transaction (raising
-        `GeneratedIdClash` for `fresh_ids` to handle)."""
+        `GeneratedIdClash` for `fresh_ids` to handle). With `shared`, the changes to
+        `user:` and `agent:` rows are put there, for the caller to apply after every
+        session it locks (`apply_shared`)."""
         session_id = request.session_id
         if request.idempotency_key is not None:
             # Lock the session before looking: a retry racing the call it repeats
@@ -277,7 +312,7 @@ class Engine:
                 raise SessionNotFound(session_id)
             self._check_target(target, request)
             if request.state is not None:
-                self._apply_state(tx, target.sid, request.state, None, request.now)
+                self._apply_state(tx, target.sid, request.state, None, request.now, shared)
             return ()
         try:
             appended = tx.append_entries(
@@ -301,7 +336,7 @@ class Engine:
         first = appended.target.entry_count + 1
         if request.state is not None:
             last = first + len(entries) - 1  # the state entry, when there is one
-            self._apply_state(tx, appended.target.sid, request.state, last, request.now)
+            self._apply_state(tx, appended.target.sid, request.state, last, request.now, shared)
         ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         key = request.idempotency_key
@@ -337,11 +372,18 @@ class Engine:
     # --- state ---------------------------------------------------------------------
 
     def _apply_state(
-        self, tx: SqlTx, sid: int, delta: StateDelta, state_seq: int | None, now: int
+        self,
+        tx: SqlTx,
+        sid: int,
+        delta: StateDelta,
+        state_seq: int | None,
+        now: int,
+        shared: list[SharedChange] | None,
     ) -> None:
         """Apply a delta in the append's transaction: the session part (recorded by
         the `state` entry at `state_seq`) to the state kept at the leaf, with a
-        snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their rows."""
+        snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their rows, or,
+        given `shared`, into it for the caller to apply once its sessions are done."""
         if delta.session:
             assert state_seq is not None
             sets = {key: c.json for key, c in delta.session.items() if c is not None}
@@ -359,13 +401,18 @@ class Engine:
                 " (give user_id when it is made, or patch it)",
                 field="state",
             )
-        for table, scope, user in (
-            ("user_state", delta.user, owner.user_id),
-            ("agent_state", delta.agent, None),
-        ):
-            if scope:
-                changes = {key: c.json if c is not None else None for key, c in scope.items()}
-                tx.change_shared_state(table, owner.agent_id, user, changes, now)
+        changes = [
+            SharedChange(table, owner.agent_id, user, key, c.json if c is not None else None)
+            for table, scope, user in (
+                ("user_state", delta.user, owner.user_id),
+                ("agent_state", delta.agent, None),
+            )
+            for key, c in scope.items()
+        ]
+        if shared is not None:
+            shared.extend(changes)  # the caller applies them last (see apply_shared)
+        elif changes:
+            apply_shared(tx, changes, now)
 
     def state_at(self, tx: SqlTx, sid: int, seq: int) -> tuple[dict[str, Any], int]:
         """The session state at entry `seq` (0: before the first), and how many

@@ -17,7 +17,12 @@ import attrs
 
 from aisopod_session._config import SessionConfig
 from aisopod_session._model import Origin, Session
-from aisopod_session.keys import build_session_key, is_cron_run_key, resolve_identity
+from aisopod_session.keys import (
+    build_session_key,
+    is_cron_run_key,
+    normalize_peer_id,
+    resolve_identity,
+)
 
 __all__ = ["Inbound", "Resolution", "ResolutionReason", "decide", "origin_of", "route", "user_of"]
 
@@ -101,7 +106,9 @@ def user_of(inbound: Inbound, config: SessionConfig) -> str | None:
     canonical name), as keys name it. Other messages have no one user."""
     if inbound.key is not None or inbound.chat_type != "direct" or not inbound.peer_id:
         return None
-    return resolve_identity(inbound.peer_id, inbound.channel or "", config.identity_links)
+    # Normalised as keys normalise peers: links or not, one user is one name.
+    user = resolve_identity(inbound.peer_id, inbound.channel or "", config.identity_links)
+    return normalize_peer_id(user) or None
 
 
 def decide(

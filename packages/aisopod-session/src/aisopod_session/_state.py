@@ -32,7 +32,7 @@ import attrs
 import orjson
 
 from aisopod_session._entries import PreparedEntry, Stamp, holds_nul
-from aisopod_session._errors import PayloadTooLarge
+from aisopod_session._errors import InvalidPayload, PayloadTooLarge
 from aisopod_shared import InvalidInput, dumps
 
 __all__ = [
@@ -150,6 +150,9 @@ def prepare_delta(delta: object, *, max_value_bytes: int) -> StateDelta:
             scopes[scope][name] = None
             continue
         data = dumps(value, field=f"state.{key}")
+        if holds_nul(data):
+            # No backend stores NUL everywhere (PostgreSQL nowhere in text).
+            raise InvalidPayload("NUL characters cannot be stored", field=f"state.{key}")
         if len(data) > max_value_bytes:
             raise InvalidInput(
                 f"the value is {len(data)} bytes, over the limit of {max_value_bytes}",
@@ -163,6 +166,11 @@ def _split(key: object) -> tuple[str, str]:
     """A delta key's scope (`""` for the session's) and its name within the scope."""
     if not isinstance(key, str) or not key:
         raise InvalidInput(f"state keys are non-empty strings, not {key!r}", field="state")
+    if "\x00" in key or not _encodable(key):
+        raise InvalidPayload(
+            f"{key!r}: a state key is text a store can keep (no NUL, no lone surrogate)",
+            field="state",
+        )
     match = _PREFIXED.match(key)
     if match is None:
         return "", key
@@ -181,6 +189,14 @@ def _split(key: object) -> tuple[str, str]:
         f" ones; {prefix}: is none of these",
         field="state",
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def change_of(payload: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[str]]:
