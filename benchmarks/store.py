@@ -196,9 +196,13 @@ def bench_state(root: Path, big: int, rounds: int) -> list[Row]:
 
     store = open_store(root / "state.db", synchronous="NORMAL")
     changes = max(10, big // 100)
-    # Both sessions hold more changes than a snapshot spans, so both reads fold onto
-    # a snapshot: what differs is the history behind it, a thousand times longer.
-    small_id = fill_with_state(store, "agent:main:small", 1000, 200)
+    # The state at the leaf: a session of 1,000 entries against one of `big`. The
+    # state at past entries: both sessions hold more changes than a snapshot spans,
+    # as densely (one change per 100 entries), so both reads fold onto a snapshot;
+    # what differs is the history behind it, a hundred times longer.
+    small_id = fill_with_state(store, "agent:main:small", 1000, 10)
+    near = 12_800  # 128 changes, two snapshots' worth
+    near_id = fill_with_state(store, "agent:main:near", near, near // 100)
     big_id = fill_with_state(store, "agent:main:big", big, changes)
     leaf: dict[str, float] = {}
     for name, session_id in (("small", small_id), ("big", big_id)):
@@ -206,7 +210,7 @@ def bench_state(root: Path, big: int, rounds: int) -> list[Row]:
     get = median_round(lambda: store.get(big_id), 200, rounds)
     rng = random.Random(3)
     past: dict[str, float] = {}
-    for name, session_id, size in (("small", small_id, 1000), ("big", big_id, big)):
+    for name, session_id, size in (("small", near_id, near), ("big", big_id, big)):
         seqs = [rng.randint(1, size) for _ in range(200)]
         at = iter(seqs * (rounds + 2))
         past[name] = median_round(
@@ -246,8 +250,8 @@ def bench_state(root: Path, big: int, rounds: int) -> list[Row]:
         (
             f"state(at_seq=random), {big:,} entries, {changes:,} changes",
             fmt_us(past["big"]),
-            f"{fmt_us(past['small'])} (1k, 200 changes)",
-            f"{deep:.2f}x the 1k time",
+            f"{fmt_us(past['small'])} ({near:,} entries)",
+            f"{deep:.2f}x the {near:,} time",
             "<= 1.5x: a snapshot, then <= 63 changes",
             deep <= 1.5,
         ),

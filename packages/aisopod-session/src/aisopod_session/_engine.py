@@ -57,7 +57,14 @@ from aisopod_session._state import (
     prepare_delta,
 )
 from aisopod_session._validate import check_int, check_text, session_key
-from aisopod_session.backends._sql import AppendTarget, Backend, SessionRecord, SqlTx
+from aisopod_session.backends._sql import (
+    AppendTarget,
+    Backend,
+    SessionRecord,
+    SqlTx,
+    StateEdit,
+    StateOwner,
+)
 from aisopod_session.keys import normalize_agent_id
 from aisopod_session.transfer._images import PAGE, EntryImage, SessionImage, SharedValue
 from aisopod_shared import (
@@ -312,8 +319,15 @@ class Engine:
                 raise SessionNotFound(session_id)
             self._check_target(target, request)
             if request.state is not None:
-                self._apply_state(tx, target.sid, request.state, None, request.now, shared)
+                self._apply_state(tx, target.sid, request.state, None, request.now, shared, None)
             return ()
+        delta = request.state
+        edit = None
+        if delta is not None and delta.session:
+            edit = StateEdit(
+                {key: c.json for key, c in delta.session.items() if c is not None},
+                [key for key, c in delta.session.items() if c is None],
+            )
         try:
             appended = tx.append_entries(
                 session_id,
@@ -323,6 +337,7 @@ class Engine:
                 expected_version=request.expected_version,
                 idempotency_key=request.idempotency_key,
                 now=request.now,
+                state=edit,
             )
         except DuplicateEntryId:
             if all(p.id is not None for p in entries) or fresh_ids:
@@ -334,9 +349,11 @@ class Engine:
         # an append sent as one statement wrote nothing when these checks fail.
         self._check_target(appended.target, request)
         first = appended.target.entry_count + 1
-        if request.state is not None:
+        if delta is not None:
             last = first + len(entries) - 1  # the state entry, when there is one
-            self._apply_state(tx, appended.target.sid, request.state, last, request.now, shared)
+            self._apply_state(
+                tx, appended.target.sid, delta, last, request.now, shared, appended.owner
+            )
         ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         key = request.idempotency_key
@@ -379,16 +396,17 @@ class Engine:
         state_seq: int | None,
         now: int,
         shared: list[SharedChange] | None,
+        edited: StateOwner | None,
     ) -> None:
         """Apply a delta in the append's transaction: the session part (recorded by
-        the `state` entry at `state_seq`) to the state kept at the leaf, with a
-        snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their rows, or,
-        given `shared`, into it for the caller to apply once its sessions are done."""
+        the `state` entry at `state_seq`, edited by the append itself: `edited`)
+        with a snapshot every `SNAPSHOT_EVERY` changes; the shared parts to their
+        rows, or, given `shared`, into it for the caller to apply once its sessions
+        are done."""
         if delta.session:
             assert state_seq is not None
-            sets = {key: c.json for key, c in delta.session.items() if c is not None}
-            removes = [key for key, c in delta.session.items() if c is None]
-            owner = tx.change_session_state(sid, sets, removes)
+            assert edited is not None  # the append edited the kept state
+            owner = edited
             if owner.since_snapshot >= SNAPSHOT_EVERY:
                 data = dumps(tx.session_state(sid).state, field="state")
                 tx.add_state_snapshot(sid, state_seq, data)

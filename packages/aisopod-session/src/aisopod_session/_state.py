@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import attrs
 import orjson
@@ -74,8 +74,7 @@ REMOVE: Final = _Remove()
 """A state delta's value that deletes its key."""
 
 
-@attrs.frozen
-class Change:
+class Change(NamedTuple):
     """A key's new value, with its JSON (checked once, kept for writing it)."""
 
     value: Any
@@ -97,24 +96,10 @@ class StateDelta:
         return bool(self.session or self.user or self.agent)
 
     def session_entry(self, stamp: Stamp, *, max_payload_bytes: int) -> PreparedEntry:
-        """The `state` entry recording the session part, serialized from the values'
-        JSON already made (never read by a model: no text, no tokens)."""
+        """The `state` entry recording the session part (never read by a model: no
+        text, no tokens). Its values and keys were checked by `prepare_delta`."""
         payload = self.session_payload()
-        data = dumps(
-            {
-                "customType": STATE_CUSTOM_TYPE,
-                "data": {
-                    "set": {
-                        key: orjson.Fragment(c.json)
-                        for key, c in self.session.items()
-                        if c is not None
-                    },
-                    "remove": payload["data"]["remove"],
-                },
-            }
-        )
-        if holds_nul(data):
-            raise InvalidInput("NUL characters cannot be stored", field="state")
+        data = orjson.dumps(payload)
         if len(data) > max_payload_bytes:
             raise PayloadTooLarge(len(data), max_payload_bytes)
         return PreparedEntry(None, "state", None, data, payload, "", None, 0, stamp.micros)
@@ -171,6 +156,8 @@ def _split(key: object) -> tuple[str, str]:
             f"{key!r}: a state key is text a store can keep (no NUL, no lone surrogate)",
             field="state",
         )
+    if ":" not in key:
+        return "", key  # the common case, without the pattern
     match = _PREFIXED.match(key)
     if match is None:
         return "", key

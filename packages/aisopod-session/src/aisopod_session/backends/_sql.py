@@ -31,6 +31,7 @@ __all__ = [
     "MaintenanceRow",
     "SessionRef",
     "SessionState",
+    "StateEdit",
     "StateOwner",
     "SearchFilter",
     "AppendTarget",
@@ -72,6 +73,8 @@ class AppendTarget(NamedTuple):
     version: int
     entry_count: int
     leaf_seq: int
+    state_since_snapshot: int = 0
+    user_id: str | None = None
 
 
 class Appended(NamedTuple):
@@ -84,6 +87,15 @@ class Appended(NamedTuple):
     parents: list[int | None]
     """The appended entries' parents: the first hangs from the leaf, each next
     one from the one before."""
+    owner: StateOwner | None = None
+    """After a state edit: the changes since the last snapshot, and the owners."""
+
+
+class StateEdit(NamedTuple):
+    """Keys of the state kept at a session's leaf to set (their JSON) and remove."""
+
+    sets: Mapping[str, bytes]
+    removes: Sequence[str]
 
 
 class SessionState(NamedTuple):
@@ -303,8 +315,8 @@ class SqlTx(abc.ABC):
     def append_target(self, session_id: str) -> AppendTarget | None:
         """What an append needs to know of a session, with the row locked."""
         row = self.execute(
-            "SELECT sid, agent_id, version, entry_count, leaf_seq FROM sessions WHERE id = ?"
-            + self.lock_clause,
+            "SELECT sid, agent_id, version, entry_count, leaf_seq, state_since_snapshot, user_id"
+            " FROM sessions WHERE id = ?" + self.lock_clause,
             (session_id,),
         ).fetchone()
         return AppendTarget(*row) if row is not None else None
@@ -378,10 +390,12 @@ class SqlTx(abc.ABC):
         expected_version: int | None,
         idempotency_key: str | None,
         now: int,
+        state: StateEdit | None = None,
     ) -> Appended | None:
         """Append `entries` to a session: lock it, move its counters, usage totals,
-        size, leaf and version, and insert the entries from seq `entry_count + 1`,
-        the first hanging from the leaf (None when there is no such session).
+        size, leaf and version (and, given `state`, edit its kept state), and insert
+        the entries from seq `entry_count + 1`, the first hanging from the leaf
+        (None when there is no such session).
 
         Nothing is appended when the session belongs to another agent than
         `agent_id` or its version is not `expected_version` (either given); the
@@ -394,11 +408,21 @@ class SqlTx(abc.ABC):
         if not may_append(target, agent_id, expected_version):
             return Appended(target, [], [])
         count = len(entries)
-        self.execute(
-            append_update() + " WHERE sid = ?",
-            (*append_deltas(entries, target.entry_count + count, now), target.sid),
-        )
-        appended = appended_to(target, entries, suffixes)
+        deltas = append_deltas(entries, target.entry_count + count, now)
+        edit = self.state_edit(state) if state is not None else None
+        owner = None
+        if edit is not None:
+            # The state edit rides on the append's own update of the row (whose
+            # count of changes and owners the target read already).
+            self.execute(
+                append_update() + edit[0] + " WHERE sid = ?", (*deltas, *edit[1], target.sid)
+            )
+            owner = StateOwner(target.state_since_snapshot + 1, target.agent_id, target.user_id)
+        else:
+            self.execute(append_update() + " WHERE sid = ?", (*deltas, target.sid))
+            if state is not None:
+                owner = self.change_session_state(target.sid, state.sets, state.removes)
+        appended = appended_to(target, entries, suffixes)._replace(owner=owner)
         self.insert_entries(
             target.sid,
             entries,
@@ -523,6 +547,10 @@ class SqlTx(abc.ABC):
     def json_bytes(self, column: str) -> str:
         """SQL for the bytes of a JSON column's text."""
         return f"length(CAST({column} AS BLOB))"
+
+    def json_differs(self, left: str, right: str) -> str:
+        """SQL that is true when two JSON columns' texts differ."""
+        return f"{left} IS NOT {right}"
 
     # --- bindings ---------------------------------------------------------------
 
@@ -849,6 +877,11 @@ class SqlTx(abc.ABC):
         self.set_session_state(sid, dumps(state, field="state"), since)
         return StateOwner(since, current.agent_id, current.user_id)
 
+    def state_edit(self, state: StateEdit) -> tuple[str, list[Any]] | None:
+        """`, state = ...` assignments (and their parameters) that edit the kept state
+        in SQL, counting the change; `None` where only Python can (the default)."""
+        return None
+
     def state_owner(self, sid: int) -> StateOwner:
         """Whom a session's `user:` and `agent:` keys belong to."""
         row = self.execute(
@@ -935,7 +968,9 @@ class SqlTx(abc.ABC):
             self.execute(
                 f"INSERT INTO {table} ({columns}, value, updated_at)"
                 f" VALUES ({marks}, {self.json_param}, ?) ON CONFLICT ({columns})"
-                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+                # The same value again changes nothing (and writes no page).
+                f" WHERE {self.json_differs(f'{table}.value', 'excluded.value')}",
                 (*owner[1], key, value.decode(), now),
             )
 

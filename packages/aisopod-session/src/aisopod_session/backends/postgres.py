@@ -45,6 +45,7 @@ from aisopod_session.backends._sql import (
     AppendTarget,
     SearchFilter,
     SqlTx,
+    StateEdit,
     append_deltas,
     append_update,
     appended_to,
@@ -173,7 +174,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " ADD COLUMN state JSON NOT NULL DEFAULT '{}',"
             " ADD COLUMN state_since_snapshot BIGINT NOT NULL DEFAULT 0",
             "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)",
-            "CREATE INDEX entries_state ON entries (sid, seq) WHERE type = 'state'",
+            # Covering: the changes between two snapshots come from the index alone.
+            "CREATE INDEX entries_state ON entries (sid, seq) INCLUDE (payload)"
+            " WHERE type = 'state'",
             """CREATE TABLE state_snapshots (
                 sid BIGINT NOT NULL REFERENCES sessions (sid),
                 seq BIGINT NOT NULL,
@@ -274,6 +277,10 @@ class PostgresTx(SqlTx):
     def json_bytes(self, column: str) -> str:
         return f"octet_length({column}::text)"
 
+    def json_differs(self, left: str, right: str) -> str:
+        # json has no equality operator: compare the text, which json keeps as written.
+        return f"{left}::text IS DISTINCT FROM {right}::text"
+
     def decode_json(self, value: Any) -> Any:
         """psycopg has decoded the json column already (a JSON string is a `str`)."""
         return value
@@ -290,10 +297,12 @@ class PostgresTx(SqlTx):
         expected_version: int | None,
         idempotency_key: str | None,
         now: int,
+        state: StateEdit | None = None,
     ) -> Appended | None:
-        if sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
-            # Too big for one json value: the statements of the generic path, in a
-            # transaction of their own (a savepoint when one is open already).
+        if state is not None or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
+            # A state edit (done in Python), or too big for one json value: the
+            # statements of the generic path, in a transaction of their own (a
+            # savepoint when one is open already).
             with self._connection.transaction():
                 return super().append_entries(
                     session_id,
@@ -303,6 +312,7 @@ class PostgresTx(SqlTx):
                     expected_version=expected_version,
                     idempotency_key=idempotency_key,
                     now=now,
+                    state=state,
                 )
         # One statement, so one round trip, and outside a transaction one
         # commit: lock the row, check it, move it, insert the entries, and

@@ -32,7 +32,7 @@ from aisopod_session._errors import (
 )
 from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
-from aisopod_session.backends._sql import SearchFilter, SqlTx, StateOwner, search_hit
+from aisopod_session.backends._sql import SearchFilter, SqlTx, StateEdit, StateOwner, search_hit
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
@@ -171,7 +171,9 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "ALTER TABLE sessions ADD COLUMN state TEXT NOT NULL DEFAULT '{}'",
             "ALTER TABLE sessions ADD COLUMN state_since_snapshot INTEGER NOT NULL DEFAULT 0",
             "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)",
-            "CREATE INDEX entries_state ON entries (sid, seq) WHERE type = 'state'",
+            # Covering: the changes between two snapshots are read from a few index
+            # pages, not one table page each (they lie a hundred entries apart).
+            "CREATE INDEX entries_state ON entries (sid, seq, payload) WHERE type = 'state'",
             """CREATE TABLE state_snapshots (
                 sid INTEGER NOT NULL REFERENCES sessions (sid),
                 seq INTEGER NOT NULL,
@@ -250,29 +252,38 @@ class SqliteTx(SqlTx):
         if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
             self.index_pending()
 
+    def state_edit(self, state: StateEdit) -> tuple[str, list[Any]] | None:
+        """SQLite's JSON functions edit the kept state in place (numbers keep their
+        spelling), unless a key holds a character its JSON paths cannot name."""
+        if any('"' in key or "\\" in key for key in (*state.sets, *state.removes)):
+            return None
+        edited = "state"
+        params: list[Any] = []
+        if state.sets:
+            edited = (
+                f"json_set({edited}" + ", '$.' || json_quote(?), json(?)" * len(state.sets) + ")"
+            )
+            for key, value in state.sets.items():
+                params += [key, value.decode()]
+        if state.removes:
+            edited = f"json_remove({edited}" + ", '$.' || json_quote(?)" * len(state.removes) + ")"
+            params += state.removes
+        return (
+            f", state = {edited}, state_since_snapshot = state_since_snapshot + 1",
+            params,
+        )
+
     def change_session_state(
         self, sid: int, sets: Mapping[str, bytes], removes: Sequence[str]
     ) -> StateOwner:
-        """As the generic one, but in one statement: SQLite's JSON functions edit the
-        kept state in place (numbers keep their spelling), unless a key holds a
-        character its JSON paths cannot name."""
-        keys = [*sets, *removes]
-        if any('"' in key or "\\" in key for key in keys):
+        """As the generic one, in one statement where `state_edit` can."""
+        edit = self.state_edit(StateEdit(sets, removes))
+        if edit is None:
             return super().change_session_state(sid, sets, removes)
-        edited = "state"
-        params: list[Any] = []
-        if sets:
-            edited = f"json_set({edited}" + ", '$.' || json_quote(?), json(?)" * len(sets) + ")"
-            for key, value in sets.items():
-                params += [key, value.decode()]
-        if removes:
-            edited = f"json_remove({edited}" + ", '$.' || json_quote(?)" * len(removes) + ")"
-            params += removes
         row = self.execute(
-            f"UPDATE sessions SET state = {edited},"
-            " state_since_snapshot = state_since_snapshot + 1 WHERE sid = ?"
+            "UPDATE sessions SET " + edit[0].removeprefix(", ") + " WHERE sid = ?"
             " RETURNING state_since_snapshot, agent_id, user_id",
-            (*params, sid),
+            (*edit[1], sid),
         ).fetchone()
         return StateOwner(int(row[0]), str(row[1]), row[2])
 
