@@ -270,7 +270,7 @@ class Engine:
             )
         delta = None
         if state is not None:
-            delta = prepare_delta(state, max_value_bytes=limit) or None
+            delta = prepare_delta(state, max_value_bytes=limit)
             # A session change is recorded by a state entry; so is a keyed change of
             # shared keys alone (an empty one), so that a retry finds its key.
             if delta is not None and (delta.session or (idempotency_key and not prepared)):

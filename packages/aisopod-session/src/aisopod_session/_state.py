@@ -28,7 +28,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
-import attrs
 import orjson
 
 from aisopod_session._entries import PreparedEntry, Stamp, holds_nul
@@ -81,9 +80,9 @@ class Change(NamedTuple):
     json: bytes
 
 
-@attrs.frozen
-class StateDelta:
-    """A state delta, checked and split by scope (keys without their prefix).
+class StateDelta(NamedTuple):
+    """A state delta, checked and split by scope (keys without their prefix); never
+    empty (`prepare_delta` gives `None` for a delta that changes nothing).
 
     Each scope maps a key to its `Change`, or to `None` for a removal.
     """
@@ -91,9 +90,6 @@ class StateDelta:
     session: Mapping[str, Change | None]
     user: Mapping[str, Change | None]
     agent: Mapping[str, Change | None]
-
-    def __bool__(self) -> bool:
-        return bool(self.session or self.user or self.agent)
 
     def session_entry(self, stamp: Stamp, *, max_payload_bytes: int) -> PreparedEntry:
         """The `state` entry recording the session part (never read by a model: no
@@ -117,7 +113,7 @@ class StateDelta:
         }
 
 
-def prepare_delta(delta: object, *, max_value_bytes: int) -> StateDelta:
+def prepare_delta(delta: object, *, max_value_bytes: int) -> StateDelta | None:
     """Check a delta as given (a mapping of keys, with their scope prefix, to JSON
     values or `REMOVE`) and serialize its values.
 
@@ -144,6 +140,8 @@ def prepare_delta(delta: object, *, max_value_bytes: int) -> StateDelta:
                 field=f"state.{key}",
             )
         scopes[scope][name] = Change(value, data)
+    if not (scopes[""] or scopes["user"] or scopes["agent"]):
+        return None  # nothing (or only temp: keys) to keep
     return StateDelta(scopes[""], scopes["user"], scopes["agent"])
 
 
