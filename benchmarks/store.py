@@ -205,9 +205,11 @@ def bench_state(root: Path, big: int, rounds: int) -> list[Row]:
     near_id = fill_with_state(store, "agent:main:near", near, near // 100)
     big_id = fill_with_state(store, "agent:main:big", big, changes)
     leaf: dict[str, float] = {}
-    for name, session_id in (("small", small_id), ("big", big_id)):
-        leaf[name] = median_round(lambda s=session_id: store.state(s), 200, rounds)  # type: ignore[misc]
-    get = median_round(lambda: store.get(big_id), 200, rounds)
+    # Interleaved, so that both sides of each ratio meet the same cache and load.
+    leaf["big"], leaf["small"] = interleaved(
+        lambda: store.state(big_id), lambda: store.state(small_id), 200, rounds * 3
+    )
+    _, get = interleaved(lambda: store.state(big_id), lambda: store.get(big_id), 200, rounds * 3)
     rng = random.Random(3)
     past: dict[str, float] = {}
     for name, session_id, size in (("small", near_id, near), ("big", big_id, big)):
