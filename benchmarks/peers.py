@@ -1830,8 +1830,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--workloads",
-        default="single,batch,read,list",
-        help="a subset of single,batch,read,list (read includes the file size)",
+        default="single,batch,read,list,adapters",
+        help="a subset of single,batch,read,list,adapters (read includes the file size;"
+        " adapters runs benchmarks/adapters.py, the framework adapters against the stores"
+        " they replace)",
     )
     parser.add_argument("--dir", help="where the SQLite files go (default: a temporary folder)")
     args = parser.parse_args(argv)
@@ -1841,8 +1843,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown --skip {', '.join(sorted(unknown))}; known: {', '.join(PEER_KEYS)}")
     groups = frozenset(w.strip() for w in args.workloads.split(",") if w.strip())
+    adapters = "adapters" in groups
+    groups -= {"adapters"}
     if not groups <= ALL_GROUPS:
-        parser.error(f"--workloads takes {', '.join(sorted(ALL_GROUPS))}")
+        parser.error(f"--workloads takes {', '.join(sorted(ALL_GROUPS | {'adapters'}))}")
     # The peers' imports and calls warn about deprecations and experimental features,
     # and ADK logs at WARNING; none of it is about this benchmark.
     warnings.simplefilter("ignore")
@@ -1864,9 +1868,19 @@ def main(argv: list[str] | None = None) -> int:
         else {"single": 4.0, "batch": 25.0, "read": 15.0, "list": 10.0}
     )
     with postgres_dsn(args.postgres or "") as dsn:
-        return run_peers(
-            args, quick=quick, sizes=sizes, caps=caps, groups=groups, skip=skip, dsn=dsn
-        )
+        status = 0
+        if groups:
+            status = run_peers(
+                args, quick=quick, sizes=sizes, caps=caps, groups=groups, skip=skip, dsn=dsn
+            )
+        if adapters and status == 0:
+            # The same stores through the frameworks' protocols (benchmarks/adapters.py).
+            import adapters as through_adapters
+
+            status = through_adapters.main(
+                [*(["--quick"] if quick else []), *(["--postgres", dsn] if dsn else [])]
+            )
+        return status
 
 
 def run_peers(

@@ -141,7 +141,7 @@ def test_is_a_chat_message_history(make_history: Callable[..., AisopodChatMessag
     """A `BaseChatMessageHistory`, with its key and the id it was given."""
     history = make_history("User-42")
     assert isinstance(history, BaseChatMessageHistory)
-    assert (history.session_id, history.key) == ("User-42", "agent:main:user-42")
+    assert (history.session_id, history.key) == ("User-42", "agent:main:%55ser-42")
     assert history.messages == []
 
 

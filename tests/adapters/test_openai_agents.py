@@ -26,10 +26,11 @@ from aisopod_session import (
     InvalidInput,
     InvalidPayload,
     InvalidSessionKey,
-    Message,
+    NewEntry,
     SessionStore,
     open_store,
 )
+from aisopod_session._store import engine_of
 from aisopod_session.adapters.openai_agents import ITEM_KEY, AisopodSession
 from tests.adapters.conftest import StoreArg, fresh_name
 from tests.adapters.strategies import extra_fields, json_values, texts
@@ -270,7 +271,7 @@ def test_is_an_sdk_session(make_session: Callable[..., AisopodSession]) -> None:
     session = make_session("User-42")
     assert isinstance(session, Session)
     assert session.session_id == "User-42"
-    assert session.key == "agent:main:user-42"
+    assert session.key == "agent:main:%55ser-42"
     assert session.session_settings == SessionSettings()
 
 
@@ -411,9 +412,9 @@ def test_sessions_do_not_see_each_other(make_session: Callable[..., AisopodSessi
 def test_window_widens_back_to_the_tool_call(
     make_session: Callable[..., AisopodSession],
 ) -> None:
-    """A window that would start with a tool output starts with its call instead; with
-    parallel calls, with the earliest call any kept output needs."""
-    session = make_session()
+    """With `keep_tool_pairs`, a window that would start with a tool output starts with
+    its call instead; with parallel calls, with the earliest call any kept output needs."""
+    session = make_session(keep_tool_pairs=True)
     single = [user("weather?"), call("c1"), output("c1", "sunny"), assistant("sunny")]
     parallel = [
         user("and Rome, Oslo?"),
@@ -451,7 +452,7 @@ def _orphaned(items: list[dict[str, Any]]) -> bool:
 @st.composite
 def conversations(draw: st.DrawFn) -> list[dict[str, Any] | None]:
     """Items of a conversation with tool calls (parallel ones too); `None` marks an
-    entry appended natively (not an item), which reads must skip."""
+    entry that is not an item (a model change), which reads must skip."""
     items: list[dict[str, Any] | None] = []
     for turn in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["user", "assistant", "tools", "native"]))
@@ -478,11 +479,11 @@ def test_window_never_starts_with_an_orphan_output(
 ) -> None:
     """`get_items(limit)` is the shortest suffix of at least `limit` items (or all) that
     keeps every output with its call, however the items sit in pages of the path."""
-    session = AisopodSession(fresh_name(), memory_store)
+    session = AisopodSession(fresh_name(), memory_store, keep_tool_pairs=True)
     sid = memory_store.get_or_create(session.key).id
     for item in conversation:
         if item is None:
-            memory_store.append(sid, Message.user("not an item"))
+            memory_store.append(sid, NewEntry.model_change("openai", "gpt-4.1"))
         else:
             run(add(session, [item]))
     items = [item for item in conversation if item is not None]
@@ -714,40 +715,44 @@ def test_store_must_be_a_store_or_a_url() -> None:
 
 
 def test_session_ids_become_keys(memory_store: SessionStore) -> None:
-    """A plain name is a key of the agent; a key names its agent; names ignore case."""
-    assert AisopodSession("User-42", memory_store).key == "agent:main:user-42"
+    """A plain id is a conversation of the agent and keeps its case (as `SQLiteSession`
+    ids do); a session key names its agent and ignores case."""
+    assert AisopodSession("User-42", memory_store).key == "agent:main:%55ser-42"
     assert AisopodSession("user-42", memory_store, agent_id="Ops").key == "agent:ops:user-42"
     assert AisopodSession("main", memory_store).key == "agent:main:main"
     key = "agent:ops:telegram:direct:123"
     assert AisopodSession(key, memory_store, agent_id="main").key == key
+    assert AisopodSession(key.upper(), memory_store).key == key
     scoped = memory_store.for_agent("ops")
     assert AisopodSession("user-42", scoped).key == "agent:ops:user-42"
     with pytest.raises(InvalidSessionKey):
         AisopodSession("agent:", memory_store)
     run(add(AisopodSession("User-42", memory_store), [user("hi")]))
-    assert run(get(AisopodSession("user-42", memory_store))) == [user("hi")]
+    assert run(get(AisopodSession("User-42", memory_store))) == [user("hi")]
+    assert run(get(AisopodSession("user-42", memory_store))) == []
 
 
 def test_a_scoped_store_keeps_other_agents_out(memory_store: SessionStore) -> None:
-    """A session on a store handle scoped to one agent cannot reach another's key."""
-    session = AisopodSession("agent:main:secret", memory_store.for_agent("ops"))
+    """A session on a store handle scoped to one agent cannot name another's key: it is
+    refused when made."""
     with pytest.raises(AccessDenied):
-        run(add(session, [user("hi")]))
+        AisopodSession("agent:main:secret", memory_store.for_agent("ops"))
 
 
 def test_the_event_loop_is_not_blocked(
     memory_store: SessionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a synchronous store, the store's work runs on worker threads."""
+    """With a synchronous store, every transaction runs on the store's worker threads."""
     threads: set[int] = set()
-    for name in ("current", "get_or_create", "append", "path", "rewind", "reset"):
-        method = getattr(memory_store, name)
+    backend = engine_of(memory_store).backend
+    for name in ("read", "read_statement", "write", "write_append"):
+        method = getattr(backend, name)
 
         def spy(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
             threads.add(threading.get_ident())
             return _method(*args, **kwargs)
 
-        monkeypatch.setattr(memory_store, name, spy)
+        monkeypatch.setattr(backend, name, spy)
     session = AisopodSession(fresh_name(), memory_store)
 
     async def main() -> int:

@@ -16,7 +16,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 import aisopod_session
-from aisopod_session import AsyncSessionStore, SessionStore, open_store
+from aisopod_session import AsyncSessionStore, Message, SessionStore, open_store
 from aisopod_session._store import engine_of
 from aisopod_session.adapters._common import KeyedConversation
 from aisopod_session.adapters.langchain import AisopodChatMessageHistory
@@ -64,9 +64,10 @@ def use_both_adapters(store: SessionStore) -> list[threading.Thread]:
     asyncio.run(main())
     session.close()
     history.close()
-    history.add_messages([HumanMessage("after close")])  # the store is still open
-    assert asyncio.run(session.get_items()) == [{"role": "user", "content": "hi"}]
-    assert [m.content for m in history.messages] == ["hello", "after close"]
+    current = store.current(history.key)  # the store is still open
+    assert current is not None
+    store.append(current.id, Message.user("after close"))
+    assert [e.text for e in store.path(current.id).entries] == ["hello", "after close"]
     return threads_of(shared)
 
 

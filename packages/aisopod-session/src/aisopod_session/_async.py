@@ -53,7 +53,7 @@ from aisopod_session._worker_threads import WorkerThreads, deliver
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Clock, Message, logger, now_micros
 
-__all__ = ["AsyncSessionStore"]
+__all__ = ["AsyncSessionStore", "in_worker", "submit_append"]
 
 T = TypeVar("T")
 
@@ -150,12 +150,21 @@ class _GroupCommitter:
         """Several appends in one transaction, each in a savepoint so it can fail alone."""
         # Rows are locked in session order, so two committers (in two
         # processes on a server database) never wait on each other in a circle.
-        group.sort(key=lambda p: p.request.session_id)
         outcomes: list[_Outcome] = []
         shared: list[SharedChange] = []
         try:
             with self._backend.write() as tx:
+                # Appends to a key go to its session (those to a key without one make
+                # theirs, in their savepoint).
+                todo: list[_Pending] = []
                 for pending in group:
+                    try:
+                        pending.request = pending.engine.find_key_session(tx, pending.request)
+                        todo.append(pending)
+                    except Exception as err:  # out of scope: delivered to its caller
+                        outcomes.append((pending, None, err))
+                todo.sort(key=lambda p: (p.request.session_id, p.request.key or ("", "")))
+                for pending in todo:
                     outcomes.append(_append_in_savepoint(pending, tx, shared))
                 # Shared rows last, after every session: the lock order of every write.
                 apply_shared(tx, shared, now_micros(group[0].engine.clock))
@@ -567,3 +576,16 @@ class AsyncSessionStore:
             cursor=cursor,
             highlight=highlight,
         )
+
+
+async def in_worker(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
+    """Run `work(engine)` on one of the store's worker threads: synchronous engine work
+    (the adapters' reads) as one call, without blocking the event loop."""
+    engine = store._engine
+    return await store._workers.run(functools.partial(work, engine))
+
+
+async def submit_append(store: AsyncSessionStore, request: AppendRequest) -> tuple[Entry, ...]:
+    """Send an append prepared with `Engine.prepare_append` (e.g. one to a key) to the
+    store's group committer."""
+    return await store._committer.submit(store._engine, request)

@@ -56,10 +56,12 @@ from aisopod_session._state import (
     merged,
     prepare_delta,
 )
+from aisopod_session._tail import Decode, read_tail
 from aisopod_session._validate import check_int, check_text, session_key
 from aisopod_session.backends._sql import (
     AppendTarget,
     Backend,
+    BoundSession,
     SessionRecord,
     SqlTx,
     StateEdit,
@@ -100,6 +102,9 @@ class AppendRequest(NamedTuple):
     now: int
     state: StateDelta | None = None
     """The state delta (its session part is the last of `entries`, a `state` entry)."""
+    key: tuple[str, str] | None = None
+    """(agent, stored key) of an append to a key's current session (made if it has none);
+    `session_id` is empty until the append runs and finds it."""
 
 
 class SharedChange(NamedTuple):
@@ -242,10 +247,13 @@ class Engine:
         idempotency_key: str | None = None,
         expected_version: int | None = None,
         state: Mapping[str, Any] | None = None,
+        key: tuple[str, str] | None = None,
     ) -> AppendRequest:
         """Check and serialize an append (and its state delta) before any transaction
-        starts."""
-        check_text(session_id, "session_id", max_length=256)
+        starts. With `key` (from `Engine.key`, as (stored key, agent)), the append goes
+        to the key's current session, made if it has none, and `session_id` is ignored."""
+        if key is None:
+            check_text(session_id, "session_id", max_length=256)
         if idempotency_key is not None:
             check_text(idempotency_key, "idempotency_key", max_length=256)
         if expected_version is not None:
@@ -276,14 +284,35 @@ class Engine:
             if delta is not None and (delta.session or (idempotency_key and not prepared)):
                 prepared += (delta.session_entry(stamp, max_payload_bytes=limit),)
         return AppendRequest(
-            session_id, prepared, idempotency_key, expected_version, stamp.micros, delta
+            "" if key is not None else session_id,
+            prepared,
+            idempotency_key,
+            expected_version,
+            stamp.micros,
+            delta,
+            (key[1], key[0]) if key is not None else None,
         )
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
-        # Without a key to look up first, or state to apply after, the append is one
-        # `append_entries` call.
-        single = request.idempotency_key is None and bool(request.entries) and request.state is None
+        if (
+            request.key is not None
+            and not request.session_id
+            and self.backend.one_statement_appends
+        ):
+            # A bound key's session is found first, so the append can still be the one
+            # statement below; elsewhere the key is looked up in the append's transaction
+            # (and an unbound key's session made there).
+            with self.backend.read_statement() as tx:
+                request = self.find_key_session(tx, request)
+        # Without a key to look up first, state to apply after or a session to make, the
+        # append is one `append_entries` call.
+        single = (
+            request.idempotency_key is None
+            and bool(request.entries)
+            and request.state is None
+            and (bool(request.session_id) or not self.backend.one_statement_appends)
+        )
         return self.write_appending(
             lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
             self.backend.write_append if single else self.backend.write,
@@ -301,6 +330,8 @@ class Engine:
         `GeneratedIdClash` for `fresh_ids` to handle). With `shared`, the changes to
         `user:` and `agent:` rows are put there, for the caller to apply after every
         session it locks (`apply_shared`)."""
+        if request.key is not None and not request.session_id:
+            request = request._replace(session_id=self.key_session(tx, *request.key))
         session_id = request.session_id
         if request.idempotency_key is not None:
             # Lock the session before looking: a retry racing the call it repeats
@@ -375,6 +406,52 @@ class Engine:
             )
             for offset, entry in enumerate(entries)
         )
+
+    def find_key_session(self, tx: SqlTx, request: AppendRequest) -> AppendRequest:
+        """`request`, aimed at its key's session when the key has one (else as it is)."""
+        if request.key is None or request.session_id:
+            return request
+        found = self.bound_session(tx, *request.key)
+        return request._replace(session_id=found.id) if found is not None else request
+
+    def key_session(self, tx: SqlTx, agent: str, key: str) -> str:
+        """The id of the key's current session, made and bound if it has none."""
+        found = self.bound_session(tx, agent, key)
+        if found is not None:
+            return found.id
+        new = self.new_session(agent, key)
+        theirs = self.bind_new(tx, agent, key, new)
+        return (theirs or new).id
+
+    def bound_session(self, tx: SqlTx, agent: str, key: str) -> BoundSession | None:
+        """What reads of a key's conversation need of its session (in scope), found
+        with the binding in one statement; `None` when the key is unbound."""
+        found = tx.bound_session(agent, key)
+        if found is not None:
+            self._check_bound(found)
+        return found
+
+    def _check_bound(self, found: BoundSession) -> None:
+        """The scope check of a session reached through a key's binding."""
+        if self.agent_id is not None and found.agent_id != self.agent_id:
+            raise AccessDenied(self.agent_id, found.id)
+
+    def entries_since_compaction(self, session_id: str, leaf: int) -> int:
+        """How many entries lie after the session's latest compaction at or before
+        `leaf` (after its start, without one): the adapters' compaction trigger."""
+        with self.backend.read_statement() as tx:
+            latest = tx.compactions_before(self.sid(tx, session_id), leaf, 1)
+        return leaf - (latest[0] if latest else 0)
+
+    def read_key_tail(
+        self, agent: str, key: str, limit: int | None, decode: Decode[T], *, keep_pairs: bool
+    ) -> list[T]:
+        """The last `limit` items of the key's conversation (`_tail.read_tail`)."""
+        with self.backend.read_statement() as tx:
+            found = self.bound_session(tx, agent, key)
+            if found is None:
+                return []
+            return read_tail(tx, found, limit, decode, keep_pairs=keep_pairs)
 
     def _check_target(
         self, target: AppendTarget, request: AppendRequest, *, version: bool = True

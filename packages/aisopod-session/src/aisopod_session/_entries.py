@@ -23,6 +23,7 @@ __all__ = [
     "NewEntry",
     "PreparedEntry",
     "Stamp",
+    "USAGE_RECORD",
     "extract_text",
     "holds_nul",
     "extract_usage",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+
+USAGE_RECORD = "aisopod.usage"
+"""The `customType` of an entry recording tokens no message carries (`NewEntry.usage_record`)."""
 
 # The transcript format spells the role of a tool result `toolResult`;
 # stored roles use the API's names, so a search by role finds both.
@@ -78,6 +82,18 @@ class NewEntry:
     def message(cls, message: Message) -> NewEntry:
         """A `message` entry."""
         return cls("message", {"message": message.to_json()})
+
+    @classmethod
+    def usage_record(cls, usage: TokenUsage, **details: Any) -> NewEntry:
+        """Tokens a run spent that no message of it carries (a framework's run totals):
+        counted in the session's usage and the store's stats, never in the context.
+        `details` (JSON data) are kept beside it."""
+        if not isinstance(usage, TokenUsage):
+            raise InvalidPayload("usage must be a TokenUsage", field="usage")
+        return cls(
+            "custom",
+            {"customType": USAGE_RECORD, "usage": converter.unstructure(usage), "data": details},
+        )
 
     @classmethod
     def model_change(cls, provider: str, model_id: str) -> NewEntry:
@@ -201,6 +217,8 @@ def prepare(
             if "timestamp" not in message and not verbatim:
                 payload["message"] = {**message, "timestamp": stamp.millis}
             usage = extract_usage(payload)
+        elif entry_type == "custom" and payload.get("customType") == USAGE_RECORD:
+            usage = _usage_of(payload.get("usage"))
     else:
         raise InvalidPayload(
             f"append takes Message or NewEntry values, got {type(item).__name__}", field="entries"
@@ -223,7 +241,11 @@ def prepare(
         payload_data=payload,
         text=extract_text(entry_type, payload),
         usage=usage,
-        tokens=usage.output if usage is not None and usage.output else _estimate_tokens(data),
+        tokens=(
+            usage.output
+            if usage is not None and usage.output and entry_type == "message"
+            else _estimate_tokens(data)
+        ),
         created_at=stamp.micros,
     )
 
@@ -242,10 +264,14 @@ def _estimate_tokens(payload: bytes) -> int:
 def extract_usage(payload: Mapping[str, Any]) -> TokenUsage | None:
     """The token usage of a message entry's payload, or `None` when it has none (or garbage)."""
     message = payload.get("message")
-    if not isinstance(message, Mapping) or message.get("usage") is None:
+    return _usage_of(message.get("usage")) if isinstance(message, Mapping) else None
+
+
+def _usage_of(value: Any) -> TokenUsage | None:
+    if value is None:
         return None
     try:
-        usage: TokenUsage = converter.structure(message["usage"], TokenUsage)
+        usage: TokenUsage = converter.structure(value, TokenUsage)
     except (InvalidInput, TypeError, ValueError):
         return None
     return usage

@@ -12,12 +12,22 @@ from typing import Any
 
 from aisopod_session._model import Entry
 
-__all__ = ["call_ids", "result_ids", "safe_cuts"]
+__all__ = ["call_ids", "calls_in", "result_ids", "results_in", "safe_cuts"]
 
 
 def call_ids(entry: Entry) -> list[str]:
     """The ids of the tool calls an entry makes (assistant `toolCall` parts)."""
-    message = entry.payload.get("message") if entry.type == "message" else None
+    return calls_in(entry.type, entry.payload)
+
+
+def result_ids(entry: Entry) -> list[str]:
+    """The tool call ids an entry answers (a tool result message, or result parts)."""
+    return results_in(entry.type, entry.payload)
+
+
+def calls_in(kind: str, payload: Any) -> list[str]:
+    """`call_ids` of an entry given as its type and payload."""
+    message = payload.get("message") if kind == "message" and isinstance(payload, Mapping) else None
     if not isinstance(message, Mapping):
         return []
     return [
@@ -27,9 +37,9 @@ def call_ids(entry: Entry) -> list[str]:
     ]
 
 
-def result_ids(entry: Entry) -> list[str]:
-    """The tool call ids an entry answers (a tool result message, or result parts)."""
-    message = entry.payload.get("message") if entry.type == "message" else None
+def results_in(kind: str, payload: Any) -> list[str]:
+    """`result_ids` of an entry given as its type and payload."""
+    message = payload.get("message") if kind == "message" and isinstance(payload, Mapping) else None
     if not isinstance(message, Mapping):
         return []
     found = [

@@ -11,7 +11,16 @@ is an optional extra; this package imports neither:
 Both store what the framework hands them losslessly (it comes back equal, key
 for key) inside native message entries, so the store's context, compaction,
 search and tool-call pairing understand a conversation whichever framework
-wrote it.
+wrote it; and each reads the native messages others wrote (user, assistant
+and system text, tool calls and their results) as its own kind, so a
+conversation started on one framework continues on another.
+
+A framework's session id maps to a session key by `conversation_key`
+(plain ids keep their case; `conversation_id` gives the id back). After a
+compaction, both read what the model should see: the summary, then what it
+kept. `CompactionPolicy` makes an adapter compact by itself after adding.
 """
 
-__all__: list[str] = []
+from aisopod_session.adapters._common import CompactionPolicy, conversation_id, conversation_key
+
+__all__ = ["CompactionPolicy", "conversation_id", "conversation_key"]

@@ -1,8 +1,9 @@
-"""What the framework adapters share: the store handle, keys, lossless payloads, reads.
+"""What the framework adapters share: the store handle, keys, lossless payloads.
 
-Reading is written once, as a generator that asks for pages of the active
-path and returns what it collected (`read_path`), and driven by a
-synchronous or an asynchronous loop, so the two APIs cannot drift apart.
+A conversation's reads and appends are one call each on the store's engine
+(`Engine.read_key_tail`, an append to a key): the key's session is found in
+the same call, so a turn costs one hand-off to a worker thread, and the
+sync and async methods run the same engine code.
 """
 
 from __future__ import annotations
@@ -13,33 +14,53 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterable, Mapping
-from typing import Any, Final, Generic, NamedTuple, TypeAlias, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TypeAlias, TypeVar
+from urllib.parse import unquote
 
-from aisopod_session._async import AsyncSessionStore
+import attrs
+
+from aisopod_session._async import AsyncSessionStore, in_worker, submit_append
+from aisopod_session._compaction import (
+    CompactionResult,
+    KeepLastTurns,
+    Strategy,
+    Summarizer,
+    TokenBudget,
+    headings_summarizer,
+)
+from aisopod_session._context import BRANCH_PREFIX, COMPACTION_PREFIX
 from aisopod_session._entries import NewEntry, holds_nul
-from aisopod_session._errors import ConflictError, InvalidPayload
-from aisopod_session._model import Entry, Page
+from aisopod_session._errors import (
+    ConflictError,
+    InvalidPayload,
+    InvalidSessionKey,
+    StoreUnavailable,
+)
+from aisopod_session._model import Entry
 from aisopod_session._open import default_url, open_async_store
-from aisopod_session._store import SessionStore
-from aisopod_session._toolpairs import call_ids, result_ids, safe_cuts
-from aisopod_session.keys import DEFAULT_AGENT_ID, request_key
+from aisopod_session._store import SessionStore, engine_of
+from aisopod_session._tail import Decode
+from aisopod_session.keys import DEFAULT_AGENT_ID, normalize_agent_id, request_key
 from aisopod_shared import InvalidInput, Message, dumps
 
 __all__ = [
     "POP_ATTEMPTS",
-    "Found",
-    "PathRead",
+    "CompactionPolicy",
+    "Decode",
+    "KeyedConversation",
     "StoreHandle",
     "StoreLike",
-    "drive",
-    "drive_async",
+    "Target",
+    "conversation_id",
+    "conversation_key",
     "is_missing",
     "keep",
-    "read_path",
-    "resolve_key",
+    "native_calls",
+    "native_texts",
     "restore",
     "searchable",
+    "shown_text",
     "storable",
     "texts_of",
 ]
@@ -53,11 +74,8 @@ for the default store (`$AISOPOD_SESSION_DB`, else `~/.aisopod/sessions.db`)."""
 POP_ATTEMPTS: Final = 8
 """How often a pop is tried again when another writer moved the session meanwhile."""
 
-_PAGE: Final = 1000
-"""Entries per page when reading a whole path."""
-
-_SLACK: Final = 8
-"""Extra entries read past a limit: room for a tool call just before the window."""
+_POP_PAGE: Final = 16
+"""Entries per read when a pop looks back for the last item."""
 
 _ENCODED_SUFFIX: Final = "B64"
 
@@ -172,7 +190,7 @@ class StoreHandle:
         if url is not None:
             _SHARED.release(url)
 
-    # --- operations both adapters make --------------------------------------------
+    # --- operations every adapter makes ---------------------------------------------
 
     def clear_now(self, key: str) -> None:
         """Start a new session for the key (the old one stays, archived), if it has items."""
@@ -182,102 +200,202 @@ class StoreHandle:
 
     async def clear(self, key: str) -> None:
         """`clear_now`, without blocking the event loop."""
-        session = await self.async_store.current(key)
-        if session is not None and session.entry_count > 0:
-            await self.async_store.reset(key)
+        await in_worker(self.async_store, lambda _: self.clear_now(key))
 
-    def add_now(self, key: str, entries: list[Message | NewEntry]) -> None:
-        """Append entries to the key's current session (made if it has none), in one write."""
-        if entries:
-            self.sync.append(self.sync.get_or_create(key).id, entries)
+    def add_now(self, target: Target, entries: list[Message | NewEntry]) -> tuple[Entry, ...]:
+        """Append entries to the key's current session (made if it has none), in one
+        write; return them as stored."""
+        if not entries:
+            return ()
+        engine = engine_of(self.sync)
+        return engine.run_append(engine.prepare_append("", entries, key=target))
 
-    async def add(self, key: str, entries: list[Message | NewEntry]) -> None:
+    async def add(self, target: Target, entries: list[Message | NewEntry]) -> tuple[Entry, ...]:
         """`add_now`, without blocking the event loop (concurrent adds share commits)."""
-        if entries:
-            session = await self.async_store.get_or_create(key)
-            await self.async_store.append(session.id, entries)
+        if not entries:
+            return ()
+        request = engine_of(self.sync).prepare_append("", entries, key=target)
+        return await submit_append(self.async_store, request)
 
-    async def pop(self, key: str, decode: Callable[[Entry], T | None]) -> T | None:
-        """Move the leaf of the key's session back past its last decodable entry; return it.
+    def read_now(
+        self, target: Target, limit: int | None, decode: Decode[T], *, pairs: bool
+    ) -> list[T]:
+        """The last `limit` items (all for `None`) of the key's conversation, as the model
+        sees it: a compaction's summary, then what it kept (`Engine.read_key_tail`)."""
+        stored, agent = target
+        return engine_of(self.sync).read_key_tail(agent, stored, limit, decode, keep_pairs=pairs)
+
+    async def read(
+        self, target: Target, limit: int | None, decode: Decode[T], *, pairs: bool
+    ) -> list[T]:
+        """`read_now`, without blocking the event loop (one call on a worker thread)."""
+        stored, agent = target
+        return await in_worker(
+            self.async_store,
+            lambda engine: engine.read_key_tail(agent, stored, limit, decode, keep_pairs=pairs),
+        )
+
+    def pop_now(self, key: str, decode: Decode[T]) -> T | None:
+        """Move the leaf of the key's session back past its last item; return that item.
 
         Optimistic: the rewind expects the version the read saw, and a writer
         that got in between makes the pop read again.
         """
         conflict: ConflictError | None = None
         for _ in range(POP_ATTEMPTS):
-            session = await self.async_store.current(key)
-            if session is None or session.leaf_seq == 0:
+            session = self.sync.current(key)
+            if session is None:
                 return None
-            found = await drive_async(self, session.id, read_path(1, decode))
-            if not found:
+            found = self._last_item(session.id, session.leaf_seq, decode)
+            if found is None:
                 return None
-            last = found[-1]
+            entry, value = found
             try:
-                await self.async_store.rewind(
-                    session.id, last.entry.parent_seq or 0, expected_version=session.version
+                self.sync.rewind(
+                    session.id, entry.parent_seq or 0, expected_version=session.version
                 )
             except ConflictError as err:
                 conflict = err
                 continue
-            return last.value
+            return value
         assert conflict is not None
         raise conflict
 
-    def read_now(
-        self, key: str, limit: int | None, decode: Callable[[Entry], T | None], *, pairs: bool
-    ) -> list[T]:
-        """The values of the last `limit` decodable entries of the key's active path."""
-        session = self.sync.current(key)
-        if session is None or session.leaf_seq == 0 or limit == 0:
-            return []
-        found = drive(self, session.id, read_path(limit, decode, keep_pairs=pairs))
-        return [item.value for item in found]
+    async def pop(self, key: str, decode: Decode[T]) -> T | None:
+        """`pop_now`, without blocking the event loop."""
+        return await in_worker(self.async_store, lambda _: self.pop_now(key, decode))
 
-    async def read(
-        self, key: str, limit: int | None, decode: Callable[[Entry], T | None], *, pairs: bool
-    ) -> list[T]:
-        """`read_now`, without blocking the event loop."""
-        session = await self.async_store.current(key)
-        if session is None or session.leaf_seq == 0 or limit == 0:
-            return []
-        found = await drive_async(self, session.id, read_path(limit, decode, keep_pairs=pairs))
-        return [item.value for item in found]
+    def _last_item(self, session_id: str, leaf: int, decode: Decode[T]) -> tuple[Entry, T] | None:
+        """The last entry of the active path that is an item (not a compaction), and
+        the item (the last of those it holds)."""
+        if leaf <= 0:
+            return None
+        before: int | None = None
+        while True:
+            page = self.sync.path(session_id, last=_POP_PAGE, before=before)
+            for entry in reversed(page.entries):
+                values = decode(entry.type, entry.payload) if entry.type != "compaction" else None
+                if values:
+                    return entry, values[-1]
+            if page.cursor is None:
+                return None
+            before = page.cursor
 
 
-def resolve_key(session_id: object, agent_id: str | None, store: StoreHandle) -> str:
-    """The stored key a framework's session id names (`keys.request_key`).
+Target: TypeAlias = tuple[str, str]
+"""A conversation's stored key and its agent (`Engine.key`)."""
 
-    A session key (`agent:...`) is taken as it is (lowercased); a plain name
-    becomes a key of `agent_id`, by default the agent the store handle is
-    scoped to, else `main`.
+
+def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput("must be a positive integer", field=attribute.name)
+
+
+def _strategy(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, KeepLastTurns | TokenBudget):
+        raise InvalidInput("must be KeepLastTurns or TokenBudget", field=attribute.name)
+
+
+# --- conversation keys ------------------------------------------------------------------
+
+# What storing a plain id in a key would change, besides letters that lowercasing
+# alters: surrounding whitespace, and the escape character itself.
+_ESCAPED = re.compile(r"%|^\s+|\s+$")
+
+
+def conversation_key(session_id: object, agent_id: str) -> str:
+    """The session key a framework's session id names.
+
+    A session key (an id starting with `agent:`) is taken as it is (keys
+    are case-insensitive, so it is lowercased). Any other id is a
+    conversation of `agent_id`, and keeps its case and its whitespace as the
+    frameworks' own sessions do (`User-42` and `user-42` are two
+    conversations): the key is `agent:<agent_id>:` then the id, with each
+    character that lowercasing would change, each one that does not print
+    (newlines, tabs, ...), each surrounding space and each `%` written as
+    `%` and the lowercase hex of its UTF-8 bytes
+    (`User-42` -> `agent:main:%55ser-42`). `conversation_id` reverses it.
 
     Raises:
-        InvalidSessionKey: for a key that starts with `agent:` but is malformed.
+        InvalidSessionKey: for an id that is not a string, empty or blank, or a
+            malformed `agent:` key.
     """
-    if not isinstance(session_id, str):
-        raise InvalidInput(f"must be a string, got {type(session_id).__name__}", field="session_id")
-    if agent_id is not None and not isinstance(agent_id, str):
-        raise InvalidInput(f"must be a string, got {type(agent_id).__name__}", field="agent_id")
-    agent = agent_id if agent_id is not None else store.sync.agent_id or DEFAULT_AGENT_ID
-    return request_key(agent, session_id)
+    if not isinstance(session_id, str) or not session_id.strip():
+        raise InvalidSessionKey(session_id, "a session id must be a non-empty string")
+    if session_id.strip()[:6].lower() == "agent:":
+        return request_key(agent_id, session_id)
+    escaped = _ESCAPED.sub(lambda m: _escape(m.group()), session_id)
+    escaped = "".join(c if c.lower() == c and c.isprintable() else _escape(c) for c in escaped)
+    return f"agent:{normalize_agent_id(agent_id)}:{escaped}"
 
 
-# --- lossless payloads ------------------------------------------------------------------
+def conversation_id(key: str) -> str:
+    """The framework session id `conversation_key` made `key` from (for a key it did
+    not make: the key itself)."""
+    prefix, agent, rest = [*key.split(":", 2), "", ""][:3]
+    if prefix != "agent" or not agent or not rest or not _ESCAPES.fullmatch(rest):
+        return key
+    return unquote(rest, errors="surrogatepass")
+
+
+_ESCAPES = re.compile(r"(?:[^%]|%[0-9a-f]{2})*")
+
+
+def _escape(text: str) -> str:
+    return "".join(f"%{byte:02x}" for byte in text.encode("utf-8", "surrogatepass"))
+
+
+@attrs.frozen
+class CompactionPolicy:
+    """When an adapter compacts its conversation, and what the compaction keeps.
+
+    After an add, once `after_entries` entries or more lie on the active path
+    since its latest compaction (or its start), the adapter compacts: the
+    start of the context is summarised and `keep` (`KeepLastTurns`,
+    `TokenBudget`) stays verbatim. Nothing is deleted; the framework then
+    reads the summary and what was kept.
+    """
+
+    after_entries: int = attrs.field(validator=_positive)
+    keep: Strategy = attrs.field(factory=lambda: KeepLastTurns(4), validator=_strategy)
 
 
 class KeyedConversation:
-    """What both adapters are: a framework's session id resolved to a session key,
-    on a store handle (opened from a URL, or the caller's store)."""
+    """What every adapter is: a framework's session id mapped to a session key
+    (`conversation_key`), on a store handle (opened from a URL, or the caller's store).
+
+    After `close()`, every method raises `StoreUnavailable`.
+    """
 
     session_id: str
 
-    def __init__(self, session_id: str, store: StoreLike, agent_id: str | None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        store: StoreLike,
+        agent_id: str | None,
+        *,
+        compaction: CompactionPolicy | None = None,
+        summarizer: Summarizer | None = None,
+    ) -> None:
+        if compaction is not None and not isinstance(compaction, CompactionPolicy):
+            raise InvalidInput("must be a CompactionPolicy", field="compaction")
+        if summarizer is not None and not callable(summarizer):
+            raise InvalidInput("must be a callable", field="summarizer")
+        self.compaction = compaction
+        self.summarizer: Summarizer = summarizer or headings_summarizer
+        if agent_id is not None and not isinstance(agent_id, str):
+            raise InvalidInput(f"must be a string, got {type(agent_id).__name__}", field="agent_id")
         self._store = StoreHandle(store)
         try:
-            self._key = resolve_key(session_id, agent_id, self._store)
+            agent = agent_id if agent_id is not None else self._store.sync.agent_id
+            key = conversation_key(session_id, agent or DEFAULT_AGENT_ID)
+            self._target: Target = engine_of(self._store.sync).key(key)
         except Exception:
             self._store.close()
             raise
+        self._key = self._target[0]
+        self._closed = False
         self.session_id = session_id
 
     def __repr__(self) -> str:
@@ -293,9 +411,50 @@ class KeyedConversation:
         """The store the conversation lives in."""
         return self._store.store
 
+    def open_store(self) -> StoreHandle:
+        """The store handle, for a method about to use it.
+
+        Raises:
+            StoreUnavailable: once the conversation is closed.
+        """
+        if self._closed:
+            raise StoreUnavailable(f"{type(self).__name__}({self.session_id!r}) is closed")
+        return self._store
+
+    def compact_after_now(self, appended: tuple[Entry, ...]) -> CompactionResult | None:
+        """Compact the session `appended` went to, if the policy says so now."""
+        policy = self.compaction
+        if policy is None or not appended:
+            return None
+        last = appended[-1]
+        engine = engine_of(self._store.sync)
+        if engine.entries_since_compaction(last.session_id, last.seq) < policy.after_entries:
+            return None
+        return self._store.sync.compact(last.session_id, policy.keep, self.summarizer)
+
+    async def compact_after(self, appended: tuple[Entry, ...]) -> CompactionResult | None:
+        """`compact_after_now`, without blocking the event loop (the summariser may be a
+        coroutine function)."""
+        policy = self.compaction
+        if policy is None or not appended:
+            return None
+        last = appended[-1]
+        since = await in_worker(
+            self._store.async_store,
+            lambda engine: engine.entries_since_compaction(last.session_id, last.seq),
+        )
+        if since < policy.after_entries:
+            return None
+        return await self._store.async_store.compact(last.session_id, policy.keep, self.summarizer)
+
     def close(self) -> None:
-        """Let go of the store, if it was given as a URL (or the default)."""
+        """Let go of the store, if it was given as a URL (or the default); every method
+        raises `StoreUnavailable` afterwards. Closing twice does nothing more."""
+        self._closed = True
         self._store.close()
+
+
+# --- lossless payloads ------------------------------------------------------------------
 
 
 def keep(value: Any, key: str) -> dict[str, Any]:
@@ -374,104 +533,46 @@ def texts_of(content: object, fields: Iterable[str] = ("text",)) -> list[str]:
     return found
 
 
-# --- reading the active path ------------------------------------------------------------
+# --- native messages, for the frameworks that did not write them -------------------------
 
 
-class PathRead(NamedTuple):
-    """A request for a page of the active path: `store.path(id, last=, before=)`."""
-
-    last: int
-    before: int | None
-
-
-class Found(NamedTuple, Generic[T]):
-    """An entry of the path and what it decoded to."""
-
-    entry: Entry
-    value: T
-
-
-def read_path(
-    limit: int | None, decode: Callable[[Entry], T | None], *, keep_pairs: bool = False
-) -> Generator[PathRead, Page, list[Found[T]]]:
-    """Collect the last `limit` (all, when `None` or negative) entries of the active path
-    that `decode` accepts, in order; send it the pages it asks for.
-
-    With `keep_pairs`, the window never starts between a tool call and its
-    result: when the last `limit` would keep a result whose call comes
-    earlier, the window is widened back to that call (and to the calls of
-    any result that widening takes in), so it can hold more than `limit`.
-    A result whose call is nowhere on the path is returned as it is.
-    """
-    if limit is not None and limit < 0:
-        limit = None
-    pages: list[list[Found[T]]] = []  # newest first
-    found: list[Found[T]] = []  # oldest first: the pages, joined
-    before: int | None = None
-    at_root = False
-
-    def window() -> int:
-        if limit is None:
-            return 0
-        start = max(0, len(found) - limit)
-        if not keep_pairs or start == 0:
-            return start
-        safe = safe_cuts([f.entry for f in found])
-        while not safe[start]:
-            start -= 1
-        return start
-
-    while not at_root:
-        if limit is not None and len(found) >= limit:
-            start = window()
-            if not (keep_pairs and _calls_before(found, start)):
-                break
-        # Past the limit (looking for a tool call), each page doubles what was read.
-        more = _PAGE if limit is None else max(limit - len(found), len(found), 1) + _SLACK
-        page = yield PathRead(min(more, _PAGE), before)
-        decoded = [(entry, decode(entry)) for entry in page.entries]
-        pages.append([Found(entry, value) for entry, value in decoded if value is not None])
-        if limit is not None:
-            found = [f for chunk in reversed(pages) for f in chunk]
-        before = page.cursor
-        at_root = page.cursor is None
-    if limit is None:
-        found = [f for chunk in reversed(pages) for f in chunk]
-    return found[window() :]
+def shown_text(kind: str, payload: Any) -> str:
+    """The text the model is shown for an entry that is not a message but speaks to it
+    (as `Context.for_model` shows it): a compaction's summary, an abandoned branch's,
+    an extension's message. Empty for any other entry."""
+    if kind == "compaction":
+        summary = payload.get("summary")
+        return COMPACTION_PREFIX + summary if isinstance(summary, str) and summary else ""
+    if kind == "branch_summary":
+        summary = payload.get("summary")
+        return BRANCH_PREFIX + summary if isinstance(summary, str) and summary else ""
+    if kind == "custom_message":
+        return "\n".join(native_texts(payload.get("content")))
+    return ""
 
 
-def _calls_before(found: list[Found[T]], start: int) -> bool:
-    """Whether the window from `start` keeps a tool result whose call was not read yet."""
-    wanted = {cid for f in found[start:] for cid in result_ids(f.entry)}
-    if not wanted:
-        return False
-    made = {cid for f in found for cid in call_ids(f.entry)}
-    return not wanted <= made
+def native_texts(content: object) -> list[str]:
+    """The texts of a native message's content (a string, or `text` parts), in order."""
+    return [text for text in texts_of(_text_parts(content)) if text]
 
 
-def drive(store: StoreHandle, session_id: str, reader: Generator[PathRead, Page, T]) -> T:
-    """Run a path reader against the synchronous store."""
-    try:
-        request = next(reader)
-        while True:
-            page = store.sync.path(session_id, last=request.last, before=request.before)
-            request = reader.send(page)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
+def _text_parts(content: object) -> object:
+    if not isinstance(content, list):
+        return content
+    return [part for part in content if isinstance(part, Mapping) and part.get("type") == "text"]
 
 
-async def drive_async(
-    store: StoreHandle, session_id: str, reader: Generator[PathRead, Page, T]
-) -> T:
-    """Run a path reader against the async store."""
-    try:
-        request = next(reader)
-        while True:
-            page = await store.async_store.path(
-                session_id, last=request.last, before=request.before
-            )
-            request = reader.send(page)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
+def native_calls(content: object) -> list[dict[str, Any]]:
+    """The tool calls of a native message's content: `toolCall` parts with a string id
+    and name, their arguments an object (empty when they are not one)."""
+    if not isinstance(content, list):
+        return []
+    calls = []
+    for part in content:
+        if not isinstance(part, Mapping) or part.get("type") != "toolCall":
+            continue
+        call_id, name, arguments = part.get("id"), part.get("name"), part.get("arguments")
+        if isinstance(call_id, str) and isinstance(name, str):
+            args = arguments if isinstance(arguments, Mapping) else {}
+            calls.append({"id": call_id, "name": name, "arguments": dict(args)})
+    return calls

@@ -47,16 +47,20 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
         name=_err.name,
     ) from _err
 
+from aisopod_session._compaction import Summarizer
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import InvalidPayload
-from aisopod_session._model import Entry
 from aisopod_session.adapters._common import (
+    CompactionPolicy,
     KeyedConversation,
     StoreLike,
     is_missing,
     keep,
+    native_calls,
+    native_texts,
     restore,
     searchable,
+    shown_text,
     storable,
     texts_of,
 )
@@ -112,33 +116,43 @@ class AisopodChatMessageHistory(KeyedConversation, BaseChatMessageHistory):
         store: StoreLike = None,
         *,
         agent_id: str | None = None,
+        compaction: CompactionPolicy | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
-        KeyedConversation.__init__(self, session_id, store, agent_id)
+        KeyedConversation.__init__(
+            self, session_id, store, agent_id, compaction=compaction, summarizer=summarizer
+        )
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]
-        """Every message of the key's current session, along its active path, in order."""
-        return _messages(self._store.read_now(self._key, None, _decode, pairs=False))
+        """The messages of the key's current session along its active path, in order, as
+        the model should see them: after a compaction, its summary (a human message)
+        and the messages it kept, then the newer ones."""
+        return _messages(self.open_store().read_now(self._target, None, _decode, pairs=False))
 
     async def aget_messages(self) -> list[BaseMessage]:
         """`messages`, without blocking the event loop."""
-        return _messages(await self._store.read(self._key, None, _decode, pairs=False))
+        store = self.open_store()
+        return _messages(await store.read(self._target, None, _decode, pairs=False))
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Append messages to the key's current session (made if need be), in one write."""
-        self._store.add_now(self._key, [_entry_of(message) for message in messages])
+        """Append messages to the key's current session (made if need be), in one write;
+        then compact, when a compaction policy is set and says so."""
+        store = self.open_store()
+        self.compact_after_now(store.add_now(self._target, [_entry_of(m) for m in messages]))
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """`add_messages`, without blocking the event loop."""
-        await self._store.add(self._key, [_entry_of(message) for message in messages])
+        store = self.open_store()
+        await self.compact_after(await store.add(self._target, [_entry_of(m) for m in messages]))
 
     def clear(self) -> None:
         """Start the key on a new, empty session; the old one is archived, not deleted."""
-        self._store.clear_now(self._key)
+        self.open_store().clear_now(self._key)
 
     async def aclear(self) -> None:
         """`clear`, without blocking the event loop."""
-        await self._store.clear(self._key)
+        await self.open_store().clear(self._key)
 
 
 def _messages(data: list[dict[str, Any]]) -> list[BaseMessage]:
@@ -213,14 +227,47 @@ def _usage(body: Mapping[str, Any]) -> TokenUsage | None:
         return None
 
 
-def _decode(entry: Entry) -> dict[str, Any] | None:
-    """The `messages_to_dict` form an entry keeps, or `None` for an entry that keeps none."""
-    if entry.type == "message":
-        value = restore(entry.payload.get("message"), MESSAGE_KEY)
-    elif entry.type == "custom" and entry.payload.get("customType") == MESSAGE_KEY:
-        value = restore(entry.payload, "data")
+def _decode(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+    """The `messages_to_dict` form of an entry: the message it keeps, else the one its
+    native message maps to; a compaction is its summary, as a human message."""
+    if kind == "message":
+        message = payload.get("message")
+        value = restore(message, MESSAGE_KEY)
+        if is_missing(value):
+            found = _dict_of(message) if isinstance(message, Mapping) else None
+            return [found] if found is not None else None
+    elif kind == "custom":
+        if payload.get("customType") != MESSAGE_KEY:
+            return None
+        value = restore(payload, "data")
     else:
+        text = shown_text(kind, payload)
+        return [{"type": "human", "data": {"content": text}}] if text else None
+    if not isinstance(value, dict) or "type" not in value:
         return None
-    if is_missing(value) or not isinstance(value, dict) or "type" not in value:
-        return None
-    return value
+    return [value]
+
+
+def _dict_of(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `messages_to_dict` form of a native message: human, ai (with its tool
+    calls), system and tool messages, with their text."""
+    role = message.get("role")
+    content = message.get("content")
+    text = "\n".join(native_texts(content))
+    if role in ("user", "system"):
+        return {"type": "human" if role == "user" else "system", "data": {"content": text}}
+    if role == "assistant":
+        calls = [
+            {"name": c["name"], "args": c["arguments"], "id": c["id"], "type": "tool_call"}
+            for c in native_calls(content)
+        ]
+        if not text and not calls:
+            return None
+        return {"type": "ai", "data": {"content": text, "tool_calls": calls}}
+    call_id = message.get("toolCallId")
+    if role == "toolResult" and isinstance(call_id, str):
+        data: dict[str, Any] = {"content": text, "tool_call_id": call_id}
+        if message.get("isError") is True:
+            data["status"] = "error"
+        return {"type": "tool", "data": data}
+    return None

@@ -38,7 +38,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
 try:
-    from agents.memory.session_settings import SessionSettings, resolve_session_limit
+    from agents.memory.session_settings import (
+        SessionSettings,
+        coerce_session_settings,
+        resolve_session_limit,
+    )
 except ImportError as _err:  # pragma: no cover - exercised in a test that hides the SDK
     raise ImportError(
         "aisopod_session.adapters.openai_agents needs the OpenAI Agents SDK: "
@@ -46,20 +50,24 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
         name=_err.name,
     ) from _err
 
+from aisopod_session._compaction import Summarizer
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import InvalidPayload
-from aisopod_session._model import Entry
 from aisopod_session.adapters._common import (
+    CompactionPolicy,
     KeyedConversation,
     StoreLike,
     is_missing,
     keep,
+    native_calls,
+    native_texts,
     restore,
     searchable,
+    shown_text,
     storable,
     texts_of,
 )
-from aisopod_shared import Message, TextPart, ThinkingPart, ToolCallPart, loads
+from aisopod_shared import Message, TextPart, ThinkingPart, TokenUsage, ToolCallPart, dumps, loads
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -111,38 +119,54 @@ class AisopodSession(KeyedConversation):
     """An OpenAI Agents SDK session (the `Session` protocol) kept in an aisopod store.
 
     Args:
-        session_id: a session key (`agent:<agent>:...`) or a plain name, made
-            into a key of `agent_id` (`keys.request_key`).
+        session_id: a plain id (`"user-42"`: a conversation of `agent_id`, case
+            and all, see `conversation_key`) or a session key
+            (`agent:<agent>:...`, case-insensitive). An empty or blank id is
+            refused.
         store: a `SessionStore`, an `AsyncSessionStore`, a store URL or file
             path, or `None` for the default store (`$AISOPOD_SESSION_DB`, else
             `~/.aisopod/sessions.db`). A URL's store is opened once per process
             and shared by every session given that URL; `close()` lets go of it
             and the last one closes it. A store handed in is never closed here.
-        agent_id: the agent a plain name belongs to; by default the agent the
+        agent_id: the agent a plain id belongs to; by default the agent the
             store handle is scoped to, else `main`.
-        session_settings: the SDK's `SessionSettings` (or a dict of them); its
-            `limit` is how many items `get_items()` returns by default.
+        session_settings: the SDK's `SessionSettings` (or a dict of them, read
+            by the SDK's own coercion: an unknown field is the SDK's
+            `TypeError`); its `limit` is how many items `get_items()` returns
+            by default.
+        keep_tool_pairs: widen `get_items(limit)` so the window never starts
+            with a tool output whose call it leaves out (it may then hold more
+            than `limit` items). Off by default: the SDK's runner drops such
+            outputs itself, and its own sessions return exactly `limit` items.
+        compaction: compact the conversation in the store when the policy says
+            so, after `add_items` (`CompactionPolicy`); `summarizer` writes the
+            summary (entries in, text out, sync or async; by default a summary
+            of the dropped turns' headings, no model).
 
     Behaviour, as the SDK's built-in sessions:
 
-    - `get_items(limit)`: the latest items in order; `limit` is the argument,
-      else `session_settings.limit`, else all (read a page at a time; a limit
-      keeps each read small); `0` gives none, a negative limit all. The
-      window never starts with a tool output whose call it leaves out: it is
-      widened back to include the call (and the calls of any output that
-      brings in), so it may hold more than `limit` items.
+    - `get_items(limit)`: the latest `limit` items in order; `limit` is the
+      argument, else `session_settings.limit`, else all; `0` gives none, a
+      negative limit all. After a compaction (here or by `aisopod-session
+      compact`), the items are what the model should see: the summary (a user
+      message) and the items the compaction kept, then the newer ones; the
+      whole history stays in the store (`store.history`).
     - `add_items`: appends all the items in one transaction.
     - `pop_item`: returns the latest item and moves the session's leaf back
       before it. Nothing is deleted: the item stays in the history, on an
       abandoned branch (`store.branches`), and the next item starts a new one.
     - `clear_session`: starts a new session for the key; the old one stays
-      readable, archived (`store.list(key=session.key)`).
+      readable, archived (`store.list(key=session.key)`). So the SDK's
+      `OpenAIResponsesCompactionSession` wrapped around this session rewrites
+      the conversation without deleting a thing.
+    - `store_run_usage(result)`: records a run's token usage in the session.
+    - After `close()`, every method raises `StoreUnavailable`.
 
     Items are read along the active path, so popped items are not returned.
-    Entries appended to the key's session by other means (native messages,
-    summaries) are not items and are not returned. Every method runs the
-    store's work off the event loop through an async store (the one handed
-    in, else one over the store or URL given), so items added by concurrent
+    Entries written by other means (the store's API, another framework's
+    adapter, an import) are items too, as their messages map (see the module
+    docstring). Each call is one hand-off to the store's worker threads, so
+    the event loop never waits on the database and items added by concurrent
     coroutines share commits; the key is looked up on every call, so
     processes sharing the store see each other's items, pops and clears.
     """
@@ -157,19 +181,31 @@ class AisopodSession(KeyedConversation):
         *,
         agent_id: str | None = None,
         session_settings: SessionSettings | Mapping[str, Any] | None = None,
+        keep_tool_pairs: bool = False,
+        compaction: CompactionPolicy | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
-        if session_settings is None:
-            self.session_settings = SessionSettings()
-        elif isinstance(session_settings, SessionSettings):
-            self.session_settings = session_settings
-        else:
-            self.session_settings = SessionSettings(**dict(session_settings))
-        KeyedConversation.__init__(self, session_id, store, agent_id)
+        self.session_settings = (
+            coerce_session_settings(
+                dict(session_settings)
+                if isinstance(session_settings, Mapping)
+                else session_settings
+            )
+            if session_settings is not None
+            else SessionSettings()
+        )
+        self.keep_tool_pairs = bool(keep_tool_pairs)
+        KeyedConversation.__init__(
+            self, session_id, store, agent_id, compaction=compaction, summarizer=summarizer
+        )
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The latest `limit` items (see the class docstring), oldest first."""
+        store = self.open_store()
         resolved = resolve_session_limit(limit, self.session_settings)
-        items = await self._store.read(self._key, resolved, _decode, pairs=True)
+        if resolved is not None and resolved < 0:
+            resolved = None
+        items = await store.read(self._target, resolved, _decode, pairs=self.keep_tool_pairs)
         return cast("list[TResponseInputItem]", items)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
@@ -179,17 +215,30 @@ class AisopodSession(KeyedConversation):
             InvalidPayload: for an item that is not a JSON object.
             PayloadTooLarge: for an item over the store's size limit.
         """
+        store = self.open_store()
         entries = [_entry_of(item) for item in items]
-        await self._store.add(self._key, entries)
+        await self.compact_after(await store.add(self._target, entries))
+
+    async def store_run_usage(self, result: Any) -> None:
+        """Record the token usage of a run (a `RunResult`, or its
+        `context_wrapper.usage`) in the session: its totals (`store.get`,
+        `aisopod-session show`) and the store's stats count it. Cached input
+        tokens count as cache reads; the run's request count is kept beside it.
+
+        Raises:
+            InvalidPayload: for something that is neither.
+        """
+        store = self.open_store()
+        await store.add(self._target, [_usage_entry(result)])
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Take the latest item off the active branch and return it (`None` when empty)."""
-        item = await self._store.pop(self._key, _decode)
+        item = await self.open_store().pop(self._key, _decode)
         return cast("TResponseInputItem | None", item)
 
     async def clear_session(self) -> None:
         """Start the key on a new, empty session; the old one is archived, not deleted."""
-        await self._store.clear(self._key)
+        await self.open_store().clear(self._key)
 
 
 def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
@@ -207,8 +256,11 @@ def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
         given = value.get("role")
         role = _ROLES.get(given) if isinstance(given, str) else None
         if role is not None:
+            # The commonest item, written as the message's JSON directly (what
+            # `Message(role, text parts, extra=kept).to_json()` gives, without building it).
             texts = texts_of(value.get("content"), ("text", "refusal"))
-            return Message(role, _text_parts(texts), extra=kept)
+            content = [{"type": "text", "text": searchable(text)} for text in texts if text]
+            return NewEntry("message", {"message": {"role": role, "content": content, **kept}})
     elif kind in _CALLS:
         call_id = value.get("call_id")
         if isinstance(call_id, str):
@@ -233,6 +285,25 @@ def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
     return NewEntry("custom", {"customType": ITEM_KEY, **keep(value, "data")})
 
 
+def _usage_entry(result: Any) -> NewEntry:
+    """The usage record of a run (see `AisopodSession.store_run_usage`)."""
+    usage = getattr(getattr(result, "context_wrapper", None), "usage", result)
+    try:
+        cached = usage.input_tokens_details.cached_tokens or 0
+        counts = TokenUsage(
+            input=max(usage.input_tokens - cached, 0),
+            output=usage.output_tokens,
+            cache_read=cached,
+            total=usage.total_tokens,
+        )
+        requests = int(usage.requests)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise InvalidPayload(
+            f"expected a RunResult or its usage, got {type(result).__name__}", field="result"
+        ) from err
+    return NewEntry.usage_record(counts, requests=requests)
+
+
 def _text_parts(texts: list[str]) -> tuple[TextPart, ...]:
     return tuple(TextPart(searchable(text)) for text in texts if text)
 
@@ -253,14 +324,46 @@ def _arguments(item: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _decode(entry: Entry) -> dict[str, Any] | None:
-    """The item an entry keeps, or `None` for an entry that keeps none."""
-    if entry.type == "message":
-        value = restore(entry.payload.get("message"), ITEM_KEY)
-    elif entry.type == "custom" and entry.payload.get("customType") == ITEM_KEY:
-        value = restore(entry.payload, "data")
+def _decode(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+    """The items an entry is: the item it keeps, else those its native message maps to
+    (see the module docstring); a compaction is its summary, as a user message."""
+    if kind == "message":
+        message = payload.get("message")
+        value = message.get(ITEM_KEY) if isinstance(message, dict) else None
+        if value is None:  # kept encoded, or not an item: the slow way
+            value = restore(message, ITEM_KEY)
+            if is_missing(value):
+                return _items_of(message) if isinstance(message, Mapping) else None
+    elif kind == "custom":
+        if payload.get("customType") != ITEM_KEY:
+            return None
+        value = restore(payload, "data")
     else:
-        return None
-    if is_missing(value) or not isinstance(value, dict):
-        return None
-    return value
+        text = shown_text(kind, payload)
+        return [{"role": "user", "content": text}] if text else None
+    return [value] if isinstance(value, dict) else None
+
+
+def _items_of(message: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The SDK items of a native message: user, system and assistant text, tool calls
+    and their results (thinking and images have no item of their own and are left out)."""
+    role = message.get("role")
+    content = message.get("content")
+    text = "\n".join(native_texts(content))
+    if role in ("user", "system"):
+        return [{"role": role, "content": text}] if text else None
+    if role == "assistant":
+        items: list[dict[str, Any]] = [{"role": "assistant", "content": text}] if text else []
+        for call in native_calls(content):
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call["id"],
+                    "name": call["name"],
+                    "arguments": dumps(call["arguments"]).decode(),
+                }
+            )
+        return items or None
+    if role == "toolResult" and isinstance(message.get("toolCallId"), str):
+        return [{"type": "function_call_output", "call_id": message["toolCallId"], "output": text}]
+    return None

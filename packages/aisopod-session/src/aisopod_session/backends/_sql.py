@@ -12,7 +12,7 @@ import abc
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 import attrs
 
@@ -28,7 +28,9 @@ __all__ = [
     "appended_to",
     "may_append",
     "search_hit",
+    "BoundSession",
     "MaintenanceRow",
+    "PayloadRow",
     "SessionRef",
     "SessionState",
     "StateEdit",
@@ -123,6 +125,21 @@ class SessionRef(NamedTuple):
     agent_id: str
 
 
+class BoundSession(NamedTuple):
+    """What a read of a key's conversation needs of the session bound to the key."""
+
+    sid: int
+    id: str
+    agent_id: str
+    leaf_seq: int
+    compaction_count: int
+
+
+PayloadRow: TypeAlias = tuple[int, str, Any]
+"""An entry as a read of payloads alone needs it, (seq, type, payload): no `Entry` is
+built."""
+
+
 class MaintenanceRow(NamedTuple):
     """A session as retention sees it."""
 
@@ -203,6 +220,9 @@ class Backend(Protocol):
     """A database the store can run transactions on."""
 
     url: str
+    one_statement_appends: bool
+    """Whether `write_append` sends an append alone, as its own transaction (so finding
+    a key's session first, in a read of its own, keeps it one statement)."""
 
     def read(self) -> AbstractContextManager[SqlTx]:
         """A read transaction (a consistent snapshot)."""
@@ -563,6 +583,16 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return int(row[0]) if row is not None else None
 
+    def bound_session(self, agent_id: str, key: str) -> BoundSession | None:
+        """The session bound to `(agent_id, key)`, in the statement that finds the binding."""
+        row = self.execute(
+            "SELECT s.sid, s.id, s.agent_id, s.leaf_seq, s.compaction_count"
+            " FROM bindings b JOIN sessions s ON s.sid = b.sid"
+            " WHERE b.agent_id = ? AND b.key = ?",
+            (agent_id, key),
+        ).fetchone()
+        return BoundSession(*row) if row is not None else None
+
     def bind_if_unbound(self, agent_id: str, key: str, sid: int, now: int) -> bool:
         """Bind the key to `sid` unless it is bound already; whether this call bound it."""
         cursor = self.execute(
@@ -796,6 +826,18 @@ class SqlTx(abc.ABC):
             (sid, first, last),
         ).fetchall()
         return self._entries(session_id, rows)
+
+    def payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
+        """(seq, type, payload) of the entries `first..last`, in seq order: for reads
+        that want payloads and nothing else of an entry (the adapters')."""
+        rows = self.execute(
+            "SELECT seq, type, payload FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
+            " ORDER BY seq",
+            (sid, first, last),
+        ).fetchall()
+        decode = self.decode_json
+        # Plain tuples: this runs for every entry an adapter reads.
+        return [(seq, kind, decode(payload)) for seq, kind, payload in rows]
 
     def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
         """Copy entries `first..last` of one session to another as a straight run from

@@ -453,6 +453,9 @@ def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
 class PostgresBackend:
     """A store's database in PostgreSQL (in one schema of a database)."""
 
+    one_statement_appends = True
+    """An append alone is one statement in autocommit mode."""
+
     def __init__(
         self,
         url: str,

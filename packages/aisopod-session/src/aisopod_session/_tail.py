@@ -1,0 +1,156 @@
+"""The end of a key's conversation as a framework sees it, read as payloads.
+
+The framework adapters ask one thing of the store on every turn: "the last
+N items of this conversation". That read is one call here, made on a
+worker thread: the key's session in the statement that finds its binding,
+the latest compaction on its active path (`_view`), then the path read
+backwards a page at a time, each row decoded by the adapter straight from
+its payload (no typed `Entry` is built). What it returns is what the model
+should see: a compaction's carried system entries and summary, then the
+entries it kept and those after it.
+
+Every entry a read looks at lies at or before the leaf the read started
+from, and entries never change once written: the statements need not share
+a snapshot (on PostgreSQL each runs alone, in autocommit mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+from aisopod_session._paths import segments
+from aisopod_session._toolpairs import calls_in, results_in
+from aisopod_session._view import compaction_view
+from aisopod_session.backends._sql import BoundSession, SqlTx
+
+__all__ = ["Decode", "read_tail"]
+
+T = TypeVar("T")
+
+Decode = Callable[[str, Any], "list[T] | None"]
+"""An adapter's decoder: (entry type, payload) to the framework items the entry is,
+oldest first (none for an entry that is not one). A `compaction` entry given to it
+is the summary to show."""
+
+_SLACK: Final = 8
+"""The fewest rows read at a time."""
+_PAGE: Final = 1000
+"""The most rows one statement reads."""
+
+
+def read_tail(
+    tx: SqlTx,
+    session: BoundSession,
+    limit: int | None,
+    decode: Decode[T],
+    *,
+    keep_pairs: bool = False,
+) -> list[T]:
+    """The last `limit` items (all, for `None`) of what the model sees of `session`'s
+    active path, oldest first (see the module docstring).
+
+    With `keep_pairs`, the window never starts between a tool call and its
+    result: it is widened back to the call (and to the calls of any result
+    the widening takes in), so it can hold more than `limit` items.
+    """
+    if limit == 0 or session.leaf_seq <= 0:
+        return []
+    sid, leaf = session.sid, session.leaf_seq
+    view = compaction_view(tx, sid, leaf) if session.compaction_count else None
+    first = view.first if view is not None else 1
+    # Newest first. This loop runs for every entry read: plain lists, and the tool
+    # pairs only when they are asked for.
+    values: list[T] = []
+    pairs: list[tuple[list[str], list[str]]] = []
+    done = False  # the window was filled before the start of what the model sees
+    for start, end in segments(tx, sid, leaf):
+        start = max(start, first)
+        high = end
+        while high >= start and not done:
+            # The window's items first (most entries are one item); more, a page at
+            # most, when some were not items.
+            wanted = _PAGE if limit is None else max(limit - len(values), _SLACK)
+            low = max(start, high - min(wanted, _PAGE) + 1)
+            for _, kind, payload in reversed(tx.payloads_between(sid, low, high)):
+                if kind == "compaction":  # the latest one stands for them all
+                    continue
+                items = decode(kind, payload)
+                if items:
+                    _collect(values, pairs, items, kind, payload, keep_pairs)
+            high = low - 1
+            done = _enough(values, pairs, limit, keep_pairs)
+        if done or start <= first:
+            break
+    if view is not None and not done:
+        # Newest first: the summary, then the system entries it carried.
+        head = tx.payloads_between(sid, view.seq, view.seq)
+        for seq in reversed(view.system_seqs):
+            head += tx.payloads_between(sid, seq, seq)
+        for _, kind, payload in head:
+            items = decode(kind, payload)
+            if items:
+                _collect(values, pairs, items, kind, payload, keep_pairs)
+    values.reverse()
+    pairs.reverse()
+    return values[_window(pairs, len(values), limit, keep_pairs) :]
+
+
+def _collect(
+    values: list[T],
+    pairs: list[tuple[list[str], list[str]]],
+    items: list[T],
+    kind: str,
+    payload: Any,
+    keep_pairs: bool,
+) -> None:
+    """Add an entry's items to `values` (newest first), and with `keep_pairs` the tool
+    calls it makes and answers to `pairs`."""
+    if len(items) == 1:
+        values.append(items[0])
+    else:
+        values.extend(reversed(items))
+    if keep_pairs:
+        mapping = isinstance(payload, Mapping)
+        calls = calls_in(kind, payload) if mapping else []
+        results = results_in(kind, payload) if mapping else []
+        pairs.extend([(calls, results)] * len(items))
+
+
+def _enough(
+    values: list[T], pairs: list[tuple[list[str], list[str]]], limit: int | None, keep_pairs: bool
+) -> bool:
+    """Whether the items read so far (newest first) hold the window."""
+    if limit is None or len(values) < limit:
+        return False
+    if not keep_pairs:
+        return True
+    # Every result in the window must have its call among what was read.
+    oldest_first = pairs[::-1]
+    start = _window(oldest_first, len(values), limit, keep_pairs)
+    wanted = {cid for _, results in oldest_first[start:] for cid in results}
+    made = {cid for calls, _ in pairs for cid in calls}
+    return wanted <= made
+
+
+def _window(
+    pairs: list[tuple[list[str], list[str]]], count: int, limit: int | None, keep_pairs: bool
+) -> int:
+    """Where the window starts among `count` items (oldest first; `pairs` theirs)."""
+    if limit is None:
+        return 0
+    start = max(0, count - limit)
+    if not keep_pairs or start == 0:
+        return start
+    called_at: dict[str, int] = {}
+    for index, (calls, _) in enumerate(pairs):
+        for cid in calls:
+            called_at[cid] = index
+    index = count - 1
+    while index >= start:
+        for cid in pairs[index][1]:
+            at = called_at.get(cid)
+            if at is not None and at < start:
+                start = at
+        index -= 1
+    return start
