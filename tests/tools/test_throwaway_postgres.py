@@ -85,7 +85,8 @@ def test_no_server_outlives_an_interrupted_test_run(interruption: signal.Signals
     the server anyway."""
     env = {k: v for k, v in os.environ.items() if k != "AISOPOD_TEST_POSTGRES_DSN"}
     run = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-sq", "-p", "no:cacheprovider", HOLDER],
+        # In this process (-n 0): its output, READY included, comes back on stdout.
+        [sys.executable, "-m", "pytest", "-sq", "-n", "0", "-p", "no:cacheprovider", HOLDER],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
