@@ -266,7 +266,16 @@ def _entry_row(entry: Any) -> dict[str, Any]:
 
 def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     session = find_session(store, args.session)
-    page = store.history(session.id, last=args.last)
+    if args.last is not None and (args.before, args.after, args.limit) != (None, None, None):
+        raise InvalidInput("stands alone; page with --before or --after and --limit", field="last")
+    paged = (args.before, args.after, args.limit) != (None, None, None)
+    page = (
+        store.history(session.id, before=args.before, after=args.after, limit=args.limit)
+        if paged
+        else store.history(session.id, last=50 if args.last is None else args.last)
+    )
+    # The cursor continues the way the page was read: forward after --after.
+    option = "--after" if args.after is not None else "--before"
     if args.json:
         print_json(
             out,
@@ -274,14 +283,18 @@ def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
                 "session": session.id,
                 "entries": [{**_entry_row(e), "payload": dict(e.payload)} for e in page.entries],
                 "cursor": page.cursor,
+                "next": None if page.cursor is None else [option, page.cursor],
             },
         )
         return 0
     print_table(
         out,
-        ["SEQ", "TIME", "WHO", "TEXT"],
+        ["SEQ", "TIME", "ROLE", "TEXT"],
         [(e.seq, e.created_at, e.role or e.type, e.text) for e in page.entries],
     )
+    if page.cursor is not None:
+        which = "later" if option == "--after" else "earlier"
+        print(f"({which}: {option} {page.cursor})", file=out)
     return 0
 
 
@@ -535,8 +548,48 @@ def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reset(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    before = store.current(args.key)
+    if before is None and not args.key.startswith("agent:"):
+        # A word is a key only when a session has it: `reset helo` must not
+        # start agent:main:helo.
+        raise InvalidInput(
+            f"{args.key!r} is neither a full key (agent:<agentId>:<rest>) nor one a session has",
+            field="key",
+        )
     session = store.reset(args.key)
-    print(session.id, file=out)
+    if args.json:
+        print_json(
+            out,
+            {"key": session.key, "archived": before.id if before else None, "started": session.id},
+        )
+        return 0
+    if before is not None:
+        print(f"archived {before.id}", file=out)
+    print(f"started {session.id} for {session.key}", file=out)
+    return 0
+
+
+def cmd_delete(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("deleting needs --yes when nothing can ask", field="yes")
+        answer = input(
+            f"delete {session.id} ({session.key or 'no key'}, {session.entry_count} entries)?"
+            " [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=out)
+            return 1
+    store.delete(session.id)
+    print(f"deleted {session.id}", file=out)
+    return 0
+
+
+def cmd_title(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    store.patch(session.id, title=args.text)
+    print(f"{session.id}: {args.text}", file=out)
     return 0
 
 
@@ -819,12 +872,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "history",
         cmd_history,
-        "show the last entries of a session",
-        "aisopod-session history agent:main:telegram:direct:123 --last 20",
+        "show a session's entries, a page at a time (the last 50 first)",
+        "aisopod-session history agent:main:telegram:direct:123 --before 120 --limit 20",
         reads=True,
     )
     p.add_argument("session", metavar="SESSION")
-    p.add_argument("--last", type=int, default=50, metavar="N")
+    p.add_argument("--last", type=int, metavar="N", help="the last N entries (default 50)")
+    p.add_argument("--before", type=int, metavar="SEQ", help="the page before entry SEQ")
+    p.add_argument("--after", type=int, metavar="SEQ", help="the page after entry SEQ")
+    p.add_argument("--limit", type=int, metavar="N", help="entries a page (default 50)")
     _json(p)
 
     p = _command(
@@ -940,6 +996,27 @@ def build_parser() -> argparse.ArgumentParser:
         "aisopod-session reset agent:main:main",
     )
     p.add_argument("key", metavar="KEY")
+    _json(p)
+
+    p = _command(
+        sub,
+        "delete",
+        cmd_delete,
+        "delete a session and its entries (asks first, unless --yes)",
+        "aisopod-session delete agent:main:main --yes",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+
+    p = _command(
+        sub,
+        "title",
+        cmd_title,
+        "set a session's title",
+        "aisopod-session title agent:main:main 'Lisbon weekend'",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("text", metavar="TEXT")
 
     p = _command(
         sub,
