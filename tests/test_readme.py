@@ -335,8 +335,11 @@ def check_list(out: str, db: Path) -> None:
 
 
 def check_history(out: str, db: Path) -> None:
-    """The last entries (at most 10), oldest first."""
-    seqs = [int(row.split()[0]) for row in table_rows(out)]
+    """The last entries (at most 10), oldest first, then how to get the page before."""
+    rows = table_rows(out)
+    if rows[-1].startswith("(earlier: --before "):
+        rows = rows[:-1]
+    seqs = [int(row.split()[0]) for row in rows]
     assert 0 < len(seqs) <= 10
     assert seqs == sorted(seqs)
 

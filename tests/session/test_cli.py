@@ -226,6 +226,7 @@ def test_dump_restore_and_copy_keep_every_session_exactly(
 
 
 def test_reset_compact_rewind_fork(db: str, capsys: Any) -> None:
+    compacted_id = run_json(capsys, db, "show", "agent:main:main")["id"]
     compacted = run_json(capsys, db, "compact", "agent:main:main", "--keep-turns", "1")
     assert compacted["compacted"]
     code, out, _ = run(capsys, db, "rewind", "agent:main:main", "3")
@@ -235,8 +236,9 @@ def test_reset_compact_rewind_fork(db: str, capsys: Any) -> None:
     assert code == 0
     fork = run_json(capsys, db, "show", out.strip())
     assert fork["entries"] == 2
-    code, out, _ = run(capsys, db, "reset", "agent:main:main")
-    assert run_json(capsys, db, "show", "agent:main:main")["id"] == out.strip()
+    reset = run_json(capsys, db, "reset", "agent:main:main")
+    assert reset["archived"] == compacted_id
+    assert run_json(capsys, db, "show", "agent:main:main")["id"] == reset["started"]
 
 
 def test_maintain_stats_migrate_doctor(db: str, capsys: Any) -> None:

@@ -45,6 +45,7 @@ from aisopod_session._errors import (
     SessionNotFound,
     StoreBusy,
     StoreFull,
+    StoreNotFound,
     StoreReadOnly,
     StoreUnavailable,
     TranscriptError,
@@ -136,6 +137,7 @@ __all__ = [
     "SchemaVersionError",
     "StoreUnavailable",
     "StoreBusy",
+    "StoreNotFound",
     "StoreFull",
     "StoreReadOnly",
 ]

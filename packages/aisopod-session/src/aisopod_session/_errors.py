@@ -20,6 +20,7 @@ __all__ = [
     "SessionNotFound",
     "StoreBusy",
     "StoreFull",
+    "StoreNotFound",
     "StoreReadOnly",
     "StoreUnavailable",
     "TranscriptError",
@@ -128,6 +129,19 @@ class SchemaVersionError(AisopodError):
 
 class StoreUnavailable(AisopodError):
     """Raised when the database cannot be reached or stopped answering; retry later."""
+
+
+class StoreNotFound(StoreUnavailable):
+    """Raised when a store is opened with `create=False` and there is none at its URL
+    (nothing was created).
+
+    Attributes:
+        url: where the store was looked for (without a password).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        super().__init__(f"there is no store at {url}")
 
 
 class StoreBusy(StoreUnavailable):

@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aisopod_session._async import AsyncSessionStore
 from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES
+from aisopod_session._errors import StoreNotFound
 from aisopod_session._store import SessionStore
 from aisopod_session._validate import check_int
 from aisopod_session.backends._sql import Backend
 from aisopod_shared import Clock, InvalidInput
 
-__all__ = ["DEFAULT_DB_ENV", "default_url", "open_async_store", "open_backend", "open_store"]
+__all__ = [
+    "DEFAULT_DB_ENV",
+    "URL_FORMS",
+    "default_url",
+    "open_async_store",
+    "open_backend",
+    "open_store",
+]
 
 DEFAULT_DB_ENV: Final = "AISOPOD_SESSION_DB"
 """The environment variable that names the default store (a URL or a file path)."""
+
+
+URL_FORMS: Final = (
+    "sqlite:///absolute/path.db, sqlite:///:memory:, postgresql://user@host/db or a file path"
+)
+"""The forms a store's address takes, for messages that refuse another."""
+
+_SCHEME_ONLY: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!//)")
+"""`sqlite:/abs/path.db`, `postgresql:db`: a scheme without `//`. Taken as a
+file path, it would make a folder named `sqlite:`; a file whose name has a
+colon is still reachable as `./name:with-colon.db`."""
 
 
 def default_url() -> str:
@@ -28,13 +48,18 @@ def default_url() -> str:
     return f"sqlite://{Path.home() / '.aisopod' / 'sessions.db'}"
 
 
-def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> Backend:
+def open_backend(
+    url: str | os.PathLike[str] | None = None, *, create: bool = True, **options: Any
+) -> Backend:
     """The backend a URL names (see `open_store`)."""
     if url is None:
         url = default_url()
     text = os.fspath(url)
     if "://" not in text:
-        return _sqlite(text if text == ":memory:" else str(Path(text).expanduser()), {}, options)
+        if text != ":memory:" and _SCHEME_ONLY.match(text):
+            raise InvalidInput(f"{text!r} is not a store URL; expected {URL_FORMS}", field="url")
+        path = text if text == ":memory:" else str(Path(text).expanduser())
+        return _sqlite(path, {}, options, create=create)
     parts = urlsplit(text)
     query = dict(parse_qsl(parts.query))
     if parts.scheme == "sqlite":
@@ -44,15 +69,15 @@ def open_backend(url: str | os.PathLike[str] | None = None, **options: Any) -> B
                 "a SQLite URL is sqlite:///absolute/path.db or sqlite:///:memory:", field="url"
             )
         if path == "/:memory:":
-            return _sqlite(":memory:", query, options)
+            return _sqlite(":memory:", query, options, create=create)
         # sqlite:///abs/path and sqlite:////abs/path both mean /abs/path.
-        return _sqlite("/" + path.lstrip("/"), query, options)
+        return _sqlite("/" + path.lstrip("/"), query, options, create=create)
     if parts.scheme in ("postgresql", "postgres"):
-        return _postgres(text, options)
-    raise InvalidInput(f"unknown store scheme {parts.scheme!r}", field="url")
+        return _postgres(text, options, create=create)
+    raise InvalidInput(f"unknown store scheme {parts.scheme!r}; expected {URL_FORMS}", field="url")
 
 
-def _postgres(url: str, options: dict[str, Any]) -> Backend:
+def _postgres(url: str, options: dict[str, Any], *, create: bool) -> Backend:
     try:
         from aisopod_session.backends.postgres import PostgresBackend
     except ImportError as err:  # the optional extra is not installed
@@ -65,12 +90,28 @@ def _postgres(url: str, options: dict[str, Any]) -> Backend:
     if unknown:
         raise InvalidInput(f"unknown option(s): {', '.join(sorted(unknown))}", field="options")
     try:
+        if create:
+            return PostgresBackend(url, **options)
+        # Look before migrating: a database (or schema) without the store's
+        # tables is not made into a store by a reader.
+        probe = PostgresBackend(url, **{**options, "migrate": False})
+        try:
+            version = probe.schema_version()
+        except BaseException:
+            probe.close()
+            raise
+        if version == 0:
+            probe.close()
+            raise StoreNotFound(probe.url)
+        if version == len(probe.migrations) or options.get("migrate") is False:
+            return probe
+        probe.close()
         return PostgresBackend(url, **options)
     except ValueError as err:
         raise InvalidInput(str(err), field="url") from err
 
 
-def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backend:
+def _sqlite(path: str, query: dict[str, str], options: dict[str, Any], *, create: bool) -> Backend:
     from aisopod_session.backends.sqlite import SqliteBackend
 
     synchronous = str(options.pop("synchronous", query.pop("synchronous", "FULL"))).upper()
@@ -93,6 +134,8 @@ def _sqlite(path: str, query: dict[str, str], options: dict[str, Any]) -> Backen
         raise InvalidInput(f"unknown SQLite option(s): {', '.join(sorted(query))}", field="url")
     if options:
         raise InvalidInput(f"unknown option(s): {', '.join(sorted(options))}", field="options")
+    if not create and path != ":memory:" and not os.path.lexists(path):
+        raise StoreNotFound(f"sqlite://{Path(path).absolute()}")
     return SqliteBackend(
         None if path == ":memory:" else path,
         synchronous=synchronous,  # type: ignore[arg-type]
@@ -120,6 +163,7 @@ def open_store(
     *,
     clock: Clock | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    create: bool = True,
     **options: Any,
 ) -> SessionStore:
     """Open (creating and migrating as needed) the store at `url`.
@@ -134,6 +178,10 @@ def open_store(
 
     `migrate=False` opens without upgrading the schema (to look at its
     version, as `aisopod-session migrate` does); such a store is not for use.
+
+    `create=False` opens only a store that exists: a SQLite file that is not
+    there (nor its folder) is not made, and a PostgreSQL database or schema
+    without the store's tables is left as it is; both raise `StoreNotFound`.
 
     `read_only=True` (both backends; `?read_only=1` in the URL) opens a store
     that never writes: reads work, and every write raises `StoreReadOnly`. A
@@ -150,12 +198,13 @@ def open_store(
 
     Raises:
         InvalidInput: for a URL or option that is not understood.
+        StoreNotFound: with `create=False`, when there is no store at `url`.
         SchemaVersionError: when the database is newer than this code.
         StoreReadOnly: when a read-only store needs a schema upgrade first.
         StoreUnavailable: when the database cannot be opened, or is not a store.
     """
     check_int(max_payload_bytes, "max_payload_bytes", minimum=1)  # before anything is opened
-    backend = open_backend(url, **options)
+    backend = open_backend(url, create=create, **options)
     return SessionStore.over(backend, clock=clock, max_payload_bytes=max_payload_bytes)
 
 

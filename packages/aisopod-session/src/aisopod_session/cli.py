@@ -19,7 +19,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal, TextIO
+from typing import IO, Any, Final, Literal, NoReturn, TextIO
 
 import attrs
 import orjson
@@ -27,9 +27,18 @@ import orjson
 from aisopod_session import __version__
 from aisopod_session._compaction import KeepLastTurns, TokenBudget
 from aisopod_session._config import RetentionPolicy, SessionConfig, parse_duration, parse_size
-from aisopod_session._errors import AisopodError, InvalidInput, InvalidSessionKey, SessionNotFound
+from aisopod_session._errors import (
+    AisopodError,
+    ConfigError,
+    InvalidInput,
+    InvalidSessionKey,
+    SessionExists,
+    SessionNotFound,
+    StoreNotFound,
+)
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
+from aisopod_session._progress_bar import ProgressBar
 from aisopod_session._store import SessionStore
 from aisopod_session.transfer import (
     DUMP_FORMAT,
@@ -102,35 +111,31 @@ def print_json(out: TextIO, value: object) -> None:
     out.write(data.decode() + "\n")
 
 
-class Progress:
-    """A progress line on stderr when it is a terminal; nothing when piped."""
+@attrs.define
+class Ledger:
+    """What a command has written so far, for the line an interruption prints."""
 
-    def __init__(self, what: str, total: int | None = None) -> None:
-        self.what = what
-        self.total = total
-        self.enabled = sys.stderr.isatty()
-        self._shown = False
+    sessions: list[str] = attrs.Factory(list)
+    """Ids of the sessions written whole so far."""
+    resume: str | None = None
+    """How to finish the work, for a command that writes session after session."""
 
-    def __call__(self, done: int, image: SessionImage | None = None) -> None:
-        if not self.enabled:
-            return
-        if self.total:
-            filled = int(30 * done / self.total)
-            bar = "#" * filled + "." * (30 - filled)
-            sys.stderr.write(f"\r{self.what} [{bar}] {done}/{self.total}")
-        else:
-            sys.stderr.write(f"\r{self.what}: {done}")
-        sys.stderr.flush()
-        self._shown = True
+    def wrote(self, session_id: str) -> None:
+        self.sessions.append(session_id)
 
-    def of(self, done: int, total: int) -> None:
-        """Show `done` of `total`, when the total is only known once the work started."""
-        self.total = total
-        self(done)
-
-    def done(self) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
+    def summary(self, reads: bool) -> str:
+        """What was written: nothing, the sessions written so far, or how to finish."""
+        if reads:
+            return "nothing was written"
+        if self.resume is None:
+            return "its one change was made whole or not at all"
+        shown = ", ".join(self.sessions[:5]) + (", ..." if len(self.sessions) > 5 else "")
+        done = (
+            f"{len(self.sessions)} sessions were written whole before it: {shown}"
+            if self.sessions
+            else "each session is written whole or not at all"
+        )
+        return f"{done} ({self.resume})"
 
 
 def session_row(session: Session) -> dict[str, Any]:
@@ -157,6 +162,17 @@ def session_row(session: Session) -> dict[str, Any]:
         "leaf_seq": session.leaf_seq,
         "version": session.version,
     }
+
+
+def read_json_file(path: str, *, field: str) -> Any:
+    """A JSON file's value; not JSON is a `ConfigError` naming the line and column."""
+    data = Path(path).read_bytes()
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}: not JSON at line {err.lineno}, column {err.colno}: {err.msg}", field=field
+        ) from err
 
 
 # --- finding things ----------------------------------------------------------------------
@@ -250,7 +266,16 @@ def _entry_row(entry: Any) -> dict[str, Any]:
 
 def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     session = find_session(store, args.session)
-    page = store.history(session.id, last=args.last)
+    if args.last is not None and (args.before, args.after, args.limit) != (None, None, None):
+        raise InvalidInput("stands alone; page with --before or --after and --limit", field="last")
+    paged = (args.before, args.after, args.limit) != (None, None, None)
+    page = (
+        store.history(session.id, before=args.before, after=args.after, limit=args.limit)
+        if paged
+        else store.history(session.id, last=50 if args.last is None else args.last)
+    )
+    # The cursor continues the way the page was read: forward after --after.
+    option = "--after" if args.after is not None else "--before"
     if args.json:
         print_json(
             out,
@@ -258,14 +283,18 @@ def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
                 "session": session.id,
                 "entries": [{**_entry_row(e), "payload": dict(e.payload)} for e in page.entries],
                 "cursor": page.cursor,
+                "next": None if page.cursor is None else [option, page.cursor],
             },
         )
         return 0
     print_table(
         out,
-        ["SEQ", "TIME", "WHO", "TEXT"],
+        ["SEQ", "TIME", "ROLE", "TEXT"],
         [(e.seq, e.created_at, e.role or e.type, e.text) for e in page.entries],
     )
+    if page.cursor is not None:
+        which = "later" if option == "--after" else "earlier"
+        print(f"({which}: {option} {page.cursor})", file=out)
     return 0
 
 
@@ -332,32 +361,38 @@ def _detect_format(path: Path) -> str:
 def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.path)
     if not path.exists():
-        raise InvalidInput(f"{path} does not exist")
+        raise InvalidInput(f"{path} does not exist", field="PATH")
     kind = args.format or _detect_format(path)
     if args.agent:
         store = store.for_agent(args.agent)
     existing: Existing = "replace" if args.replace else "skip"
-    report = None
-    if kind == "openclaw":
-        results = import_openclaw_agent(
-            store, path, skip_bad_lines=args.skip_bad_lines, existing=existing
-        )
-    elif kind == "pi":
-        results = [
-            import_transcript(
-                store, path, key=args.key, skip_bad_lines=args.skip_bad_lines, existing=existing
-            )
-        ]
-    else:
-        progress = Progress("restoring")
-        with path.open("rb") as handle:
-            report = restore_store(
-                store, handle, name=str(path), replace=args.replace, progress=progress
-            )
-        progress.done()
-        _kept_note(report)
+    if kind == "native":
+        report = _restore(store, path, args, existing)
+        ids = [*report.sessions, *report.skipped]
         results = []
-    ids = list(report.sessions) if report is not None else [r.session.id for r in results]
+    else:
+        args.ledger.resume = "import again to finish: sessions already there are skipped"
+        with ProgressBar(f"importing {path.name}") as bar:
+            if kind == "openclaw":
+                results = import_openclaw_agent(
+                    store,
+                    path,
+                    skip_bad_lines=args.skip_bad_lines,
+                    existing=existing,
+                    on_entries=bar.advance,
+                )
+            else:
+                results = [
+                    import_transcript(
+                        store,
+                        path,
+                        key=args.key,
+                        skip_bad_lines=args.skip_bad_lines,
+                        existing=existing,
+                        on_entries=bar.advance,
+                    )
+                ]
+        ids = [r.session.id for r in results]
     for result in results:
         for line in result.skipped:
             print(f"skipped {result.path}:{line.line}: {line.reason}", file=sys.stderr)
@@ -402,11 +437,17 @@ def cmd_export(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
+def _entry_total(store: SessionStore) -> int:
+    """How many entries the store holds (of its agent, when scoped): a bar's total."""
+    return sum(agent.entries for agent in store.stats())
+
+
 def cmd_dump(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    progress = Progress("dumping")
-    with _output(args.output, binary=True) as handle:
-        report = dump_store(store, handle, progress=progress)
-    progress.done()
+    with (
+        ProgressBar("dumping", total=_entry_total(store)) as bar,
+        _output(args.output, binary=True) as handle,
+    ):
+        report = dump_store(store, handle, on_entries=bar.advance)
     print(
         f"dumped {report.sessions} sessions, {report.entries} entries,"
         f" {report.shared_values} user: and agent: state values",
@@ -415,19 +456,48 @@ def cmd_dump(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def cmd_restore(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    progress = Progress("restoring")
-    with Path(args.path).open("rb") as handle:
-        report = restore_store(
-            store, handle, name=args.path, replace=args.replace, progress=progress
+def _restore(
+    store: SessionStore, path: Path, args: argparse.Namespace, existing: Existing
+) -> RestoreReport:
+    """Restore a dump file, each session put in the ledger once it is written."""
+    args.ledger.resume = f"{args.command} again with --skip-existing to finish"
+
+    def written(done: int, image: SessionImage) -> None:
+        args.ledger.wrote(image.id)
+
+    try:
+        with ProgressBar(f"restoring {path.name}") as bar, path.open("rb") as handle:
+            report = restore_store(
+                store,
+                handle,
+                name=str(path),
+                replace=existing == "replace",
+                skip_existing=existing == "skip",
+                progress=written,
+                on_entries=bar.advance,
+            )
+    except SessionExists as err:
+        raise InvalidInput(
+            f"{err} (--skip-existing leaves such sessions as they are, --replace writes them again)"
+        ) from err
+    _kept_note(report)
+    if report.skipped:
+        print(
+            f"{len(report.skipped)} sessions of the dump were already in the store and were"
+            " left as they are (--replace to write them again)",
+            file=sys.stderr,
         )
-    progress.done()
+    return report
+
+
+def cmd_restore(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    existing: Existing = "replace" if args.replace else "skip" if args.skip_existing else "error"
+    report = _restore(store, Path(args.path), args, existing)
     print(
         f"restored {len(report.sessions)} sessions, {report.entries} entries,"
         f" {report.shared_values} user: and agent: state values",
         file=out,
     )
-    _kept_note(report)
     return 0
 
 
@@ -441,11 +511,18 @@ def _kept_note(report: RestoreReport) -> None:
 
 
 def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    target = open_store(args.to)
     try:
-        progress = Progress("copying")
-        report = copy_store(store, target, progress=progress)
-        progress.done()
+        target = open_store(args.to)
+    except InvalidInput as err:
+        raise InvalidInput(err.reason, field="--to" if err.field == "url" else err.field) from err
+    try:
+        args.ledger.resume = "copy again to finish: sessions already copied are skipped"
+
+        def copied(done: int, image: SessionImage) -> None:
+            args.ledger.wrote(image.id)
+
+        with ProgressBar("copying", total=_entry_total(store)) as bar:
+            report = copy_store(store, target, progress=copied, on_entries=bar.advance)
     finally:
         target.close()
     if args.json:
@@ -471,8 +548,48 @@ def cmd_copy(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_reset(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    before = store.current(args.key)
+    if before is None and not args.key.startswith("agent:"):
+        # A word is a key only when a session has it: `reset helo` must not
+        # start agent:main:helo.
+        raise InvalidInput(
+            f"{args.key!r} is neither a full key (agent:<agentId>:<rest>) nor one a session has",
+            field="key",
+        )
     session = store.reset(args.key)
-    print(session.id, file=out)
+    if args.json:
+        print_json(
+            out,
+            {"key": session.key, "archived": before.id if before else None, "started": session.id},
+        )
+        return 0
+    if before is not None:
+        print(f"archived {before.id}", file=out)
+    print(f"started {session.id} for {session.key}", file=out)
+    return 0
+
+
+def cmd_delete(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("deleting needs --yes when nothing can ask", field="yes")
+        answer = input(
+            f"delete {session.id} ({session.key or 'no key'}, {session.entry_count} entries)?"
+            " [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted", file=out)
+            return 1
+    store.delete(session.id)
+    print(f"deleted {session.id}", file=out)
+    return 0
+
+
+def cmd_title(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    session = find_session(store, args.session)
+    store.patch(session.id, title=args.text)
+    print(f"{session.id}: {args.text}", file=out)
     return 0
 
 
@@ -520,7 +637,7 @@ def cmd_fork(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     mode: Literal["warn", "enforce"] = "enforce" if args.enforce else "warn"
     if args.config:
-        config = SessionConfig.from_dict(orjson.loads(Path(args.config).read_bytes()))
+        config = SessionConfig.from_dict(read_json_file(args.config, field="--config"))
         policy = attrs.evolve(config.retention, mode=mode)
     else:
         policy = RetentionPolicy(
@@ -529,9 +646,8 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
             max_sessions=args.max_sessions,
             max_bytes=parse_size(args.max_bytes, field="--max-bytes") if args.max_bytes else None,
         )
-    progress = Progress("removing")
-    report = store.maintain(policy, progress=progress.of if args.enforce else None)
-    progress.done()
+    with ProgressBar("removing", unit="sessions", total=0) as bar:
+        report = store.maintain(policy, progress=bar.set if args.enforce else None)
     if args.json:
         print_json(
             out,
@@ -590,7 +706,8 @@ def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
     schema = store.schema()
     if args.apply and schema.version < schema.latest:
         store.close()
-        store = open_store(args.db)
+        with ProgressBar("migrating", unit="migrations"):
+            store = open_store(args.db)
         schema = store.schema()
     version = schema.version
     known = schema.migrations
@@ -612,6 +729,11 @@ def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
 
 
 def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
+    if args.missing is not None:
+        # Nothing to check: the first write makes the store (main says so).
+        if args.json:
+            print_json(out, {"url": args.missing, "exists": False, "problems": []})
+        return 0
     problems = list(store.check_integrity())
     facts = store.diagnostics()
     schema = store.schema()
@@ -643,8 +765,18 @@ def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
 
 
 def _command(
-    sub: Any, name: str, handler: Handler, help_text: str, example: str
+    sub: Any,
+    name: str,
+    handler: Handler,
+    help_text: str,
+    example: str,
+    *,
+    reads: bool = False,
+    api_names: dict[str, str] | None = None,
 ) -> argparse.ArgumentParser:
+    """A subcommand. `reads`: it only reads, so it never makes a store (a missing
+    one reads as empty). `api_names`: the API's names for its arguments, where they
+    differ (`{"to_seq": "seq"}`), so that errors name the argument as typed."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help_text,
@@ -652,7 +784,13 @@ def _command(
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(
+        handler=handler,
+        reads=reads,
+        api_names=api_names or {},
+        parser_of=parser,
+        ledger=Ledger(),
+    )
     return parser
 
 
@@ -662,7 +800,7 @@ def _json(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aisopod-session",
         description=textwrap.dedent(__doc__ or "").strip().split("\n\n")[0],
         epilog=textwrap.dedent(
@@ -680,7 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="URL", default=None, help="the store (see below)")
     parser.add_argument("--debug", action="store_true", help="logs and tracebacks on stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     p = _command(
         sub,
@@ -688,6 +828,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_list,
         "list sessions, most recently updated first",
         "aisopod-session list --agent main --status active",
+        reads=True,
     )
     p.add_argument("--agent", metavar="ID")
     p.add_argument("--status", choices=["active", "idle", "archived"])
@@ -704,6 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_show,
         "show one session's fields and state",
         "aisopod-session show agent:main:main",
+        reads=True,
     )
     p.add_argument("session", metavar="SESSION")
     _json(p)
@@ -714,6 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_state,
         "show a session's state: its own keys, its user's (user:) and its agent's (agent:)",
         "aisopod-session state agent:main:telegram:direct:123 --at 12",
+        reads=True,
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument(
@@ -729,11 +872,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "history",
         cmd_history,
-        "show the last entries of a session",
-        "aisopod-session history agent:main:telegram:direct:123 --last 20",
+        "show a session's entries, a page at a time (the last 50 first)",
+        "aisopod-session history agent:main:telegram:direct:123 --before 120 --limit 20",
+        reads=True,
     )
     p.add_argument("session", metavar="SESSION")
-    p.add_argument("--last", type=int, default=50, metavar="N")
+    p.add_argument("--last", type=int, metavar="N", help="the last N entries (default 50)")
+    p.add_argument("--before", type=int, metavar="SEQ", help="the page before entry SEQ")
+    p.add_argument("--after", type=int, metavar="SEQ", help="the page after entry SEQ")
+    p.add_argument("--limit", type=int, metavar="N", help="entries a page (default 50)")
     _json(p)
 
     p = _command(
@@ -742,6 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_context,
         "show what the model would be given",
         "aisopod-session context agent:main:main --max-tokens 8000",
+        reads=True,
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("--max-tokens", type=int, metavar="N")
@@ -753,6 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_search,
         "full-text search over message text",
         "aisopod-session search '\"deploy failed\" staging -test' --agent main",
+        reads=True,
     )
     p.add_argument("query", metavar="QUERY", help='words, "phrases", prefix*, a OR b, -excluded')
     p.add_argument("--agent", metavar="ID")
@@ -791,6 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_export,
         "export a session as a transcript (stdout by default)",
         "aisopod-session export agent:main:main -o main.jsonl",
+        reads=True,
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("--format", choices=["pi", "native"], default="pi")
@@ -802,6 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_dump,
         "write the whole store as native JSONL",
         "aisopod-session dump -o backup.jsonl",
+        reads=True,
     )
     p.add_argument("-o", "--output", metavar="FILE")
 
@@ -813,11 +964,18 @@ def build_parser() -> argparse.ArgumentParser:
         "aisopod-session --db sqlite:///new.db restore backup.jsonl",
     )
     p.add_argument("path", metavar="FILE")
-    p.add_argument(
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
         "--replace",
         action="store_true",
         help="overwrite sessions with the same id, and user: and agent: state values with the"
-        " same key (default: keep the store's values)",
+        " same key (default: a session already there is an error; the store's state values"
+        " are kept)",
+    )
+    group.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave sessions already in the store as they are (to finish a restore that stopped)",
     )
 
     p = _command(
@@ -838,6 +996,27 @@ def build_parser() -> argparse.ArgumentParser:
         "aisopod-session reset agent:main:main",
     )
     p.add_argument("key", metavar="KEY")
+    _json(p)
+
+    p = _command(
+        sub,
+        "delete",
+        cmd_delete,
+        "delete a session and its entries (asks first, unless --yes)",
+        "aisopod-session delete agent:main:main --yes",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+
+    p = _command(
+        sub,
+        "title",
+        cmd_title,
+        "set a session's title",
+        "aisopod-session title agent:main:main 'Lisbon weekend'",
+    )
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("text", metavar="TEXT")
 
     p = _command(
         sub,
@@ -845,6 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_compact,
         "summarise the start of a session's context",
         "aisopod-session compact agent:main:main --keep-turns 10",
+        api_names={"turns": "keep_turns", "budget": "max_tokens"},
     )
     p.add_argument("session", metavar="SESSION")
     group = p.add_mutually_exclusive_group()
@@ -858,6 +1038,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_rewind,
         "move a session's leaf back (nothing is deleted)",
         "aisopod-session rewind agent:main:main 42",
+        api_names={"to_seq": "seq"},
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("seq", type=int, metavar="SEQ")
@@ -896,6 +1077,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_stats,
         "sessions, entries, tokens and size per agent",
         "aisopod-session stats --json",
+        reads=True,
     )
     _json(p)
 
@@ -915,9 +1097,41 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_doctor,
         "check integrity, settings, permissions and schema version",
         "aisopod-session doctor",
+        reads=True,
     )
     _json(p)
     return parser
+
+
+_API_NAMES: Final = {"agent_id": "agent", "user_id": "user", "at_seq": "at"}
+"""The API's names for arguments every command spells alike."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help for usage)\n")
+
+
+def _argument_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """How the command line spells each argument: `SEQ`, `--max-tokens`."""
+    names = {"url": "--db"}
+    for action in parser._actions:
+        if action.option_strings:
+            names[action.dest] = max(action.option_strings, key=len)
+        elif isinstance(action.metavar, str):
+            names[action.dest] = action.metavar
+    return names
+
+
+def _message(err: AisopodError, args: argparse.Namespace) -> str:
+    """The error in the command's own words: a field of the API (`to_seq`) is
+    named as the command's argument for it (`SEQ`)."""
+    if not isinstance(err, InvalidInput) or not err.field:
+        return str(err)
+    dest = {**_API_NAMES, **args.api_names}.get(err.field, err.field)
+    return f"{_argument_names(args.parser_of).get(dest, err.field)}: {err.reason}"
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -929,8 +1143,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.debug else "WARNING", format="{level}: {message}")
     args.db = args.db or default_url()
+    args.missing = None
+    reads = args.reads or (args.command == "migrate" and not args.apply)
     try:
-        store = open_store(args.db, migrate=args.command != "migrate")
+        try:
+            store = open_store(args.db, migrate=args.command != "migrate", create=not reads)
+        except StoreNotFound as err:
+            # A read never makes a store: it reads an empty one, and says so.
+            args.missing = err.url
+            store = open_store("sqlite:///:memory:", migrate=args.command != "migrate")
         try:
             code: int = args.handler(store, args, out)
         finally:
@@ -940,13 +1161,31 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"aisopod-session: interrupted; {args.ledger.summary(reads)}", file=sys.stderr)
+        return 130
     except (AisopodError, OSError) as err:
         if args.debug:
             raise
-        message = str(err) if isinstance(err, AisopodError) else f"{err.strerror}: {err.filename}"
+        if isinstance(err, AisopodError):
+            message = _message(err, args)
+        else:
+            message = f"{err.strerror}: {err.filename}" if err.filename else str(err)
+        if args.missing is not None:
+            message += f" ({_no_store_yet(args.missing)})"
+        elif args.ledger.sessions:
+            message += f"; {args.ledger.summary(reads)}"
         print(f"aisopod-session: error: {message}", file=sys.stderr)
         return 1
+    if args.missing is not None:
+        print(f"aisopod-session: {_no_store_yet(args.missing)}", file=sys.stderr)
     return code
+
+
+def _no_store_yet(url: str) -> str:
+    return f"no sessions yet: there is no store at {url}"
 
 
 if __name__ == "__main__":

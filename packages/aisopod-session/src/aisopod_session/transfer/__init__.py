@@ -40,7 +40,13 @@ These functions are synchronous (they read and write files); with an
 
 from aisopod_session.transfer._checksum import session_checksum
 from aisopod_session.transfer._copy import CopyReport, copy_store
-from aisopod_session.transfer._images import EntryImage, SessionImage, read_images
+from aisopod_session.transfer._images import (
+    EntryCount,
+    EntryImage,
+    Progress,
+    SessionImage,
+    read_images,
+)
 from aisopod_session.transfer._native import (
     DUMP_FORMAT,
     DumpReport,
@@ -86,4 +92,7 @@ __all__ = [
     "SessionImage",
     "EntryImage",
     "read_images",
+    # progress callbacks
+    "Progress",
+    "EntryCount",
 ]

@@ -19,7 +19,9 @@ import attrs
 from aisopod_session._errors import SessionNotFound, StoreUnavailable
 from aisopod_session.transfer._checksum import Checksum, checksummed, session_checksum
 from aisopod_session.transfer._images import (
+    EntryCount,
     Progress,
+    counted,
     entry_images,
     leaf_state,
     read_images,
@@ -56,6 +58,7 @@ def copy_store(
     target: SessionStore,
     *,
     progress: Progress | None = None,
+    on_entries: EntryCount | None = None,
 ) -> CopyReport:
     """Copy every session, binding and entry of `source` (of its agent, when scoped)
     into `target`, then its `user:` and `agent:` state.
@@ -72,7 +75,8 @@ def copy_store(
     agent) at a time: the source's values the target lacks or holds otherwise
     are written, then the owner's values are read back and each compared with
     the source's. Keys only the target has are left as they are. A copy run
-    again writes none of them.
+    again writes none of them. `progress` is told after each session,
+    `on_entries` as entries are compared or written.
 
     Raises:
         StoreUnavailable: when a copied session, or a shared value, does not
@@ -88,7 +92,7 @@ def copy_store(
         except SessionNotFound:
             existing = None
         if existing is not None:
-            for entry in stream:
+            for entry in counted(stream, on_entries):
                 checksum.entry(entry)
             if checksum.hexdigest() == existing:
                 skipped += 1
@@ -98,7 +102,7 @@ def copy_store(
                 continue
             stream = entry_images(source, image.id)
             checksum = Checksum(image, state)
-        write_image(target, image, checksummed(stream, checksum), replace=True)
+        write_image(target, image, checksummed(counted(stream, on_entries), checksum), replace=True)
         expected = checksum.hexdigest()
         written = session_checksum(target, image.id)
         if written != expected:

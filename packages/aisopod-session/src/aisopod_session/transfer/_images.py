@@ -23,21 +23,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import attrs
 
+from aisopod_session._errors import SessionNotFound
 from aisopod_session._model import Entry, ForkRef, Origin, Session, SessionStatus
+from aisopod_shared import AisopodError
 
 if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
 
 __all__ = [
     "PAGE",
+    "EntryCount",
     "EntryImage",
     "Progress",
     "SessionImage",
     "SharedValue",
+    "counted",
     "entry_images",
     "entry_pages",
     "image_of",
@@ -47,6 +51,7 @@ __all__ = [
     "stream_sessions",
     "stream_shared_state",
     "write_image",
+    "write_unless_there",
     "write_shared_state",
 ]
 
@@ -118,6 +123,30 @@ class SharedValue:
 
 Progress: TypeAlias = Callable[[int, SessionImage], None]
 """Told, after each session, how many are done and which one was last."""
+
+EntryCount: TypeAlias = Callable[[int], None]
+"""Told, as a session's entries stream by, how many more went through: progress
+counted in entries, so one long session moves a bar too."""
+
+_T = TypeVar("_T")
+_COUNT_EVERY: Final = 256
+"""Entries between two calls of an `EntryCount` (and one for the rest of a session)."""
+
+
+def counted(items: Iterable[_T], on_entries: EntryCount | None) -> Iterator[_T]:
+    """`items`, passed through, reported to `on_entries` a few hundred at a time."""
+    if on_entries is None:
+        yield from items
+        return
+    pending = 0
+    for item in items:
+        yield item
+        pending += 1
+        if pending == _COUNT_EVERY:
+            on_entries(pending)
+            pending = 0
+    if pending:
+        on_entries(pending)
 
 
 def image_of(session: Session, *, current: bool) -> SessionImage:
@@ -201,6 +230,33 @@ def write_image(
     from aisopod_session._store import engine_of  # the store imports this module
 
     return engine_of(store).write_session(image, entries, replace=replace)
+
+
+def write_unless_there(
+    store: SessionStore, image: SessionImage, entries: Iterable[EntryImage]
+) -> Session | None:
+    """Write a session unless the store holds one with its id; None when it did
+    (then nothing is written), even when another writer put it there a moment
+    ago: two imports of the same data end as one after the other would."""
+    from aisopod_session._store import engine_of  # the store imports this module
+
+    if _stored(store, image.id) is not None:
+        return None
+    try:
+        return engine_of(store).write_session(image, entries)
+    except AisopodError:
+        # The other writer committed first (a unique id refused it); anything
+        # else is this write's own failure.
+        if _stored(store, image.id) is not None:
+            return None
+        raise
+
+
+def _stored(store: SessionStore, session_id: str) -> Session | None:
+    try:
+        return store.get(session_id)
+    except SessionNotFound:
+        return None
 
 
 def leaf_state(store: SessionStore, session_id: str) -> Mapping[str, Any]:

@@ -29,13 +29,16 @@ import orjson
 
 from aisopod_session._errors import TranscriptError
 from aisopod_session.transfer._images import (
+    EntryCount,
     EntryImage,
     Progress,
     SessionImage,
     SharedValue,
+    counted,
     read_images,
     stream_shared_state,
     write_image,
+    write_unless_there,
 )
 from aisopod_session.transfer._shared_state import restore_shared_state
 from aisopod_shared import converter
@@ -69,19 +72,21 @@ def dump_store(
     *,
     session_ids: Iterable[str] | None = None,
     progress: Progress | None = None,
+    on_entries: EntryCount | None = None,
 ) -> DumpReport:
     """Write every session of `store` (of its agent, when scoped), then every
     `user:` and `agent:` value (of its agent, when scoped), to `out` as JSONL.
 
     With `session_ids`, the dump holds those sessions only: the shared state
-    belongs to no one session, and stays out.
+    belongs to no one session, and stays out. `progress` is told after each
+    session, `on_entries` as entries are written.
     """
     out.write(orjson.dumps({"format": DUMP_FORMAT, "version": DUMP_VERSION}) + b"\n")
     sessions = entries = shared = 0
     for image, stream in read_images(store, session_ids):
         sessions += 1
         out.write(orjson.dumps({"kind": "session", **converter.unstructure(image)}) + b"\n")
-        for entry in stream:
+        for entry in counted(stream, on_entries):
             entries += 1
             out.write(orjson.dumps({"kind": "entry", **converter.unstructure(entry)}) + b"\n")
         if progress is not None:
@@ -106,6 +111,8 @@ class RestoreReport:
     shared_kept: int = 0
     """`user:` and `agent:` values of the dump left out: the store had the key
     already (and `replace` was not given)."""
+    skipped: tuple[str, ...] = ()
+    """Sessions of the dump left out: the store had them already (`skip_existing`)."""
 
 
 class _Lines:
@@ -152,14 +159,20 @@ def restore_store(
     *,
     name: str = "<dump>",
     replace: bool = False,
+    skip_existing: bool = False,
     progress: Progress | None = None,
+    on_entries: EntryCount | None = None,
 ) -> RestoreReport:
     """Write the sessions of a dump into `store`, one transaction each, and its
     `user:` and `agent:` values, a page per transaction.
 
-    A session already in the store is an error, unless `replace`; a shared
-    value whose key the store already has is left out (the store's value
-    stays), unless `replace`. A scoped store takes only its agent's sessions
+    A session already in the store is an error, unless `replace` (it is
+    written again) or `skip_existing` (it is left as it is: a restore run
+    again after a failure finishes the work, and two restores of one dump at
+    once end as one after the other would); a shared value whose key the
+    store already has is left out (the store's value stays), unless
+    `replace`. `progress` is told after each session written or skipped,
+    `on_entries` as entries go by. A scoped store takes only its agent's sessions
     and values: another agent's is refused.
 
     Raises:
@@ -179,6 +192,7 @@ def restore_store(
         readable = ", ".join(str(v) for v in _READS)
         raise reader.error(f"dump version {version!r} is not one this library reads ({readable})")
     restored: list[str] = []
+    skipped: list[str] = []
     entries = shared = kept = 0
     while (record := reader.peek()) is not None:
         kind = record.get("kind")
@@ -192,12 +206,22 @@ def restore_store(
             raise reader.error(f"expected a {' or '.join(kinds)} line")
         image = _structure(reader, record, SessionImage)
         counter = [0]
-        write_image(store, image, _entries(reader, counter), replace=replace)
+        stream = counted(_entries(reader, counter), on_entries)
+        if skip_existing and not replace:
+            if write_unless_there(store, image, stream) is None:
+                skipped.append(image.id)
+                for _ in stream:  # the dump's next line follows this session's entries
+                    pass
+                if progress is not None:
+                    progress(len(restored) + len(skipped), image)
+                continue
+        else:
+            write_image(store, image, stream, replace=replace)
         restored.append(image.id)
         entries += counter[0]
         if progress is not None:
-            progress(len(restored), image)
-    return RestoreReport(tuple(restored), entries, shared, kept)
+            progress(len(restored) + len(skipped), image)
+    return RestoreReport(tuple(restored), entries, shared, kept, tuple(skipped))
 
 
 def _entries(reader: _Lines, counter: list[int]) -> Iterator[EntryImage]:

@@ -32,10 +32,10 @@ import attrs
 import orjson
 
 from aisopod_session._errors import SessionExists, TranscriptError
-from aisopod_session._model import Origin
+from aisopod_session._model import Origin, Session
 from aisopod_session._validate import session_key
 from aisopod_session.keys import normalize_agent_id, normalize_channel
-from aisopod_session.transfer._images import write_image
+from aisopod_session.transfer._images import EntryCount, write_image
 from aisopod_session.transfer._transcript_import import (
     Existing,
     ImportResult,
@@ -84,6 +84,7 @@ def import_openclaw_agent(
     *,
     skip_bad_lines: bool = False,
     existing: Existing = "error",
+    on_entries: EntryCount | None = None,
 ) -> list[ImportResult]:
     """Import an OpenClaw agent folder: `<agentId>/sessions/sessions.json` and transcripts.
 
@@ -102,7 +103,8 @@ def import_openclaw_agent(
     without a key; OpenClaw's pre-compaction twins (`*.checkpoint.<uuid>.jsonl`)
     and traces (`*.trajectory.jsonl`) are not sessions and are left alone, as
     are the `*.jsonl.reset.*` / `*.jsonl.deleted.*` files of reset and deleted
-    sessions. `skip_bad_lines` applies to every transcript.
+    sessions. `skip_bad_lines` applies to every transcript; `on_entries` is told
+    as entries are written.
 
     Every file is checked before anything is written; each session is then
     written in a transaction of its own.
@@ -125,7 +127,25 @@ def import_openclaw_agent(
     results = []
     for item, summary, maybe_id in zip(plan, summaries, ids, strict=True):
         stored = held.get(maybe_id) if maybe_id is not None else None
-        if stored is not None and existing == "skip":
+        if (
+            stored is not None
+            and existing == "skip"
+            and summary is not None
+            and _imported_without_key(stored, item, summary)
+        ):
+            # Its transcript came in alone before: import it again with the
+            # folder's key, origin and metadata (it holds nothing else).
+            results.append(
+                write_import(
+                    store,
+                    summary,
+                    item.target,
+                    skip_bad_lines,
+                    existing="replace",
+                    on_entries=on_entries,
+                )
+            )
+        elif stored is not None and existing == "skip":
             results.append(
                 left_alone(stored, summary)
                 if summary
@@ -134,9 +154,15 @@ def import_openclaw_agent(
         elif summary is None:
             results.append(_write_empty(store, item, replace=existing == "replace"))
         else:
-            replace = existing == "replace"
             results.append(
-                write_import(store, summary, item.target, skip_bad_lines, replace=replace)
+                write_import(
+                    store,
+                    summary,
+                    item.target,
+                    skip_bad_lines,
+                    existing=existing,
+                    on_entries=on_entries,
+                )
             )
     return results
 
@@ -333,6 +359,14 @@ def _check_folder(
         seen[session_id] = item.path
         summaries.append(summary)
     return summaries
+
+
+def _imported_without_key(stored: Session, item: _Planned, summary: Summary) -> bool:
+    """Whether a stored session is this folder's transcript imported on its own:
+    no key where the folder gives one, and the transcript's entries, no more."""
+    return (
+        item.target.key is not None and stored.key is None and stored.entry_count == summary.entries
+    )
 
 
 def _write_empty(store: SessionStore, item: _Planned, *, replace: bool = False) -> ImportResult:

@@ -29,7 +29,14 @@ from aisopod_session._errors import InvalidPayload, PayloadTooLarge, SessionNotF
 from aisopod_session._model import Origin, Session, SessionStatus
 from aisopod_session._validate import check_text, session_key
 from aisopod_session.keys import normalize_agent_id
-from aisopod_session.transfer._images import EntryImage, SessionImage, write_image
+from aisopod_session.transfer._images import (
+    EntryCount,
+    EntryImage,
+    SessionImage,
+    counted,
+    write_image,
+    write_unless_there,
+)
 from aisopod_session.transfer._transcript_reader import SkippedLine, Summary, TranscriptReader
 from aisopod_shared import InvalidInput, logger
 
@@ -151,6 +158,7 @@ def import_transcript(
     current: bool = True,
     skip_bad_lines: bool = False,
     existing: Existing = "error",
+    on_entries: EntryCount | None = None,
 ) -> ImportResult:
     """Import one transcript file (version 1, 2 or 3) as a session, in one transaction.
 
@@ -180,7 +188,9 @@ def import_transcript(
     stored = stored_session(store, summary.header.session_id)
     if stored is not None and existing == "skip":
         return left_alone(stored, summary)
-    return write_import(store, summary, target, skip_bad_lines, replace=existing == "replace")
+    return write_import(
+        store, summary, target, skip_bad_lines, existing=existing, on_entries=on_entries
+    )
 
 
 def stored_session(store: SessionStore, session_id: str) -> Session | None:
@@ -217,9 +227,11 @@ def write_import(
     target: ImportTarget,
     skip_bad_lines: bool,
     *,
-    replace: bool = False,
+    existing: Existing = "error",
+    on_entries: EntryCount | None = None,
 ) -> ImportResult:
-    """The second pass: write the session and its entries in one transaction."""
+    """The second pass: write the session and its entries in one transaction
+    (with `existing="skip"`, none when the session is there by then)."""
     header = summary.header
     created = header.timestamp or summary.first_at or target.created_at or import_time()
     active = max(summary.last_at or created, created)
@@ -233,7 +245,14 @@ def write_import(
     )
     with TranscriptReader(summary.path, skip_bad_lines=skip_bad_lines) as reader:
         try:
-            session = write_image(store, image, _second_pass(reader, summary), replace=replace)
+            entries = counted(_second_pass(reader, summary), on_entries)
+            if existing == "skip":
+                written = write_unless_there(store, image, entries)
+                if written is None:
+                    return left_alone(store.get(image.id), summary)
+                session = written
+            else:
+                session = write_image(store, image, entries, replace=existing == "replace")
         except (InvalidPayload, PayloadTooLarge) as err:
             # The store refused the entry the reader handed it last.
             raise reader.error(err.reason) from err

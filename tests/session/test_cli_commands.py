@@ -1,0 +1,90 @@
+"""Commands people reach for: history pages, delete, title, reset that says what it did."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from aisopod_session.cli import main
+from tests.session.cli_process import EXAMPLE
+
+
+def run(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> tuple[int, str, str]:
+    code = main(["--db", db, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> Any:
+    code, out, err = run(capsys, db, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(name="db")
+def db_fixture(shared_database_url: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """A store (SQLite file or PostgreSQL) with the example OpenClaw agent imported."""
+    run_json(capsys, shared_database_url, "import", str(EXAMPLE))
+    return shared_database_url
+
+
+def test_history_pages_back_and_forth_by_the_cursor_it_prints(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The main chat has 16 entries: pages of 5 backwards, then forwards."""
+    page = run_json(capsys, db, "history", "agent:main:main", "--limit", "5")
+    seqs = [[e["seq"] for e in page["entries"]]]
+    while page["next"] is not None:
+        option, cursor = page["next"]
+        assert (option, cursor) == ("--before", page["cursor"])
+        page = run_json(
+            capsys, db, "history", "agent:main:main", option, str(cursor), "--limit", "5"
+        )
+        seqs.append([e["seq"] for e in page["entries"]])
+    assert seqs == [[12, 13, 14, 15, 16], [7, 8, 9, 10, 11], [2, 3, 4, 5, 6], [1]]
+    forward = run_json(capsys, db, "history", "agent:main:main", "--after", "10", "--limit", "4")
+    assert [e["seq"] for e in forward["entries"]] == [11, 12, 13, 14]
+    assert forward["next"] == ["--after", 14]
+    code, out, _ = run(capsys, db, "history", "agent:main:main", "--limit", "5")
+    assert code == 0
+    assert out.splitlines()[-1] == "(earlier: --before 12)"
+    code, _, err = run(capsys, db, "history", "agent:main:main", "--last", "3", "--before", "9")
+    assert code == 1
+    assert err.startswith("aisopod-session: error: --last: ")
+
+
+def test_title_and_delete(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, db, "title", "agent:main:main", "Porto instead")
+    assert code == 0, err
+    shown = run_json(capsys, db, "show", "agent:main:main")
+    assert shown["title"] == "Porto instead"
+    code, out, err = run(capsys, db, "delete", "agent:main:main")  # stdin is not a terminal
+    assert code == 1
+    assert "--yes" in err
+    assert run_json(capsys, db, "show", shown["id"])["id"] == shown["id"]
+    code, out, _ = run(capsys, db, "delete", "agent:main:main", "--yes")
+    assert (code, out) == (0, f"deleted {shown['id']}\n")
+    code, _, err = run(capsys, db, "show", shown["id"])
+    assert code == 1
+    assert "no session" in err
+
+
+def test_reset_says_what_it_archived_and_started_and_invents_no_key(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = run_json(capsys, db, "show", "agent:main:main")["id"]
+    code, out, _ = run(capsys, db, "reset", "agent:main:main")
+    assert code == 0
+    archived, started = out.splitlines()
+    assert archived == f"archived {before}"
+    assert started.startswith("started ")
+    assert started.endswith(" for agent:main:main")
+    code, _, err = run(capsys, db, "reset", "helo")
+    assert code == 1
+    assert err.startswith("aisopod-session: error: KEY: 'helo' is neither a full key")
+    assert run_json(capsys, db, "list", "--key-prefix", "agent:main:helo")["sessions"] == []
+    fresh = run_json(capsys, db, "reset", "agent:main:brand-new")
+    assert fresh["archived"] is None
+    assert fresh["key"] == "agent:main:brand-new"
