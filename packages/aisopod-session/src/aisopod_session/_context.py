@@ -18,12 +18,12 @@ import attrs
 from aisopod_session._model import Entry
 from aisopod_session._paths import entries_on_path, find_on_path, path_ranges, segments
 from aisopod_session._toolpairs import call_ids, result_ids, safe_cuts
+from aisopod_session._view import compaction_view
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import InvalidInput, Message, logger, structure
 
 __all__ = ["Context", "ModelRef", "build_context"]
 
-_COMPACTION_CANDIDATES = 16
 _SYSTEM_PROMPT_PROBE = 4
 """How many entries at the root of a path are looked at for a system prompt."""
 
@@ -82,17 +82,14 @@ def build_context(
     """The context of the path ending at `leaf` (see the module docstring)."""
     if leaf <= 0:
         return Context(session_id, (), (), None, None, None, 0, False)
-    compaction_seq = find_on_path(
-        tx, sid, leaf, tx.compactions_before(sid, leaf, _COMPACTION_CANDIDATES)
-    )
+    view = compaction_view(tx, sid, leaf)
     compaction: Entry | None = None
     prefix: list[Entry] = []
     first = 1
-    if compaction_seq is not None:
-        compaction = tx.entries_by_seq(sid, session_id, [compaction_seq])[0]
-        kept_seq = _first_kept_seq(tx, sid, compaction)
-        first = kept_seq if kept_seq is not None else compaction_seq
-        prefix = _kept_system_entries(tx, sid, session_id, compaction)
+    if view is not None:
+        compaction = tx.entries_by_seq(sid, session_id, [view.seq])[0]
+        first = view.first
+        prefix = tx.entries_by_seq(sid, session_id, list(view.system_seqs))
     elif max_tokens is not None:
         first = _first_within_budget(tx, sid, leaf, max_tokens)
     path = entries_on_path(tx, sid, session_id, leaf, first=first)
@@ -123,20 +120,6 @@ def build_context(
 
 def _tokens(entries: Sequence[Entry]) -> int:
     return sum(entry.tokens for entry in entries)
-
-
-def _first_kept_seq(tx: SqlTx, sid: int, compaction: Entry) -> int | None:
-    kept_id = compaction.payload.get("firstKeptEntryId")
-    return tx.seq_of_id(sid, kept_id) if isinstance(kept_id, str) else None
-
-
-def _kept_system_entries(tx: SqlTx, sid: int, session_id: str, compaction: Entry) -> list[Entry]:
-    details = compaction.payload.get("details")
-    ids = details.get("systemEntryIds") if isinstance(details, Mapping) else None
-    if not isinstance(ids, list):
-        return []
-    seqs = [seq for seq in (tx.seq_of_id(sid, i) for i in ids if isinstance(i, str)) if seq]
-    return tx.entries_by_seq(sid, session_id, seqs)
 
 
 def _root_system_prompt(tx: SqlTx, sid: int, session_id: str, leaf: int, first: int) -> list[Entry]:
