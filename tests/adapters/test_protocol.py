@@ -8,6 +8,7 @@ Every test runs on SQLite and PostgreSQL, with the store handed over in each for
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -34,6 +35,7 @@ from aisopod_session import (
 from aisopod_session.adapters import CompactionPolicy, conversation_id, conversation_key
 from aisopod_session.adapters.langchain import AisopodChatMessageHistory
 from aisopod_session.adapters.openai_agents import AisopodSession
+from aisopod_session.transfer import export_transcript
 from aisopod_shared import ToolCallPart
 from tests.adapters.conftest import StoreArg, fresh_name
 
@@ -460,3 +462,22 @@ def test_a_conversation_moves_between_frameworks(
         "assistant",
     ]
     assert inspect.search("Rome").hits
+
+    # Exported as an OpenClaw transcript, the conversation reads as messages with
+    # their roles and tool calls; the frameworks' own items ride along.
+    out = io.StringIO()
+    assert export_transcript(inspect, sid.id, out) == 10
+    lines = [json.loads(line) for line in out.getvalue().splitlines()[1:]]
+    assert [line["message"]["role"] for line in lines] == [
+        "system",
+        "user",
+        "assistant",
+        "toolResult",
+        "assistant",
+        "user",
+        "assistant",
+        "toolResult",
+        "assistant",
+        "assistant",
+    ]
+    assert lines[2]["message"]["content"][0]["name"] == "weather"
