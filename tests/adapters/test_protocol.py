@@ -1,8 +1,8 @@
 """The adapters' contract beyond the happy path: exact windows, ids, closing, usage,
 compaction seen through the frameworks, and one conversation across frameworks.
 
-Every test runs on SQLite and PostgreSQL, with the store handed over in each form
-(`store_arg`: a URL, a sync store, an async store).
+Every test runs on SQLite and PostgreSQL, the store given by URL (how the store is
+handed over is `test_stores.py`'s subject; closing is tested with every form).
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ def made_fixture() -> Iterator[list[AisopodSession | AisopodChatMessageHistory]]
 
 @pytest.fixture(name="sdk")
 def sdk_fixture(
-    store_arg: StoreArg, made: list[AisopodSession | AisopodChatMessageHistory]
+    store_url: str, made: list[AisopodSession | AisopodChatMessageHistory]
 ) -> Callable[..., AisopodSession]:
     def make(name: str | None = None, **options: Any) -> AisopodSession:
-        session = AisopodSession(name or fresh_name(), store_arg, **options)
+        session = AisopodSession(name or fresh_name(), store_url, **options)
         made.append(session)
         return session
 
@@ -91,10 +91,10 @@ def sdk_fixture(
 
 @pytest.fixture(name="chat")
 def chat_fixture(
-    store_arg: StoreArg, made: list[AisopodSession | AisopodChatMessageHistory]
+    store_url: str, made: list[AisopodSession | AisopodChatMessageHistory]
 ) -> Callable[..., AisopodChatMessageHistory]:
     def make(name: str | None = None, **options: Any) -> AisopodChatMessageHistory:
-        history = AisopodChatMessageHistory(name or fresh_name(), store_arg, **options)
+        history = AisopodChatMessageHistory(name or fresh_name(), store_url, **options)
         made.append(history)
         return history
 
@@ -117,24 +117,22 @@ def test_get_items_returns_exactly_the_limit(sdk: Callable[..., AisopodSession])
     assert run(get(widened, 2)) == items[1:]
 
 
-def test_an_unknown_setting_is_the_sdks_own_error(
-    store_arg: StoreArg, inspect: SessionStore
-) -> None:
+def test_an_unknown_setting_is_the_sdks_own_error(store_url: str, inspect: SessionStore) -> None:
     """A typo in `session_settings` is refused by the SDK's coercion (as `SQLiteSession`
     refuses it) instead of silently leaving the limit unset; nothing is written."""
     name = fresh_name()
     with pytest.raises(TypeError, match="limt"):
-        AisopodSession(name, store_arg, session_settings={"limt": 5})
+        AisopodSession(name, store_url, session_settings={"limt": 5})
     assert inspect.list(key_prefix="agent:main:user-").sessions == ()
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\n\t"])
-def test_a_blank_session_id_is_refused(store_arg: StoreArg, blank: str) -> None:
+def test_a_blank_session_id_is_refused(store_url: str, blank: str) -> None:
     """An empty or blank id never lands in the agent's main session."""
     with pytest.raises(InvalidSessionKey):
-        AisopodSession(blank, store_arg)
+        AisopodSession(blank, store_url)
     with pytest.raises(InvalidSessionKey):
-        AisopodChatMessageHistory(blank, store_arg)
+        AisopodChatMessageHistory(blank, store_url)
 
 
 def test_ids_keep_their_case(
@@ -165,11 +163,11 @@ def test_the_key_mapping_is_reversible(session_id: str) -> None:
     assert conversation_id(key) == session_id
 
 
-def test_every_method_fails_after_close(
-    sdk: Callable[..., AisopodSession], chat: Callable[..., AisopodChatMessageHistory]
-) -> None:
-    """A closed adapter says so, with the store's typed error, whatever is called."""
-    session, history = sdk(), chat()
+def test_every_method_fails_after_close(store_arg: StoreArg) -> None:
+    """A closed adapter says so, with the store's typed error, whatever is called, however
+    its store was handed over."""
+    session = AisopodSession(fresh_name(), store_arg)
+    history = AisopodChatMessageHistory(fresh_name(), store_arg)
     session.close()
     history.close()
     calls: list[Callable[[], Any]] = [
