@@ -18,6 +18,7 @@ from aisopod_session import (
     ConflictError,
     NewEntry,
     SchemaVersionError,
+    SessionExists,
     SessionStore,
     StoreBusy,
     StoreReadOnly,
@@ -433,3 +434,18 @@ def test_a_search_never_waits_for_a_writer(pg_url: str, postgres_dsn: str) -> No
         assert len(store.search("sanderling", limit=100).hits) == 30
         writer.rollback()
     store.close()
+
+
+def test_a_session_id_another_writer_took_is_session_exists(pg_url: str) -> None:
+    """Two writers that both found an id free (an import racing another): the one whose
+    insert the server refuses gets `SessionExists` naming the id, as a check before the
+    insert would have said, not a generic constraint failure."""
+    with open_store(pg_url) as store:
+        engine = engine_of(store)
+        session = engine.new_session("main", None)
+        with engine.backend.write() as tx:
+            tx.insert_session(session)
+        with pytest.raises(SessionExists) as refused, engine.backend.write() as tx:
+            tx.insert_session(session)
+        assert refused.value.session_id == session.id
+        assert store.get(session.id).id == session.id

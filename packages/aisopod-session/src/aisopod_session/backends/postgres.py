@@ -12,6 +12,7 @@ own (`?schema=name` in the URL), created on first open.
 
 from __future__ import annotations
 
+import re
 import select
 import threading
 import zlib
@@ -33,6 +34,7 @@ from aisopod_session._errors import (
     DuplicateEntryId,
     InvalidInput,
     SchemaVersionError,
+    SessionExists,
     StoreBusy,
     StoreFull,
     StoreReadOnly,
@@ -725,6 +727,11 @@ def translate(err: psycopg.Error, url: str) -> AisopodError:
         constraint = getattr(err.diag, "constraint_name", None)
         if constraint == "entries_by_id":
             return DuplicateEntryId("an entry with this id is already in the session", field="id")
+        if constraint == "sessions_id_key":
+            # Another writer made a session with this id first (two imports of the same
+            # data at once): what SQLite's write lock makes the check before the insert.
+            found = re.search(r"\(id\)=\((.*)\) already exists", err.diag.message_detail or "")
+            return SessionExists(found.group(1) if found else "?")
         return AisopodError(f"{url}: a constraint failed ({constraint})")
     if isinstance(err, errors.DiskFull | errors.OutOfMemory | errors.ProgramLimitExceeded):
         return StoreFull(f"{url}: no room left in the database ({err.sqlstate})")

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import attrs
 
-from aisopod_session._errors import SessionNotFound
+from aisopod_session._errors import SessionExists, SessionNotFound
 from aisopod_session._model import Entry, ForkRef, Origin, Session, SessionStatus
-from aisopod_shared import AisopodError
 
 if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
@@ -244,12 +243,9 @@ def write_unless_there(
         return None
     try:
         return engine_of(store).write_session(image, entries)
-    except AisopodError:
-        # The other writer committed first (a unique id refused it); anything
-        # else is this write's own failure.
-        if _stored(store, image.id) is not None:
-            return None
-        raise
+    except SessionExists:
+        # The other writer committed first: the store refused the id.
+        return None
 
 
 def _stored(store: SessionStore, session_id: str) -> Session | None:
