@@ -13,8 +13,6 @@ file by default or on a shared PostgreSQL database:
     page = store.history(session.id, last=50)
 """
 
-from importlib.metadata import version as _version
-
 from aisopod_session._async import AsyncSessionStore
 from aisopod_session._branching import Branch
 from aisopod_session._compaction import (
@@ -70,7 +68,16 @@ from aisopod_session._state import REMOVE
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore
 from aisopod_shared import Message, TokenUsage, logger
 
-__version__ = _version("aisopod-session")
+
+def __getattr__(name: str) -> str:
+    # The version is read from the installed metadata when asked for, not at import:
+    # importlib.metadata costs a tenth of a second, paid by every command.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("aisopod-session")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 logger.disable("aisopod_session")
 

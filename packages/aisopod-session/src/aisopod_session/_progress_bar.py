@@ -2,54 +2,17 @@
 
 Long work is counted in entries, the unit that takes the time (one session of
 100,000 entries moves the bar as much as 100,000 sessions of one), with the
-rate, and the time left when the total is known. rich draws them.
+rate, and the time left when the total is known. rich draws them
+(`_rich_bar`, imported only when a bar is shown).
 """
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
-from typing import Final
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichProgress
-from rich.text import Text
+from typing import Any
 
 __all__ = ["ProgressBar"]
-
-_REFRESHES_PER_SECOND: Final = 8
-
-
-class _Rate(ProgressColumn):
-    """`12,345 entries/s`, once there is a rate to show."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self._unit = unit
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} {self._unit}/s")
-
-
-class _Count(ProgressColumn):
-    """`12,345 entries` when there is no total."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self._unit = unit
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{int(task.completed):,} {self._unit}")
 
 
 class ProgressBar:
@@ -60,23 +23,15 @@ class ProgressBar:
     """
 
     def __init__(self, what: str, *, unit: str = "entries", total: int | None = None) -> None:
-        console = Console(stderr=True)
-        self.shown = console.is_terminal
+        self.shown = sys.stderr.isatty()
         self._unit = unit
         self._total = total
-        self._bar: RichProgress | None = None
-        self._task = None
-        if not self.shown:
-            return
-        columns: list[str | ProgressColumn] = [SpinnerColumn(), TextColumn(what)]
-        if total is None:
-            columns += [_Count(unit), _Rate(unit), TimeElapsedColumn()]
-        else:
-            columns += [BarColumn(), MofNCompleteColumn(), _Rate(unit), TimeRemainingColumn()]
-        self._bar = RichProgress(
-            *columns, console=console, refresh_per_second=_REFRESHES_PER_SECOND
-        )
-        self._task = self._bar.add_task(what, total=total)
+        self._bar: Any = None
+        self._task: Any = None
+        if self.shown:
+            from aisopod_session._rich_bar import new_bar  # rich, only when a bar is drawn
+
+            self._bar, self._task = new_bar(what, unit, total)
 
     def __enter__(self) -> ProgressBar:
         if self._bar is not None:

@@ -24,7 +24,6 @@ from typing import IO, Any, Final, Literal, NoReturn, TextIO
 import attrs
 import orjson
 
-from aisopod_session import __version__
 from aisopod_session._compaction import KeepLastTurns, TokenBudget
 from aisopod_session._config import RetentionPolicy, SessionConfig, parse_duration, parse_size
 from aisopod_session._errors import (
@@ -798,6 +797,19 @@ def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+class _Version(argparse.Action):
+    """`--version`: the installed version, read only when asked for (reading package
+    metadata costs every command a tenth of a second otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from importlib.metadata import version
+
+        parser.exit(message=f"{parser.prog} {version('aisopod-session')}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = _Parser(
@@ -817,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", metavar="URL", default=None, help="the store (see below)")
     parser.add_argument("--debug", action="store_true", help="logs and tracebacks on stderr")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

@@ -6,8 +6,6 @@ that tests can replace, and logging that stays silent until an application
 turns it on.
 """
 
-from importlib.metadata import version as _version
-
 from aisopod_shared._clock import (
     Clock,
     ManualClock,
@@ -34,7 +32,15 @@ from aisopod_shared._messages import (
 )
 from aisopod_shared._usage import TokenUsage
 
-__version__ = _version("aisopod-shared")
+
+def __getattr__(name: str) -> str:
+    # Read when asked for, not at import (importlib.metadata is slow to load).
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("aisopod-shared")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",
