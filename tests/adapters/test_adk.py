@@ -1,0 +1,485 @@
+"""The Google ADK adapter: ADK's `BaseSessionService` contract on the session store.
+
+Each test runs on SQLite and PostgreSQL, one store per backend for the module
+(every test uses app and user names of its own), and drives the service as
+ADK's runner does: with real `Event`s, through the async API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from google.adk.errors import StaleSessionError
+from google.adk.errors.already_exists_error import AlreadyExistsError
+from google.adk.errors.session_not_found_error import SessionNotFoundError
+from google.adk.events.event import Event
+from google.adk.events.event_actions import EventActions
+from google.adk.sessions.base_session_service import BaseSessionService, GetSessionConfig
+from google.adk.sessions.session import Session as AdkSession
+from google.genai import types
+
+from aisopod_session import InvalidInput, InvalidPayload, PayloadTooLarge, SessionStore, open_store
+from aisopod_session.adapters.adk import EVENT_KEY, AisopodSessionService, adk_key
+from aisopod_session.transfer import export_transcript
+from tests.adapters.conftest import BACKENDS
+from tests.session.postgres_schema import temporary_schema
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@pytest.fixture(name="store", scope="module", params=BACKENDS)
+def store_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SessionStore]:
+    """One store per backend for the module: the tests use names of their own."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("adk") / "sessions.db"
+        with open_store(f"sqlite:///{path}") as store:
+            yield store
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        with (
+            temporary_schema(dsn, f"adk_{uuid.uuid4().hex[:12]}") as url,
+            open_store(url) as store,
+        ):
+            yield store
+
+
+@pytest.fixture(name="service")
+def service_fixture(store: SessionStore) -> AisopodSessionService:
+    return AisopodSessionService(store)
+
+
+@pytest.fixture(name="app")
+def app_fixture() -> str:
+    """An app (agent) name no other test uses."""
+    return f"app_{uuid.uuid4().hex[:10]}"
+
+
+def text_event(role: str, text: str, **kwargs: Any) -> Event:
+    return Event(
+        invocation_id="inv",
+        author="user" if role == "user" else "helper",
+        content=types.Content(role=role, parts=[types.Part(text=text)]),
+        **kwargs,
+    )
+
+
+def delta_event(delta: dict[str, Any], **kwargs: Any) -> Event:
+    kwargs.setdefault("invocation_id", "inv")
+    return Event(author="user", actions=EventActions(state_delta=delta), **kwargs)
+
+
+def test_is_an_adk_session_service(service: AisopodSessionService) -> None:
+    assert isinstance(service, BaseSessionService)
+
+
+def test_create_get_delete(service: AisopodSessionService, app: str) -> None:
+    """A created session reloads equal; after delete it is gone."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u1", state={"key": "value"})
+        assert session.id
+        assert session.state == {"key": "value"}
+        assert session.events == []
+        got = await service.get_session(app_name=app, user_id="u1", session_id=session.id)
+        assert got == session
+        await service.delete_session(app_name=app, user_id="u1", session_id=session.id)
+        assert await service.get_session(app_name=app, user_id="u1", session_id=session.id) is None
+        # Deleting what is not there does nothing; so does reading it.
+        await service.delete_session(app_name=app, user_id="u1", session_id=session.id)
+        assert await service.get_session(app_name=app, user_id="u1", session_id="nope") is None
+
+    run(go())
+
+
+def test_ids_are_stripped_and_duplicates_refused(service: AisopodSessionService, app: str) -> None:
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u1", session_id="  s1 \n")
+        assert session.id == "s1"
+        with pytest.raises(AlreadyExistsError):
+            await service.create_session(app_name=app, user_id="u1", session_id="s1")
+        got = await service.get_session(app_name=app, user_id="u1", session_id=" s1 ")
+        assert got == session
+        # Another user's session of the same id is another session.
+        other = await service.create_session(app_name=app, user_id="u2", session_id="s1")
+        await service.append_event(session, text_event("user", "hi"))
+        got_other = await service.get_session(app_name=app, user_id="u2", session_id="s1")
+        assert got_other == other
+        assert got_other.events == []
+
+    run(go())
+
+
+def test_events_round_trip_exactly(service: AisopodSessionService, app: str) -> None:
+    """Every field of an event comes back equal, bytes included; the reloaded
+    session equals the live one."""
+    event = Event(
+        invocation_id="invocation",
+        author="user",
+        content=types.Content(
+            role="user",
+            parts=[
+                types.Part(text="look \x00 at this"),
+                types.Part.from_bytes(data=b"\x00\xffimage", mime_type="image/png"),
+            ],
+        ),
+        turn_complete=True,
+        actions=EventActions(artifact_delta={"file": 0}, transfer_to_agent="agent", escalate=True),
+        long_running_tool_ids={"tool1"},
+        error_code="error_code",
+        interrupted=True,
+        grounding_metadata=types.GroundingMetadata(
+            search_entry_point=types.SearchEntryPoint(sdk_blob=b"blob")
+        ),
+        usage_metadata=types.GenerateContentResponseUsageMetadata(
+            prompt_token_count=1, candidates_token_count=1, total_token_count=2
+        ),
+        custom_metadata={"custom_key": "custom_value", "n": None},
+        timestamp=1700000000.123456,
+    )
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(session, event)
+        assert session.last_update_time == event.timestamp
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got is not None
+        assert got == session
+        assert got.events[0] == event
+
+    run(go())
+
+
+def test_state_scopes_map_to_the_store(
+    service: AisopodSessionService, store: SessionStore, app: str
+) -> None:
+    """app: is the agent's state, user: the user's, temp: is never kept, other keys
+    (even ones that look scoped) are the session's; values replace, None is stored."""
+
+    async def go() -> None:
+        s1 = await service.create_session(
+            app_name=app,
+            user_id="u1",
+            state={"app:k": 1, "user:k": 2, "temp:k": 3, "k": {"a": 1}, "owner:k": 4, "%": 5},
+        )
+        assert s1.state == {"app:k": 1, "user:k": 2, "k": {"a": 1}, "owner:k": 4, "%": 5}
+        event = delta_event({"k": {"b": 2}, "user:k": None, "temp:t": "x", "app:j": [1]})
+        await service.append_event(s1, event)
+        assert s1.state["temp:t"] == "x"  # for the rest of the invocation only
+        assert "temp:t" not in (event.actions.state_delta or {})
+        got = await service.get_session(app_name=app, user_id="u1", session_id=s1.id)
+        assert got is not None
+        assert got.state == {
+            "app:k": 1,
+            "app:j": [1],
+            "user:k": None,
+            "k": {"b": 2},
+            "owner:k": 4,
+            "%": 5,
+        }
+        s2 = await service.create_session(app_name=app, user_id="u2")
+        assert s2.state == {"app:k": 1, "app:j": [1]}
+        assert await service.get_user_state(app_name=app, user_id="u1") == {"k": None}
+        assert await service.get_user_state(app_name=app, user_id="u3") == {}
+        # The store's own API reads the same state.
+        ours = store.current(adk_key(app, "u1", s1.id))
+        assert ours is not None
+        assert ours.user_id == "u1"
+        assert store.state(ours.id)["k"] == {"b": 2}
+        assert store.agent_state(app) == {"k": 1, "j": [1]}
+        assert store.user_state("u1", app) == {"k": None}
+
+    run(go())
+
+
+def test_partial_events_are_not_stored(service: AisopodSessionService, app: str) -> None:
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(session, text_event("model", "typing", partial=True))
+        assert session.events == []
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got is not None
+        assert got.events == []
+
+    run(go())
+
+
+def test_get_session_config(service: AisopodSessionService, app: str) -> None:
+    """num_recent_events and after_timestamp, alone and together."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        for i in range(1, 6):
+            await service.append_event(session, delta_event({"i": i}, timestamp=float(i)))
+
+        async def stamps(**config: Any) -> list[float]:
+            got = await service.get_session(
+                app_name=app, user_id="u", session_id=session.id, config=GetSessionConfig(**config)
+            )
+            assert got is not None
+            return [e.timestamp for e in got.events]
+
+        assert await stamps() == [1, 2, 3, 4, 5]
+        assert await stamps(num_recent_events=0) == []
+        assert await stamps(num_recent_events=3) == [3, 4, 5]
+        assert await stamps(after_timestamp=4.0) == [4, 5]
+        assert await stamps(after_timestamp=50.0) == []
+        assert await stamps(num_recent_events=3, after_timestamp=4.0) == [4, 5]
+
+    run(go())
+
+
+def test_last_update_time_is_the_events_timestamp(service: AisopodSessionService, app: str) -> None:
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        when = session.last_update_time + 10
+        await service.append_event(session, text_event("user", "hi", timestamp=when))
+        assert session.last_update_time == when
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got is not None
+        assert got.last_update_time == when
+        listed = (await service.list_sessions(app_name=app, user_id="u")).sessions
+        assert [s.last_update_time for s in listed] == [when]
+
+    run(go())
+
+
+def test_a_stale_writer_is_refused_and_writes_nothing(
+    service: AisopodSessionService, app: str
+) -> None:
+    async def go() -> None:
+        original = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(original, delta_event({"sk1": "v1"}))
+        fresh = await service.get_session(app_name=app, user_id="u", session_id=original.id)
+        assert fresh is not None
+        await service.append_event(fresh, delta_event({"sk2": "v2"}))
+        with pytest.raises(StaleSessionError, match="modified in storage"):
+            await service.append_event(original, delta_event({"sk3": "v3"}, invocation_id="x"))
+        final = await service.get_session(app_name=app, user_id="u", session_id=original.id)
+        assert final is not None
+        assert len(final.events) == 2
+        assert final.state == {"sk1": "v1", "sk2": "v2"}
+
+    run(go())
+
+
+def test_concurrent_writers_one_wins(service: AisopodSessionService, app: str) -> None:
+    """Two copies of one session appending at once: one succeeds, one is stale."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        for i in range(4):
+            latest = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+            assert latest is not None
+            a, b = latest.model_copy(deep=True), latest.model_copy(deep=True)
+            results = await asyncio.gather(
+                service.append_event(a, delta_event({f"k{i}": "a"})),
+                service.append_event(b, delta_event({f"k{i}": "b"})),
+                return_exceptions=True,
+            )
+            assert sorted(type(r).__name__ for r in results) == ["Event", "StaleSessionError"]
+        final = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert final is not None
+        assert len(final.events) == 4
+
+    run(go())
+
+
+def test_no_false_stale_from_timestamps(service: AisopodSessionService, app: str) -> None:
+    """A current session is never stale, whatever its timestamps say (ADK #3717)."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(session, text_event("user", "a", timestamp=2e9))
+        session.last_update_time -= 0.0001  # a float round trip gone wrong
+        await service.append_event(session, text_event("user", "b", timestamp=1.0))
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got is not None
+        assert [e.content.parts[0].text for e in got.events if e.content and e.content.parts] == [
+            "a",
+            "b",
+        ]
+
+    run(go())
+
+
+def test_append_to_a_deleted_session_is_refused(service: AisopodSessionService, app: str) -> None:
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.delete_session(app_name=app, user_id="u", session_id=session.id)
+        with pytest.raises(SessionNotFoundError):
+            await service.append_event(session, text_event("user", "hi"))
+        assert await service.get_session(app_name=app, user_id="u", session_id=session.id) is None
+
+    run(go())
+
+
+def test_list_sessions(service: AisopodSessionService, store: SessionStore, app: str) -> None:
+    """One user's sessions or every user's, with state, without events, oldest first;
+    sessions other writers made under the agent are not listed."""
+
+    async def go() -> None:
+        for user, sid in [("u1", "a"), ("u1", "b"), ("u2", "c")]:
+            session = await service.create_session(
+                app_name=app, user_id=user, session_id=sid, state={"key": sid}
+            )
+            await service.append_event(session, text_event("user", sid))
+        store.get_or_create(f"agent:{app}:telegram:direct:42", user_id="u1")
+        one = (await service.list_sessions(app_name=app, user_id="u1")).sessions
+        assert [(s.id, s.state, s.events) for s in one] == [
+            ("a", {"key": "a"}, []),
+            ("b", {"key": "b"}, []),
+        ]
+        every = (await service.list_sessions(app_name=app)).sessions
+        assert [(s.user_id, s.id) for s in every] == [("u1", "a"), ("u1", "b"), ("u2", "c")]
+        assert (await service.list_sessions(app_name=app, user_id="nobody")).sessions == []
+
+    run(go())
+
+
+def test_ids_keep_case_and_odd_characters(service: AisopodSessionService, app: str) -> None:
+    async def go() -> None:
+        names = [("User", "S-1"), ("user", "s-1"), ("a:b", "c"), ("a", "b:c"), ("ü %", "x\ty")]
+        for user, sid in names:
+            await service.create_session(app_name=app, user_id=user, session_id=sid)
+        listed = (await service.list_sessions(app_name=app)).sessions
+        assert sorted((s.user_id, s.id) for s in listed) == sorted(names)
+
+    run(go())
+
+
+def test_conversations_are_visible_to_the_store(
+    service: AisopodSessionService, store: SessionStore, app: str
+) -> None:
+    """Text, tool calls and tool results are native messages: context, search and
+    export work on ADK sessions."""
+    word = f"zebra{uuid.uuid4().hex[:8]}"
+
+    async def go() -> AdkSession:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(session, text_event("user", f"find the {word}"))
+        call = types.FunctionCall(id="c1", name="lookup", args={"q": word})
+        await service.append_event(
+            session,
+            Event(
+                invocation_id="inv",
+                author="helper",
+                content=types.Content(role="model", parts=[types.Part(function_call=call)]),
+            ),
+        )
+        responses = [
+            types.Part(
+                function_response=types.FunctionResponse(
+                    id="c1", name="lookup", response={"result": "found"}
+                )
+            ),
+            types.Part(
+                function_response=types.FunctionResponse(id="c2", name="other", response={"x": 1})
+            ),
+        ]
+        await service.append_event(
+            session,
+            Event(
+                invocation_id="inv",
+                author="helper",
+                content=types.Content(role="user", parts=responses),
+            ),
+        )
+        await service.append_event(session, text_event("model", "here it is"))
+        await service.append_event(session, delta_event({"done": True}))
+        return session
+
+    session = run(go())
+    ours = store.current(adk_key(app, "u", session.id))
+    assert ours is not None
+    messages = store.context(ours.id).messages
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert messages[2].tool_call_id == "c1"
+    assert store.search(word, session_id=ours.id).hits
+    out = io.StringIO()
+    assert export_transcript(store, ours.id, out) >= 6
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert any(EVENT_KEY in (line.get("message") or {}) for line in lines)
+    # And the events read back all the same.
+    got = run(service.get_session(app_name=app, user_id="u", session_id=session.id))
+    assert got == session
+
+
+def test_bad_input_changes_nothing(
+    service: AisopodSessionService, store: SessionStore, app: str
+) -> None:
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        with pytest.raises(InvalidPayload):
+            await service.append_event(session, {"author": "user"})  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput):
+            await service.append_event("s", text_event("user", "x"))  # type: ignore[arg-type]
+        with pytest.raises(PayloadTooLarge):
+            await service.append_event(session, text_event("user", "x" * (17 * 1024 * 1024)))
+        with pytest.raises(InvalidInput):
+            await service.append_event(session, delta_event({"k": float("nan")}))
+        with pytest.raises(InvalidInput):
+            await service.create_session(app_name="Not An Id", user_id="u")
+        with pytest.raises(InvalidInput):
+            await service.create_session(app_name=app, user_id=" ")
+        with pytest.raises(InvalidInput):
+            await service.get_session(app_name=app, user_id="u", session_id="")
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got == session
+        assert got.events == []
+
+    run(go())
+    ours = store.current(adk_key(app, "u", session_id_of(store, app)))
+    assert ours is not None
+    assert ours.entry_count == 0
+
+
+def session_id_of(store: SessionStore, app: str) -> str:
+    (only,) = store.list(agent_id=app).sessions
+    assert only.key is not None
+    return only.key.rsplit(":", 1)[1]
+
+
+def test_a_runner_keeps_its_conversation(store: SessionStore, app: str, tmp_path: Path) -> None:
+    """ADK's own Runner, on a model that answers without a network."""
+    from google.adk.agents import LlmAgent
+    from google.adk.models.base_llm import BaseLlm
+    from google.adk.models.llm_response import LlmResponse
+    from google.adk.runners import Runner
+
+    class Echo(BaseLlm):
+        async def generate_content_async(self, llm_request: Any, stream: bool = False) -> Any:
+            seen = sum(1 for c in llm_request.contents if c.role == "user")
+            yield LlmResponse(
+                content=types.Content(role="model", parts=[types.Part(text=f"turn {seen}")])
+            )
+
+    service = AisopodSessionService(store)
+    agent = LlmAgent(name="helper", model=Echo(model="echo"), instruction="be brief")
+    runner = Runner(agent=agent, app_name=app, session_service=service)
+
+    async def go() -> list[str]:
+        session = await service.create_session(app_name=app, user_id="u")
+        answers = []
+        for text in ["one", "two"]:
+            message = types.Content(role="user", parts=[types.Part(text=text)])
+            async for event in runner.run_async(
+                user_id="u", session_id=session.id, new_message=message
+            ):
+                if event.content and event.content.parts and event.content.parts[0].text:
+                    answers.append(event.content.parts[0].text)
+        return answers
+
+    assert run(go())[-1] == "turn 2"
