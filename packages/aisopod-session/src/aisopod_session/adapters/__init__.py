@@ -7,8 +7,13 @@ is an optional extra; this package imports neither:
   SDK's `Session` protocol (`pip install 'aisopod-session[openai-agents]'`).
 - `aisopod_session.adapters.langchain.AisopodChatMessageHistory`: LangChain's
   `BaseChatMessageHistory` (`pip install 'aisopod-session[langchain]'`).
+- `aisopod_session.adapters.adk.AisopodSessionService`: Google ADK's
+  `BaseSessionService` (`pip install 'aisopod-session[adk]'`).
+- `aisopod_session.adapters.pydantic_ai.AisopodMessageHistory`: a Pydantic AI
+  agent's `message_history`, by conversation id
+  (`pip install 'aisopod-session[pydantic-ai]'`).
 
-Both store what the framework hands them losslessly (it comes back equal, key
+Each stores what its framework hands it losslessly (it comes back equal, key
 for key) inside native message entries, so the store's context, compaction,
 search and tool-call pairing understand a conversation whichever framework
 wrote it; and each reads the native messages others wrote (user, assistant
