@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,10 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
     assert done.stderr.startswith("aisopod-session"), done.stderr
     assert "Traceback" not in done.stderr
     return done.stderr.strip()
+
+
+def ctrl_c_reaches_it() -> None:
+    """`preexec_fn` for a command a test will interrupt: Ctrl-C at its default, whatever
+    the test run inherited (a shell runs background jobs with SIGINT ignored, and a
+    child inherits that, so Python would never raise KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -25,7 +25,15 @@ from aisopod_session import (
 )
 from aisopod_session.cli import main
 from aisopod_shared import Message
-from tests.session.cli_process import COMMAND, EXAMPLE, ROOT, cli, environment, one_line_error
+from tests.session.cli_process import (
+    COMMAND,
+    EXAMPLE,
+    ROOT,
+    cli,
+    ctrl_c_reaches_it,
+    environment,
+    one_line_error,
+)
 from tests.session.postgres_schema import temporary_schema
 
 BACKENDS = ("sqlite", "postgres")
@@ -241,7 +249,12 @@ def _has(store: SessionStore, session_id: str) -> bool:
 
 def _interrupt(process: subprocess.Popen[bytes]) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()  # no command left running after the test, whatever it did
+        process.communicate()
+        raise
     return process.returncode, err.decode()
 
 
@@ -258,6 +271,7 @@ def test_ctrl_c_during_a_read_says_nothing_was_written(tmp_path: Path) -> None:
         env=environment(),
         cwd=ROOT,
         stderr=subprocess.PIPE,
+        preexec_fn=ctrl_c_reaches_it,
     )
     with fifo.open("rb") as reader:  # opens once the export is writing
         assert reader.read(1000)
@@ -281,6 +295,7 @@ def test_ctrl_c_during_a_restore_says_which_sessions_were_written(db: str, tmp_p
         env=environment(),
         cwd=ROOT,
         stderr=subprocess.PIPE,
+        preexec_fn=ctrl_c_reaches_it,
     )
     with fifo.open("wb") as writer:  # opens once the restore has its store open
         writer.write(b"".join(lines[: second + 1]))

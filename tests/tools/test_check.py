@@ -9,6 +9,7 @@ so every test starts with nothing Fresh.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -137,11 +138,24 @@ def uv() -> str:
 
 @pytest.fixture(scope="session")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the workspace checked once, to warm mypy's and ruff's caches."""
-    root = tmp_path_factory.mktemp("template")
-    copy_workspace(ROOT, root)
-    # Whether this passes is what test_clean_workspace_passes asserts.
-    run_check(root, "--workspace")
+    """A copy of the workspace checked once, to warm mypy's and ruff's caches.
+
+    Once for the whole run: the check is mypy over every file, so the suite's
+    workers (pytest-xdist) share one template in their common temp folder, the
+    first to get there making it while the others wait on its lock.
+    """
+    shared = tmp_path_factory.getbasetemp().parent
+    root = shared / "check-template"
+    with (shared / "check-template.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "check-template.done"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            copy_workspace(ROOT, root)
+            # Whether this passes is what test_clean_workspace_passes asserts.
+            run_check(root, "--workspace")
+            done.touch()
     return root
 
 

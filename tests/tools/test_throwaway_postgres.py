@@ -92,6 +92,9 @@ def test_no_server_outlives_an_interrupted_test_run(interruption: signal.Signals
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C at its default in the held run, whatever this run inherited (a shell
+        # starts background jobs with SIGINT ignored, and children keep that).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert run.stdout is not None
     seen = []
