@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import importlib
 import json
 import os
 import sqlite3
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from _postgres import EMBEDDED, postgres_dsn
+from peers import peer, text  # the peer benchmark's imports of peers, and its message texts
 
 from aisopod_session import open_async_store, open_store
 
@@ -51,23 +51,6 @@ POSTGRES_ENV = "AISOPOD_TEST_POSTGRES_DSN"
 LAST = 50
 TURN = 4
 CONCURRENT = 64
-
-TEXTS = (
-    "Can you check whether last night's backup finished, and how long it took?",
-    "The backup finished at 03:12 after 41 minutes. Two files were skipped because another"
-    " process held them open: ~/notes/todo.md and ~/mail/drafts.mbox.",
-    "Please remind me to call the dentist on Thursday morning.",
-    "Done: a reminder for Thursday at 09:00, 'Call the dentist'. Do you want it to repeat?",
-)
-
-
-def peer(module: str) -> Any:
-    """A peer's module, from the `bench` dependency group (not installed by default)."""
-    return importlib.import_module(module)
-
-
-def text(n: int) -> str:
-    return f"{TEXTS[n % len(TEXTS)]} (#{n})"
 
 
 def sdk_item(n: int) -> dict[str, Any]:

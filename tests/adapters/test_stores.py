@@ -22,9 +22,7 @@ from aisopod_session.adapters._common import KeyedConversation
 from aisopod_session.adapters.langchain import AisopodChatMessageHistory
 from aisopod_session.adapters.openai_agents import AisopodSession
 from tests.adapters.conftest import fresh_name
-
-WAIT = 10.0
-"""Seconds before a test gives up on an event: a bound on a hang, never a pause."""
+from tests.async_threads import WAIT, all_stopped, threads_of
 
 ADDS = 24
 """Adds made at once by the group commit tests."""
@@ -33,18 +31,6 @@ ADDS = 24
 def async_store_of(adapter: KeyedConversation) -> AsyncSessionStore:
     """The async store an adapter's coroutines go through."""
     return adapter._store.async_store
-
-
-def threads_of(store: AsyncSessionStore) -> list[threading.Thread]:
-    """The threads an async store has started (its workers and its committer)."""
-    committer = store._committer._thread
-    return [*store._workers._threads, *([committer] if committer is not None else [])]
-
-
-def all_stopped(threads: list[threading.Thread]) -> bool:
-    for thread in threads:
-        thread.join(timeout=WAIT)
-    return not any(thread.is_alive() for thread in threads)
 
 
 def use_both_adapters(store: SessionStore) -> list[threading.Thread]:

@@ -24,9 +24,7 @@ from aisopod_session import (
 )
 from aisopod_session._worker_threads import WorkerThreads
 from aisopod_shared import Message
-
-WAIT = 10.0
-"""Seconds before a test gives up on an event: a bound on a hang, never a pause."""
+from tests.async_threads import WAIT, all_stopped, threads_of
 
 
 class Signal:
@@ -266,18 +264,6 @@ def test_an_append_whose_loop_closed_still_commits_and_the_next_append_works(
         await store.aclose()
 
     asyncio.run(second())
-
-
-def threads_of(store: AsyncSessionStore) -> list[threading.Thread]:
-    """The threads an async store has started (its workers and its committer)."""
-    committer = store._committer._thread
-    return [*store._workers._threads, *([committer] if committer is not None else [])]
-
-
-def all_stopped(threads: list[threading.Thread]) -> bool:
-    for thread in threads:
-        thread.join(timeout=WAIT)
-    return not any(thread.is_alive() for thread in threads)
 
 
 def test_a_borrowing_async_store_stops_its_threads_and_leaves_the_store_open(

@@ -56,6 +56,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
         name=_err.name,
     ) from _err
 
+import attrs
 import orjson
 from pydantic import ValidationError
 
@@ -200,16 +201,8 @@ def _entries_of(value: dict[str, Any]) -> list[Message | NewEntry]:
 
 
 def _with(message: Message, extra: Mapping[str, Any]) -> Message:
-    return Message(
-        message.role,
-        message.content,
-        tool_call_id=message.tool_call_id,
-        tool_name=message.tool_name,
-        is_error=message.is_error,
-        usage=message.usage,
-        model=message.model,
-        extra=dict(extra),
-    )
+    """`message` with `extra` in place of its own (every other field kept)."""
+    return attrs.evolve(message, extra=dict(extra))
 
 
 def _natives(value: Mapping[str, Any]) -> list[Message]:
