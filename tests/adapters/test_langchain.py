@@ -314,7 +314,7 @@ def lc_messages() -> st.SearchStrategy[BaseMessage]:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(messages=st.lists(lc_messages(), min_size=1, max_size=4))
 def test_messages_round_trip_exactly(

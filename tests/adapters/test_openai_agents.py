@@ -547,7 +547,7 @@ def items(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(batch=st.lists(items(), min_size=1, max_size=4), more=json_values())
 def test_items_round_trip_exactly(

@@ -348,7 +348,7 @@ def test_every_example_survives_export_of_its_import(store: Any, name: str) -> N
 
 @pytest.mark.parametrize("version", [1, 2, 3])
 @settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_any_transcript_survives_export_of_its_import(
