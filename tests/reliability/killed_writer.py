@@ -1,12 +1,13 @@
-"""A writer process to kill with SIGKILL, and the exact check of what it left.
+"""Writer processes to kill with SIGKILL, and the exact check of what each left.
 
-The writer (`python -m tests.session.workers crash-writer URL SESSION BATCH`)
-appends batches of `BATCH` messages, "batch N part P", to one session, and
-prints `start N` before each append and `done N` once the append returned
-(was acknowledged). `run_and_kill` starts one, kills it when a chosen line
-appears (an event, not a timer), and reads what it printed: the last
-acknowledged batch, and whether the kill landed between a `start` and its
-`done`, that is, mid-append.
+A writer appends batches of `BATCH` messages, "batch N part P", to one session,
+and prints `start N` before each append and `done N` once the append returned
+(was acknowledged). `Writers` keeps one `python -m tests.session.workers
+crash-writers URL BATCH` running, which forks a writer process per session it is
+given (the imports are paid once; each writer opens its own store). `kill_one`
+starts a writer, kills it when a chosen line appears (an event, not a timer),
+and reads what it printed: the last acknowledged batch, and whether the kill
+landed between a `start` and its `done`, that is, mid-append.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import os
 import random
 import re
+import select
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import attrs
@@ -41,46 +44,76 @@ class Killed:
     """The batch whose append had started and not returned: the kill landed mid-append."""
 
 
-def run_and_kill(url: str, session_id: str, rng: random.Random) -> Killed:
-    """Start a writer and SIGKILL it just after the start or the end of a random
-    append (its 1st to 12th); return what it had acknowledged."""
-    writer = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.session.workers",
-            "crash-writer",
-            url,
-            session_id,
-            f"{BATCH}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert writer.stdout is not None
-    trigger = f"{rng.choice(['start', 'done'])} {rng.randint(1, 12)}"
-    printed: list[str] = []
-    for line in writer.stdout:
-        printed.append(line.strip())
-        if printed[-1] == trigger:
-            break
-    else:
-        raise AssertionError(f"the writer ended before {trigger!r}: {writer.stderr}")
-    # Not a wait for anything: where inside an append (a few milliseconds) the
-    # kill lands, so that some land before the commit and some after it.
-    time.sleep(rng.uniform(0.0, 0.004))
-    os.kill(writer.pid, signal.SIGKILL)
-    rest = writer.stdout.read()  # what the line reader buffered, then the pipe to EOF
-    writer.communicate(timeout=30)
-    assert writer.returncode == -signal.SIGKILL
-    printed += [line.strip() for line in rest.splitlines() if line.strip()]
-    done = [int(line.split()[1]) for line in printed if line.startswith("done ")]
-    started = [int(line.split()[1]) for line in printed if line.startswith("start ")]
-    acknowledged = max(done, default=0)
-    in_flight = started[-1] if started and started[-1] > acknowledged else None
-    return Killed(acknowledged, in_flight)
+class Writers:
+    """The process that forks writers for `kill_one`; a context manager."""
+
+    def __init__(self, url: str) -> None:
+        self._forker = subprocess.Popen(
+            [sys.executable, "-m", "tests.session.workers", "crash-writers", url, f"{BATCH}"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._unread = b""
+
+    def __enter__(self) -> Writers:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self._forker.communicate(timeout=30)  # closes its input: it ends there
+        finally:
+            if self._forker.poll() is None:
+                self._forker.kill()
+                self._forker.wait()
+
+    def _line(self) -> str:
+        """The next line the forker or its writer printed; a failure, not a hang, if
+        none comes within a minute."""
+        assert self._forker.stdout is not None
+        fd = self._forker.stdout.fileno()  # read raw: select() cannot see a buffer
+        while b"\n" not in self._unread:
+            ready, _, _ = select.select([fd], [], [], 60)
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                raise AssertionError(f"no line from the writers after {self._unread!r}")
+            self._unread += chunk
+        line, self._unread = self._unread.split(b"\n", 1)
+        return line.decode().strip()
+
+    def kill_one(self, session_id: str, rng: random.Random) -> Killed:
+        """Start a writer on `session_id` and SIGKILL it just after the start or the
+        end of a random append (its 1st to 12th); return what it had acknowledged."""
+        assert self._forker.stdin is not None
+        self._forker.stdin.write(session_id + "\n")
+        self._forker.stdin.flush()
+        first = self._line()
+        assert first.startswith("pid "), first
+        pid = int(first.split()[1])
+        trigger = f"{rng.choice(['start', 'done'])} {rng.randint(1, 12)}"
+        printed: list[str] = []
+        while (line := self._line()) != trigger:
+            assert not line.startswith("reaped "), f"the writer ended before {trigger!r}"
+            printed.append(line)
+        printed.append(line)
+        # Not a wait for anything: where inside an append (a few milliseconds) the
+        # kill lands, so that some land before the commit and some after it.
+        time.sleep(rng.uniform(0.0, 0.004))
+        os.kill(pid, signal.SIGKILL)
+        while not (line := self._line()).startswith("reaped "):
+            printed.append(line)  # what it printed before the kill landed
+        assert line == f"reaped {pid} {signal.SIGKILL.value}", line
+        done = [int(line.split()[1]) for line in printed if line.startswith("done ")]
+        started = [int(line.split()[1]) for line in printed if line.startswith("start ")]
+        acknowledged = max(done, default=0)
+        in_flight = started[-1] if started and started[-1] > acknowledged else None
+        return Killed(acknowledged, in_flight)
 
 
 def check_killed_writer(store: Any, session_id: str, killed: Killed) -> bool:

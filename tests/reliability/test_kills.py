@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from aisopod_session import open_store
-from tests.reliability.killed_writer import Killed, check_killed_writer, run_and_kill
+from tests.reliability.killed_writer import Killed, Writers, check_killed_writer
 from tests.session.invariants import check_invariants
 
 
@@ -18,9 +18,10 @@ def test_fifty_kills_lose_no_acknowledged_append_and_leave_none_half_written(
     rng = random.Random(0xA150)
     store = open_store(shared_database_url)
     rounds: list[tuple[str, Killed]] = []
-    for n in range(kills):
-        session = store.get_or_create(f"agent:main:kill-{n}")
-        rounds.append((session.id, run_and_kill(shared_database_url, session.id, rng)))
+    with Writers(shared_database_url) as writers:
+        for n in range(kills):
+            session = store.get_or_create(f"agent:main:kill-{n}")
+            rounds.append((session.id, writers.kill_one(session.id, rng)))
     store.close()
     reopened = open_store(shared_database_url)
     assert reopened.check_integrity() == []
