@@ -34,6 +34,7 @@ from aisopod_session._errors import (
     SessionExists,
     SessionNotFound,
     StoreNotFound,
+    TranscriptError,
 )
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
@@ -47,10 +48,11 @@ from aisopod_session.transfer import (
     copy_store,
     dump_store,
     export_transcript,
-    import_openclaw_agent,
+    import_openclaw_folder,
     import_transcript,
     restore_store,
 )
+from aisopod_session.transfer._compressed import CompressedFileError, open_plain
 from aisopod_shared import converter, enable_logging, logger
 
 __all__ = ["main"]
@@ -346,10 +348,11 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
 def _detect_format(path: Path) -> str:
     if path.is_dir():
         return "openclaw"
-    with path.open("rb") as handle:
-        first = handle.readline()
     try:
-        head = orjson.loads(first)
+        with open_plain(path) as handle:
+            head = orjson.loads(handle.readline())
+    except CompressedFileError as err:
+        raise TranscriptError(str(path), None, str(err)) from err
     except orjson.JSONDecodeError as err:
         raise InvalidInput(f"{path}: not a transcript, dump or agent folder") from err
     if isinstance(head, dict) and head.get("format") == DUMP_FORMAT:
@@ -373,7 +376,7 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         args.ledger.resume = "import again to finish: sessions already there are skipped"
         with ProgressBar(f"importing {path.name}") as bar:
             if kind == "openclaw":
-                results = import_openclaw_agent(
+                results = import_openclaw_folder(
                     store,
                     path,
                     skip_bad_lines=args.skip_bad_lines,
@@ -465,7 +468,7 @@ def _restore(
         args.ledger.wrote(image.id)
 
     try:
-        with ProgressBar(f"restoring {path.name}") as bar, path.open("rb") as handle:
+        with ProgressBar(f"restoring {path.name}") as bar, open_plain(path) as handle:
             report = restore_store(
                 store,
                 handle,
@@ -479,6 +482,8 @@ def _restore(
         raise InvalidInput(
             f"{err} (--skip-existing leaves such sessions as they are, --replace writes them again)"
         ) from err
+    except CompressedFileError as err:
+        raise TranscriptError(str(path), None, str(err)) from err
     _kept_note(report)
     if report.skipped:
         print(
@@ -927,7 +932,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "import",
         cmd_import,
-        "import a pi transcript, an OpenClaw agent folder or a native dump",
+        "import a pi transcript (.jsonl or .jsonl.zst), an OpenClaw folder (~/.openclaw,"
+        " its agents/, one agent's folder or its sessions/) or a native dump",
         "aisopod-session import ~/.openclaw/agents/main",
     )
     p.add_argument("path", metavar="PATH")
