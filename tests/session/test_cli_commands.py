@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,61 @@ def test_reset_says_what_it_archived_and_started_and_invents_no_key(
     fresh = run_json(capsys, db, "reset", "agent:main:brand-new")
     assert fresh["archived"] is None
     assert fresh["key"] == "agent:main:brand-new"
+
+
+ORPHAN = "e1b0c9d8-7a6f-4e5d-8c4b-3a2f1e0d9c8b"
+"""The example's one session without a key: the only one retention may take here."""
+
+
+def test_maintain_says_when_a_budget_is_out_of_reach(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four keys' current sessions, active inside a long window, are never removed."""
+    args = ("maintain", "--prune-after", "3650d", "--max-sessions", "2", "--max-bytes", "1kb")
+    report = run_json(capsys, db, *args)
+    assert [r["session_id"] for r in report["removals"]] == [ORPHAN]
+    left = sum(s["size_bytes"] for s in run_json(capsys, db, "list")["sessions"]) - next(
+        r["size_bytes"] for r in report["removals"]
+    )
+    assert report["unmet"] == [
+        {"limit": "max_sessions", "agent_id": "main", "allowed": 2, "remaining": 4},
+        {"limit": "max_bytes", "agent_id": None, "allowed": 1024, "remaining": left},
+    ]
+    code, out, _ = run(capsys, db, *args)
+    assert code == 0
+    assert out.splitlines()[-2:] == [
+        "cannot meet at most 2 sessions for agent main: 4 remain once every session it may"
+        " remove is gone (the rest are current sessions active within --prune-after, which"
+        " are never removed)",
+        f"cannot meet the size budget of 1024 bytes: {left} bytes remain once every session"
+        " it may remove is gone (the rest are current sessions active within --prune-after,"
+        " which are never removed)",
+    ]
+    met = run_json(capsys, db, "maintain", "--prune-after", "3650d", "--max-sessions", "4")
+    assert (met["unmet"], met["removals"][0]["session_id"]) == ([], ORPHAN)
+
+
+def test_maintain_combines_flags_and_config_and_refuses_a_contradiction(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "session.json"
+    config.write_text(
+        json.dumps({"maintenance": {"mode": "enforce", "pruneAfter": "3650d", "maxEntries": 4}})
+    )
+    code, _, err = run(capsys, db, "maintain", "--config", str(config), "--max-sessions", "3")
+    assert code == 1
+    assert err == (
+        f"aisopod-session: error: --max-sessions: 3 contradicts maintenance.maxEntries = 4"
+        f" in {config} (give the setting in one place, or the same value in both)\n"
+    )
+    preview = run_json(capsys, db, "maintain", "--config", str(config), "--dry-run")
+    assert (preview["mode"], preview["removed"]) == ("warn", 0)
+    assert [r["session_id"] for r in preview["removals"]] == [ORPHAN]
+    # The file's mode enforces; a flag giving the file's own value is no contradiction.
+    done = run_json(capsys, db, "maintain", "--config", str(config), "--max-sessions", "4")
+    assert (done["mode"], done["removed"]) == ("enforce", 1)
+    assert len(run_json(capsys, db, "list")["sessions"]) == 4
+    config.write_text(json.dumps({"maintenance": {"mode": "warn"}}))
+    code, _, err = run(capsys, db, "maintain", "--config", str(config), "--enforce")
+    assert code == 1
+    assert err.startswith("aisopod-session: error: --enforce: contradicts maintenance.mode =")

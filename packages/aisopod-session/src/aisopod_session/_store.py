@@ -692,7 +692,9 @@ class SessionStore:
         removed session's state goes with it; `user:` and `agent:` state stays
         (the report gives its size).
         `progress(done, total)` is called after each planned session is dealt
-        with (removed, or left alone).
+        with (removed, or left alone). A limit the run cannot bring the store
+        under (current sessions active within the window are never removed) is
+        in the report's `unmet`.
         """
         policy = policy or RetentionPolicy()
         if not isinstance(policy, RetentionPolicy):
@@ -701,14 +703,14 @@ class SessionStore:
         with self._backend.read() as tx:
             rows = tx.maintenance_rows(self.agent_id)
             shared = tx.shared_state_bytes(self.agent_id)
-        planned = plan_removals(rows, policy, now)
+        plan = plan_removals(rows, policy, now)
         removals = []
-        for row, reason in planned:
+        for row, reason in plan.removals:
             removed = policy.mode == "enforce" and self._remove_unchanged(row.sid, row.active_at)
             removals.append(removal(row, reason, removed=removed))
             if progress is not None:
-                progress(len(removals), len(planned))
-        report = MaintenanceReport(policy.mode, len(rows), tuple(removals), shared)
+                progress(len(removals), len(plan.removals))
+        report = MaintenanceReport(policy.mode, len(rows), tuple(removals), shared, plan.unmet)
         logger.info(
             "maintenance ({}): scanned {}, chose {}, removed {}",
             policy.mode,

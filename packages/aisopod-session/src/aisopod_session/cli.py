@@ -19,13 +19,13 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, NoReturn, TextIO
+from typing import IO, Any, Final, NoReturn, TextIO
 
 import attrs
 import orjson
 
 from aisopod_session._compaction import KeepLastTurns, TokenBudget
-from aisopod_session._config import RetentionPolicy, SessionConfig, parse_duration, parse_size
+from aisopod_session._config import RetentionPolicy, parse_duration, parse_size
 from aisopod_session._errors import (
     AisopodError,
     ConfigError,
@@ -39,6 +39,8 @@ from aisopod_session._errors import (
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
 from aisopod_session._progress_bar import ProgressBar
+from aisopod_session._retention import UnmetBudget
+from aisopod_session._retention_options import Flag, combined_policy
 from aisopod_session._store import SessionStore
 from aisopod_session.transfer import (
     DUMP_FORMAT,
@@ -639,19 +641,10 @@ def cmd_fork(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    mode: Literal["warn", "enforce"] = "enforce" if args.enforce else "warn"
-    if args.config:
-        config = SessionConfig.from_dict(read_json_file(args.config, field="--config"))
-        policy = attrs.evolve(config.retention, mode=mode)
-    else:
-        policy = RetentionPolicy(
-            mode=mode,
-            prune_after=parse_duration(args.prune_after, field="--prune-after"),
-            max_sessions=args.max_sessions,
-            max_bytes=parse_size(args.max_bytes, field="--max-bytes") if args.max_bytes else None,
-        )
+    policy = _maintain_policy(args)
     with ProgressBar("removing", unit="sessions", total=0) as bar:
-        report = store.maintain(policy, progress=bar.set if args.enforce else None)
+        report = store.maintain(policy, progress=bar.set if policy.mode == "enforce" else None)
+    unmet = [_unmet_line(u) for u in report.unmet]
     if args.json:
         print_json(
             out,
@@ -661,6 +654,7 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
                 "removed": report.removed,
                 "bytes_freed": report.bytes_freed,
                 "removals": list(report.removals),
+                "unmet": list(report.unmet),
             },
         )
         return 0
@@ -678,7 +672,40 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
         f" {report.bytes_to_free} bytes",
         file=out,
     )
+    for line in unmet:
+        print(line, file=out)
     return 0
+
+
+def _maintain_policy(args: argparse.Namespace) -> RetentionPolicy:
+    """The policy of the flags given and the `--config` file (`_retention_options`)."""
+    flags: dict[str, Flag] = {}
+    if args.enforce:
+        flags["mode"] = Flag("enforce", "")
+    if args.prune_after is not None:
+        flags["prune_after"] = Flag(
+            parse_duration(args.prune_after, field="prune_after"), args.prune_after
+        )
+    if args.max_sessions is not None:
+        flags["max_sessions"] = Flag(args.max_sessions, str(args.max_sessions))
+    if args.max_bytes is not None:
+        flags["max_bytes"] = Flag(parse_size(args.max_bytes, field="max_bytes"), args.max_bytes)
+    config = read_json_file(args.config, field="--config") if args.config else None
+    return combined_policy(flags, config, args.config, dry_run=args.dry_run)
+
+
+def _unmet_line(unmet: UnmetBudget) -> str:
+    """A budget out of reach, said plainly."""
+    if unmet.limit == "max_bytes":
+        what = f"the size budget of {unmet.allowed} bytes: {unmet.remaining} bytes remain"
+    else:
+        what = (
+            f"at most {unmet.allowed} sessions for agent {unmet.agent_id}: {unmet.remaining} remain"
+        )
+    return (
+        f"cannot meet {what} once every session it may remove is gone (the rest are"
+        " current sessions active within --prune-after, which are never removed)"
+    )
 
 
 def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -1079,13 +1106,31 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_maintain,
         "retention: report (default) or remove old sessions",
         "aisopod-session maintain --prune-after 30d --max-sessions 500 --enforce",
+        api_names={"mode": "enforce"},
     )
-    p.add_argument("--enforce", action="store_true", help="remove, not just report")
-    p.add_argument("--prune-after", default="30d", metavar="AGE")
-    p.add_argument("--max-sessions", type=int, default=500, metavar="N", help="per agent")
+    p.description = textwrap.fill(
+        "Retention: report (default) or remove old sessions. Each setting comes from its"
+        " flag, else from --config, else from the default (warn, 30d, 500 per agent, no size"
+        " budget); a flag and the file giving one setting different values is an error."
+        " `mode: enforce` in the file enforces like --enforce; --dry-run only reports."
+        " A budget it cannot meet (current sessions active within --prune-after are never"
+        " removed) is reported as such.",
+        width=80,
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--enforce", action="store_true", help="remove, not just report")
+    group.add_argument(
+        "--dry-run", action="store_true", help="only report, even when --config says enforce"
+    )
+    p.add_argument("--prune-after", metavar="AGE", help="inactive this long goes (default 30d)")
+    p.add_argument(
+        "--max-sessions", type=int, metavar="N", help="per agent, least recently active go"
+    )
     p.add_argument("--max-bytes", metavar="SIZE", help="a size budget, e.g. 2gb")
     p.add_argument(
-        "--config", metavar="FILE", help="take the policy from an OpenClaw `session` section (JSON)"
+        "--config",
+        metavar="FILE",
+        help="an OpenClaw `session` section (JSON) whose `maintenance` gives the policy",
     )
     _json(p)
 
