@@ -26,6 +26,7 @@ import orjson
 
 from aisopod_session._compaction import KeepLastTurns, TokenBudget
 from aisopod_session._config import RetentionPolicy, parse_duration, parse_size
+from aisopod_session._doctor import examine, unopened
 from aisopod_session._errors import (
     AisopodError,
     ConfigError,
@@ -765,29 +766,17 @@ def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         if args.json:
             print_json(out, {"url": args.missing, "exists": False, "problems": []})
         return 0
-    problems = list(store.check_integrity())
-    facts = store.diagnostics()
-    schema = store.schema()
-    facts["schema_version"] = schema.version
-    facts["latest_schema_version"] = schema.latest
-    if facts.get("backend") == "sqlite":
-        if str(facts.get("journal_mode")).lower() != "wal":
-            problems.append(f"journal_mode is {facts['journal_mode']}, not wal")
-        if facts.get("foreign_keys") != 1:
-            problems.append("foreign_keys is off")
-        for name, mode in facts.get("permissions", {}).items():
-            if int(mode, 8) & 0o077:
-                problems.append(f"{name} is readable by others ({mode})")
-    if schema.version < schema.latest:
-        problems.append("schema migrations are pending (aisopod-session migrate --apply)")
-    facts["problems"] = problems
+    facts = unopened(args.db, args.unopened) if args.unopened else examine(store, args.db)
+    problems, warnings = facts["problems"], facts["warnings"]
     if args.json:
         print_json(out, facts)
     else:
         for name, value in facts.items():
-            if name != "problems":
+            if name not in ("problems", "warnings"):
                 shown = orjson.dumps(value).decode() if isinstance(value, dict) else _cell(value)
                 print(f"{name:>22}  {shown}", file=out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=out)
         print("ok" if not problems else "problems:\n  " + "\n  ".join(problems), file=out)
     return 0 if not problems else 1
 
@@ -1207,6 +1196,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logger.add(sys.stderr, level="DEBUG" if args.debug else "WARNING", format="{level}: {message}")
     args.db = args.db or default_url()
     args.missing = None
+    args.unopened = None
     reads = args.reads or (args.command == "migrate" and not args.apply)
     try:
         try:
@@ -1215,6 +1205,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             # A read never makes a store: it reads an empty one, and says so.
             args.missing = err.url
             store = open_store("sqlite:///:memory:", migrate=args.command != "migrate")
+        except (AisopodError, OSError) as err:
+            if args.command != "doctor":
+                raise
+            # A store that does not open is what doctor reports on.
+            args.unopened = err
+            store = open_store("sqlite:///:memory:")
         try:
             code: int = args.handler(store, args, out)
         finally:

@@ -681,6 +681,12 @@ class PostgresBackend:
         with self.read() as tx:
             facts["server_version"] = tx.execute("SHOW server_version").fetchone()[0]
             facts["synchronous_commit"] = tx.execute("SHOW synchronous_commit").fetchone()[0]
+            # Read-only by our URL option, or by the server (a standby, a role's default).
+            server_read_only = tx.execute(
+                "SELECT current_setting('default_transaction_read_only') = 'on'"
+                " OR pg_is_in_recovery()"
+            ).fetchone()[0]
+            facts["read_only"] = self.read_only or bool(server_read_only)
             facts["size_bytes"] = int(
                 tx.execute(
                     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"

@@ -652,6 +652,7 @@ class SqliteBackend:
             ):
                 facts[pragma] = tx.execute(f"PRAGMA {pragma}").fetchone()[0]
         facts["sqlite_version"] = sqlite3.sqlite_version
+        facts["read_only"] = self.read_only
         if self.path is not None:
             modes = {}
             for path in (
