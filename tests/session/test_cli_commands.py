@@ -147,3 +147,20 @@ def test_maintain_combines_flags_and_config_and_refuses_a_contradiction(
     code, _, err = run(capsys, db, "maintain", "--config", str(config), "--enforce")
     assert code == 1
     assert err.startswith("aisopod-session: error: --enforce: contradicts maintenance.mode =")
+
+
+def test_context_within_a_budget_starts_with_a_turn_or_says_what_it_needs(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = run_json(capsys, db, "context", "agent:main:main")
+    cut = run_json(capsys, db, "context", "agent:main:main", "--max-tokens", "600")
+    assert cut["truncated"]
+    assert cut["messages"][0]["role"] not in ("assistant", "tool")
+    assert cut["messages"] == full["messages"][-len(cut["messages"]) :]
+    roomy = run_json(capsys, db, "context", "agent:main:main", "--max-tokens", str(full["tokens"]))
+    assert (roomy["truncated"], roomy["messages"]) == (False, full["messages"])
+    code, out, err = run(capsys, db, "context", "agent:main:main", "--max-tokens", "100")
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "aisopod-session: error: --max-tokens: 100 tokens cannot hold the last user message"
+    )

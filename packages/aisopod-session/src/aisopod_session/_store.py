@@ -498,8 +498,17 @@ class SessionStore:
     def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
         """The messages for the model, from the active branch, compaction applied.
 
-        With `max_tokens`, older entries are left out to fit (never the system
-        prompt or the compaction summary, never a tool result without its call).
+        With `max_tokens`, older entries are left out to fit: never the system
+        prompt or the compaction summary; what is kept starts where a model can
+        start reading (not with an assistant message or a tool result whose
+        call is left out, never between a call and its result); `truncated` is
+        true exactly when a message was left out. The budget counts the
+        entries that become messages.
+
+        Raises:
+            ContextBudgetTooSmall: when `max_tokens` cannot hold the system
+                prompt, the summary and the last user message with what follows
+                it (`needed` says how many tokens would).
         """
         if max_tokens is not None:
             check_int(max_tokens, "max_tokens", minimum=1)
