@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from aisopod_session._context_budget import fit, message_tokens
-from aisopod_session._model import Entry
+from aisopod_session._model import Entry, Items
 from aisopod_session._paths import entries_on_path, find_on_path, path_ranges, segments
 from aisopod_session._view import compaction_view
 from aisopod_session.backends._sql import SqlTx
@@ -40,8 +40,9 @@ class ModelRef:
 
 
 @attrs.frozen
-class Context:
-    """The messages for the model, and what the active path says about it.
+class Context(Items[Message]):
+    """The messages for the model, and what the active path says about it; iterate
+    it, index it and `len()` it for its messages.
 
     `messages` keep the transcript format's roles: besides `system`, `user`,
     `assistant` and `tool`, a compaction's summary is a `compactionSummary`
@@ -60,6 +61,9 @@ class Context:
     """The estimated tokens of the entries in the context."""
     truncated: bool
     """Whether `max_tokens` left a message out (exactly then)."""
+
+    def _items(self) -> tuple[Message, ...]:
+        return self.messages
 
     def for_model(self) -> list[Message]:
         """The messages with only `system`, `user`, `assistant` and `tool` roles."""
