@@ -164,3 +164,44 @@ def test_context_within_a_budget_starts_with_a_turn_or_says_what_it_needs(
     assert err.startswith(
         "aisopod-session: error: --max-tokens: 100 tokens cannot hold the last user message"
     )
+
+
+def test_role_names_are_one_in_history_context_and_search(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The main chat's entry 12 is an abandoned branch's summary."""
+    history = run_json(capsys, db, "history", "agent:main:main")
+    by_seq = {e["seq"]: e["role"] for e in history["entries"]}
+    assert (by_seq[12], by_seq[13], by_seq[14]) == ("branchSummary", "model_change", "user")
+    context = run_json(capsys, db, "context", "agent:main:main")
+    assert "branchSummary" in [m["role"] for m in context["messages"]]
+    (hit,) = run_json(capsys, db, "search", "rainy")["hits"]
+    assert (hit["seq"], hit["role"]) == (12, "branchSummary")
+    every = run_json(capsys, db, "search", "the OR a OR to", "--limit", "100")["hits"]
+    shown = {h["role"] for h in every}
+    assert {"user", "assistant", "branchSummary"} <= shown
+    for role in shown:
+        hits = run_json(capsys, db, "search", "the OR a OR to", "--role", role, "--limit", "100")
+        assert {h["role"] for h in hits["hits"]} == {role}
+        assert len(hits["hits"]) == sum(1 for h in every if h["role"] == role)
+
+
+def test_what_people_type_from_is_never_cut(
+    db: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a narrow terminal: keys, ids and times whole, a snippet cut around its match;
+    with --wide, nothing cut."""
+    monkeypatch.setenv("COLUMNS", "60")
+    sessions = run_json(capsys, db, "list")["sessions"]
+    code, out, _ = run(capsys, db, "list")
+    assert code == 0
+    for session in sessions:
+        assert session["key"] is None or session["key"] in out
+        assert session["id"] in out
+    assert "…" in out  # titles gave way
+    code, out, _ = run(capsys, db, "list", "--wide")
+    assert "…" not in out
+    assert all(s["title"] in out for s in sessions if s["title"])
+    code, out, _ = run(capsys, db, "search", "rainy")
+    assert "[rainy]" in out.splitlines()[-1]
+    assert "agent:main:main" in out

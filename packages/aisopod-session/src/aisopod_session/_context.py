@@ -273,11 +273,9 @@ def _message(entry: Entry) -> Message | None:
             return structure(payload.get("message"), Message)
         if entry.type == "custom_message":
             extra = {k: payload[k] for k in ("customType", "display") if k in payload}
-            return Message("custom", _content(payload.get("content")), extra=extra)
-        if entry.type == "branch_summary":
-            return Message("branchSummary", _text(payload.get("summary")))
-        if entry.type == "compaction":
-            return Message("compactionSummary", _text(payload.get("summary")))
+            return Message(entry.shown_role, _content(payload.get("content")), extra=extra)
+        if entry.type in ("branch_summary", "compaction"):
+            return Message(entry.shown_role, _text(payload.get("summary")))
     except InvalidInput as err:
         logger.warning(
             "entry {} of session {} is not a message: {}", entry.seq, entry.session_id, err

@@ -107,6 +107,30 @@ class Session:
     """The user the session is with (its `user:` state is that user's), if known."""
 
 
+# Entries that the context shows as messages of their own, and the role it gives them.
+_MESSAGE_LIKE: Final[Mapping[str, str]] = {
+    "compaction": "compactionSummary",
+    "branch_summary": "branchSummary",
+    "custom_message": "custom",
+}
+
+
+def role_name(entry_type: str, role: str | None) -> str:
+    """The role people see for an entry, the same in history, context and search:
+    a message's role (`tool` for a tool result), `compactionSummary`,
+    `branchSummary` or `custom` for the entries the context shows as such,
+    else the entry's type (`model_change`, `label`, ...)."""
+    if role:
+        return role
+    return _MESSAGE_LIKE.get(entry_type, entry_type)
+
+
+def stored_forms(role: str) -> tuple[str, ...]:
+    """What a search by `role` (as `role_name` gives it) matches: the stored role,
+    or the type of the entries shown with that role."""
+    return (role, *(kind for kind, shown in _MESSAGE_LIKE.items() if shown == role))
+
+
 @attrs.frozen
 class Entry:
     """One entry of a session's append-only log.
@@ -131,6 +155,11 @@ class Entry:
     tokens: int = 0
     """The store's token count for the entry: the provider's output tokens for a
     model reply that reported usage, else an estimate from its size."""
+
+    @property
+    def shown_role(self) -> str:
+        """`role_name` of the entry: its role as history, context and search show it."""
+        return role_name(self.type, self.role)
 
     @property
     def message(self) -> Message | None:

@@ -36,6 +36,7 @@ from aisopod_session._model import (
     SessionStatus,
     page_cursor,
     read_page_cursor,
+    stored_forms,
 )
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route, user_of
@@ -868,7 +869,9 @@ class SessionStore:
         where = SearchFilter(
             agent_id=self._engine.agent_filter(agent_id),
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
-            role=check_text(role, "role", max_length=64) if role is not None else None,
+            roles=stored_forms(check_text(role, "role", max_length=64))
+            if role is not None
+            else None,
             session_id=check_text(session_id, "session_id", max_length=256)
             if session_id is not None
             else None,

@@ -80,33 +80,46 @@ def _cell(value: object) -> str:
     return " ".join(str(value).split())
 
 
+# Free text gives way to the terminal's width; ids, keys, seqs, numbers and times
+# never do (people copy them).
+_SHRINKS: Final = ("TITLE", "TEXT", "SNIPPET", "VALUE")
+
+
 def print_table(
-    out: TextIO,
-    headers: Sequence[str],
-    rows: Sequence[Sequence[object]],
-    *,
-    keep: Sequence[str] = ("ID", "SESSION", "KEY", "SEQ"),
+    out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]], *, wide: bool = False
 ) -> None:
-    """Aligned columns in the terminal's width: the widest column gives way first,
-    never an id or a key (people copy those)."""
+    """Aligned columns in the terminal's width: the widest free-text column gives way
+    first (a snippet around its match); with `wide`, nothing is cut."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     budget = _width() - 2 * (len(headers) - 1)
-    shrinkable = [i for i, h in enumerate(headers) if h not in keep]
+    shrinkable = [] if wide else [i for i, h in enumerate(headers) if h in _SHRINKS]
     while shrinkable and sum(widths) > budget:
         widest = max(shrinkable, key=lambda i: widths[i])
         if widths[widest] <= 12:
             break
         widths[widest] -= 1
     for n, row in enumerate([list(headers), *cells]):
-        line = "  ".join(_fit(value, widths[i]) for i, value in enumerate(row))
+        line = "  ".join(
+            _fit(value, widths[i], around=n > 0 and headers[i] == "SNIPPET")
+            for i, value in enumerate(row)
+        )
         print(line.rstrip(), file=out)
         if n == 0:
             print("  ".join("-" * w for w in widths), file=out)
 
 
-def _fit(value: str, width: int) -> str:
-    return value.ljust(width) if len(value) <= width else value[: width - 1] + "…"
+def _fit(value: str, width: int, *, around: bool = False) -> str:
+    """`value` in `width` characters; cut at its end, or `around` its first `[`
+    (a search snippet's highlighted match), a third of the way in."""
+    if len(value) <= width:
+        return value.ljust(width)
+    hit = value.find("[") if around else -1
+    start = min(max(hit - width // 3, 0), len(value) - width + 1) if hit > 0 else 0
+    if start == 0:
+        return value[: width - 1] + "…"
+    inner = value[start + 1 : start + width - 1]
+    return "…" + inner + ("…" if start + width - 1 < len(value) else value[start + width - 1 :])
 
 
 def print_json(out: TextIO, value: object) -> None:
@@ -220,6 +233,7 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
             (s.id, s.key, s.status, s.entry_count, s.usage.total, s.updated_at, s.title)
             for s in page.sessions
         ],
+        wide=args.wide,
     )
     if page.cursor:
         print(f"(more: --cursor {page.cursor})", file=out)
@@ -250,7 +264,10 @@ def cmd_state(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
         print_json(out, dict(state))
         return 0
     print_table(
-        out, ["KEY", "VALUE"], [(key, orjson.dumps(value).decode()) for key, value in state.items()]
+        out,
+        ["KEY", "VALUE"],
+        [(key, orjson.dumps(value).decode()) for key, value in state.items()],
+        wide=args.wide,
     )
     return 0
 
@@ -261,7 +278,7 @@ def _entry_row(entry: Any) -> dict[str, Any]:
         "id": entry.id,
         "parent_seq": entry.parent_seq,
         "type": entry.type,
-        "role": entry.role,
+        "role": entry.shown_role,
         "text": entry.text,
         "created_at": entry.created_at.isoformat(),
         "tokens": entry.tokens,
@@ -294,7 +311,8 @@ def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
     print_table(
         out,
         ["SEQ", "TIME", "ROLE", "TEXT"],
-        [(e.seq, e.created_at, e.role or e.type, e.text) for e in page.entries],
+        [(e.seq, e.created_at, e.shown_role, e.text) for e in page.entries],
+        wide=args.wide,
     )
     if page.cursor is not None:
         which = "later" if option == "--after" else "earlier"
@@ -318,7 +336,7 @@ def cmd_context(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
             },
         )
         return 0
-    print_table(out, ["ROLE", "TEXT"], [(m.role, m.text) for m in context.messages])
+    print_table(out, ["ROLE", "TEXT"], [(m.role, m.text) for m in context.messages], wide=args.wide)
     model = f"{context.model.provider}/{context.model.model_id}" if context.model else "-"
     print(
         f"model {model}, thinking {context.thinking_level or '-'}, ~{context.tokens} tokens"
@@ -344,6 +362,7 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         out,
         ["KEY", "SESSION", "SEQ", "ROLE", "SNIPPET"],
         [(h.key, h.session_id, h.seq, h.role, h.snippet) for h in page.hits],
+        wide=args.wide,
     )
     return 0
 
@@ -416,6 +435,7 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         out,
         ["ID", "KEY", "STATUS", "ENTRIES", "TOKENS", "TITLE"],
         [(x.id, x.key, x.status, x.entry_count, x.usage.total, x.title) for x in sessions],
+        wide=args.wide,
     )
     return 0
 
@@ -666,6 +686,7 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
             (r.session_id, r.key, r.status, r.reason, r.size_bytes, r.active_at, r.removed)
             for r in report.removals
         ],
+        wide=args.wide,
     )
     verb = "removed" if report.mode == "enforce" else "would remove (warn mode; --enforce to act)"
     print(
@@ -730,6 +751,7 @@ def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
             )
             for s in stats
         ],
+        wide=args.wide,
     )
     return 0
 
@@ -750,7 +772,9 @@ def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
     if args.json:
         print_json(out, {"version": version, "latest": len(known), "migrations": rows})
     else:
-        print_table(out, ["VERSION", "NAME", "APPLIED"], [tuple(r.values()) for r in rows])
+        print_table(
+            out, ["VERSION", "NAME", "APPLIED"], [tuple(r.values()) for r in rows], wide=args.wide
+        )
         pending = len(known) - version
         print(
             f"schema version {version} of {len(known)}"
@@ -816,6 +840,11 @@ def _command(
 
 def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="cut no column to the terminal's width (ids, keys and times never are)",
+    )
 
 
 class _Version(argparse.Action):
@@ -939,7 +968,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY", help='words, "phrases", prefix*, a OR b, -excluded')
     p.add_argument("--agent", metavar="ID")
     p.add_argument("--key-prefix", metavar="PREFIX")
-    p.add_argument("--role", choices=["system", "user", "assistant", "tool", "custom"])
+    p.add_argument(
+        "--role",
+        metavar="ROLE",
+        help="hits of this role, as search shows it (user, assistant, tool, system, custom,"
+        " branchSummary, compactionSummary, ...)",
+    )
     p.add_argument("--limit", type=int, default=20, metavar="N")
     p.add_argument("--cursor", help="from the previous page")
     _json(p)

@@ -422,7 +422,7 @@ class PostgresTx(SqlTx):
             " FROM entries e JOIN sessions s ON s.sid = e.sid, q"
             f" WHERE e.search @@ q.query{conditions}"
             " ORDER BY rank DESC, e.row_id LIMIT ? OFFSET ?)"
-            " SELECT s.id, s.agent_id, s.key, e.seq, e.id, e.role, e.created_at,"
+            " SELECT s.id, s.agent_id, s.key, e.seq, e.id, coalesce(e.role, e.type), e.created_at,"
             " ts_headline('aisopod_search', e.text, q.query, ?), hits.rank"
             " FROM hits JOIN entries e ON e.row_id = hits.row_id"
             " JOIN sessions s ON s.sid = e.sid, q ORDER BY hits.rank DESC, e.row_id",

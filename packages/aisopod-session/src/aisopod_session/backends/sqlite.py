@@ -321,7 +321,8 @@ class SqliteTx(SqlTx):
         conditions, params = where.sql()
         return list(
             self.execute(
-                f"SELECT bm25({fts}), e.row_id, s.id, s.agent_id, s.key, e.seq, e.id, e.role,"
+                f"SELECT bm25({fts}), e.row_id, s.id, s.agent_id, s.key, e.seq, e.id,"
+                " coalesce(e.role, e.type),"
                 f" e.created_at, snippet({fts}, 0, ?, ?, '…', 16), bm25({fts})"
                 f" FROM {table} JOIN entries e ON e.row_id = {fts}.rowid"
                 " JOIN sessions s ON s.sid = e.sid"
