@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 
 from aisopod_session.cli import main
 from tests.session.cli_process import EXAMPLE
@@ -205,3 +206,13 @@ def test_what_people_type_from_is_never_cut(
     code, out, _ = run(capsys, db, "search", "rainy")
     assert "[rainy]" in out.splitlines()[-1]
     assert "agent:main:main" in out
+
+
+def test_columns_line_up_in_terminal_cells(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key of wide characters (two cells each) does not push the columns after it."""
+    assert run(capsys, db, "reset", "agent:main:東京🌸")[0] == 0
+    out = run(capsys, db, "list", "--status", "active")[1]
+    header, _, *rows = out.splitlines()
+    status_at = cell_len(header[: header.index("STATUS")])
+    assert [cell_len(row[: row.index(" active ") + 1]) for row in rows] == [status_at] * len(rows)
+    assert any("agent:main:東京🌸 " in row for row in rows)

@@ -88,10 +88,13 @@ _SHRINKS: Final = ("TITLE", "TEXT", "SNIPPET", "VALUE")
 def print_table(
     out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]], *, wide: bool = False
 ) -> None:
-    """Aligned columns in the terminal's width: the widest free-text column gives way
-    first (a snippet around its match); with `wide`, nothing is cut."""
+    """Aligned columns in the terminal's width, measured in terminal cells (a CJK
+    character or an emoji takes two): the widest free-text column gives way first
+    (a snippet around its match); with `wide`, nothing is cut."""
+    from rich.cells import cell_len  # the one measure of a cell: imported when a table is drawn
+
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    widths = [max([cell_len(h), *(cell_len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     budget = _width() - 2 * (len(headers) - 1)
     shrinkable = [] if wide else [i for i, h in enumerate(headers) if h in _SHRINKS]
     while shrinkable and sum(widths) > budget:
@@ -110,16 +113,18 @@ def print_table(
 
 
 def _fit(value: str, width: int, *, around: bool = False) -> str:
-    """`value` in `width` characters; cut at its end, or `around` its first `[`
-    (a search snippet's highlighted match), a third of the way in."""
-    if len(value) <= width:
-        return value.ljust(width)
+    """`value` in `width` terminal cells; cut at its end, or `around` its first `[`
+    (a search snippet's highlighted match), which then stands a third of the way in."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(value) <= width:
+        return value + " " * (width - cell_len(value))
     hit = value.find("[") if around else -1
-    start = min(max(hit - width // 3, 0), len(value) - width + 1) if hit > 0 else 0
-    if start == 0:
-        return value[: width - 1] + "…"
-    inner = value[start + 1 : start + width - 1]
-    return "…" + inner + ("…" if start + width - 1 < len(value) else value[start + width - 1 :])
+    if hit > width // 3:
+        value = "…" + value[hit - width // 3 + 1 :]
+        if cell_len(value) <= width:
+            return set_cell_size(value, width)
+    return set_cell_size(value, width - 1) + "…"
 
 
 def print_json(out: TextIO, value: object) -> None:
