@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -140,3 +141,15 @@ def _check_read_only(capsys: pytest.CaptureFixture[str], url: str, reason: str) 
     assert report["read_only"] is True
     assert report["problems"] == []
     assert f"read-only: {reason}; reading works, every write" in report["warnings"][-1]
+
+
+def test_a_server_that_refuses_is_a_report_without_the_password(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = urlsplit(postgres_dsn)
+    url = urlunsplit(parts._replace(netloc=f"nobody:s3cret@{parts.hostname}:{parts.port or 5432}"))
+    code, report, err = doctor(capsys, url, "--json")
+    assert (code, err, report["opened"]) == (1, "", False)
+    assert "s3cret" not in json.dumps(report)
+    assert report["url"].startswith("postgresql://nobody:***@")
+    assert "nobody" in report["problems"][0]

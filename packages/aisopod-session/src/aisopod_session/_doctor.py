@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aisopod_session._errors import AisopodError
 
@@ -25,7 +26,7 @@ __all__ = ["examine", "unopened"]
 
 def unopened(url: str, error: BaseException) -> dict[str, Any]:
     """The report on a store that could not be opened: its URL, its file, the error."""
-    facts: dict[str, Any] = {"url": url, "opened": False}
+    facts: dict[str, Any] = {"url": _without_password(url), "opened": False}
     path = _sqlite_path(url)
     if path is not None and path.exists():
         facts["file_bytes"] = path.stat().st_size
@@ -111,6 +112,18 @@ def _read_only_explained(facts: dict[str, Any], requested: str) -> str:
         f"read-only: {why}; reading works, every write (import, restore, reset, maintain"
         " --enforce, migrate --apply, ...) is refused"
     )
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be shown: a PostgreSQL password becomes `***`."""
+    if not url.startswith(("postgresql:", "postgres:")):
+        return url
+    try:
+        from aisopod_session.backends.postgres import redact
+    except ImportError:  # no driver: nothing was opened, and nothing is shown of the user
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return redact(url)
 
 
 def _sqlite_path(url: str) -> Path | None:
