@@ -151,6 +151,10 @@ def test_the_command_imports_a_state_folder_and_a_compressed_transcript(
     ops = make_agent_folder(state / "agents", "ops", {})
     compress(small_transcript(ops, "s-ops", "s-ops.jsonl.reset.2026-05-05T10-00-00.000Z"))
     db = shared_database_url
+    assert main(["--db", db, "import", str(state), "--agent", "ops", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["s-ops"]
+    assert main(["--db", db, "import", str(state), "--agent", "nobody"]) == 1
+    assert "holds no folder of agent 'nobody'" in capsys.readouterr().err
     assert main(["--db", db, "import", str(state), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 6
 

@@ -393,6 +393,8 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         raise InvalidInput(f"{path} does not exist", field="PATH")
     kind = args.format or _detect_format(path)
     if args.agent:
+        # A transcript goes to this agent; of an OpenClaw folder, only this agent's
+        # folder is imported.
         store = store.for_agent(args.agent)
     existing: Existing = "replace" if args.replace else "skip"
     if kind == "native":
@@ -406,6 +408,7 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
                 results = import_openclaw_folder(
                     store,
                     path,
+                    agent_id=args.agent,
                     skip_bad_lines=args.skip_bad_lines,
                     existing=existing,
                     on_entries=bar.advance,
@@ -995,7 +998,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=["pi", "openclaw", "native"], help="default: guessed from the path"
     )
-    p.add_argument("--agent", metavar="ID", help="import into this agent's sessions")
+    p.add_argument(
+        "--agent",
+        metavar="ID",
+        help="import into this agent's sessions (of an OpenClaw folder: only this agent's)",
+    )
     p.add_argument("--key", metavar="KEY", help="bind a transcript to this key")
     p.add_argument(
         "--skip-bad-lines", action="store_true", help="skip (and report) lines that are not JSON"

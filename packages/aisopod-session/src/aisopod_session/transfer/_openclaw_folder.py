@@ -165,6 +165,7 @@ def import_openclaw_folder(
     skip_bad_lines: bool = False,
     existing: Existing = "error",
     on_entries: EntryCount | None = None,
+    agent_id: str | None = None,
 ) -> list[ImportResult]:
     """Import every agent of an OpenClaw state folder, or the one agent folder given.
 
@@ -172,16 +173,24 @@ def import_openclaw_folder(
     `agents/` folder (one folder per agent), an agent's folder or that agent's
     `sessions/` folder. Each agent is imported as `import_openclaw_agent`
     imports it, in the order of their names; every agent's files are checked
-    before anything is written.
+    before anything is written. With `agent_id`, only that agent's folder is
+    imported.
 
     Raises:
-        TranscriptError: for a folder that is none of these, or a bad file in
-            any agent's folder (nothing is written).
+        TranscriptError: for a folder that is none of these, or holds no folder of
+            `agent_id`, or a bad file in any agent's folder (nothing is written).
         SessionExists: as `import_openclaw_agent`, over every agent.
     """
+    root = Path(folder).expanduser()
+    agents = _agents_in(root)
+    if agent_id is not None:
+        wanted = normalize_agent_id(agent_id)
+        agents = [a for a in agents if normalize_agent_id(a[0].name) == wanted]
+        if not agents:
+            raise TranscriptError(str(root), None, f"holds no folder of agent {wanted!r}")
     return _import_agents(
         store,
-        _agents_in(Path(folder).expanduser()),
+        agents,
         skip_bad_lines=skip_bad_lines,
         existing=existing,
         on_entries=on_entries,
