@@ -148,6 +148,13 @@ def test_maintain_combines_flags_and_config_and_refuses_a_contradiction(
     code, _, err = run(capsys, db, "maintain", "--config", str(config), "--enforce")
     assert code == 1
     assert err.startswith("aisopod-session: error: --enforce: contradicts maintenance.mode =")
+    config.write_text(json.dumps({"maintenance": {"pruneAfter": "soon"}}))
+    code, _, err = run(capsys, db, "maintain", "--config", str(config))
+    assert (code, err) == (
+        1,
+        f"aisopod-session: error: --config: {config}: session.maintenance.pruneAfter: must be"
+        " a duration such as 30d or 12h\n",
+    )
 
 
 def test_context_within_a_budget_starts_with_a_turn_or_says_what_it_needs(

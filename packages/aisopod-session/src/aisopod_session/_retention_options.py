@@ -46,13 +46,17 @@ def combined_policy(
     """The policy of `flags` (by `RetentionPolicy` field name) over the `config` section's.
 
     Raises:
-        ConfigError: for a bad config, or a flag the config contradicts; its
-            `field` is the flag's field name.
+        ConfigError: for a bad config (its `field` is `config`), or a flag the
+            config contradicts (its `field` is the flag's field name).
     """
     policy = RetentionPolicy()
     if config is not None:
-        policy = SessionConfig.from_dict(config).retention
-        given = retention_options_given(config)
+        try:
+            policy = SessionConfig.from_dict(config).retention
+            given = retention_options_given(config)
+        except ConfigError as err:
+            # Said with the file it is in: `--config: x.json: session.maintenance...`.
+            raise ConfigError(f"{config_name}: {err}", field="config") from err
         for name, flag in flags.items():
             if name in given and getattr(policy, name) != flag.value:
                 path, written = given[name]
