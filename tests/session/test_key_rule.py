@@ -75,13 +75,19 @@ def test_every_entry_point_refuses_and_trims_alike(setup: Any) -> None:
     assert {s.key for s in store.list()} == set(TRIMMED.values())
 
 
-def test_the_command_refuses_a_key_with_an_empty_part(
+def test_the_command_refuses_a_bad_key_before_it_opens_a_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = f"sqlite://{tmp_path / 's.db'}"
-    assert main(["--db", db, "reset", "agent:main:telegram:direct:"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("aisopod-session: error: KEY: invalid session key")
-    assert "no part empty" in err
-    assert main(["--db", db, "list", "--json"]) == 0
-    assert orjson.loads(capsys.readouterr().out)["sessions"] == []
+    for args in (
+        ["reset", "agent:main:telegram:direct:"],
+        ["fork", "agent:main:main", "--key", "agent:main::x"],
+        ["import", str(tmp_path), "--key", "chat\t1"],
+    ):
+        with pytest.raises(SystemExit) as caught:
+            main(["--db", db, *args])
+        assert caught.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "argument KEY: invalid session key" in err or "argument --key" in err
+    assert not (tmp_path / "s.db").exists()

@@ -43,6 +43,7 @@ from aisopod_session._progress_bar import ProgressBar
 from aisopod_session._retention import UnmetBudget
 from aisopod_session._retention_options import Flag, combined_policy
 from aisopod_session._store import SessionStore
+from aisopod_session.keys import request_key
 from aisopod_session.transfer import (
     DUMP_FORMAT,
     Existing,
@@ -846,6 +847,16 @@ def _command(
     return parser
 
 
+def _key(text: str) -> str:
+    """A KEY argument, checked by the one rule for keys before any store is opened (a
+    bad key is a usage error, and makes nothing); passed on as typed."""
+    try:
+        request_key(None, text)
+    except InvalidSessionKey as err:
+        raise argparse.ArgumentTypeError(err.reason) from err
+    return text
+
+
 def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -1003,7 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="import into this agent's sessions (of an OpenClaw folder: only this agent's)",
     )
-    p.add_argument("--key", metavar="KEY", help="bind a transcript to this key")
+    p.add_argument("--key", metavar="KEY", type=_key, help="bind a transcript to this key")
     p.add_argument(
         "--skip-bad-lines", action="store_true", help="skip (and report) lines that are not JSON"
     )
@@ -1075,7 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
         "start a new session for a key (the old one is archived)",
         "aisopod-session reset agent:main:main",
     )
-    p.add_argument("key", metavar="KEY")
+    p.add_argument("key", metavar="KEY", type=_key)
     _json(p)
 
     p = _command(
@@ -1133,7 +1144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("--at", type=int, metavar="SEQ")
-    p.add_argument("--key", metavar="KEY", help="make the fork this key's current session")
+    p.add_argument(
+        "--key", metavar="KEY", type=_key, help="make the fork this key's current session"
+    )
 
     p = _command(
         sub,
