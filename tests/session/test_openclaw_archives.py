@@ -170,3 +170,17 @@ def test_the_command_imports_a_state_folder_and_a_compressed_transcript(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{broken}: a zstd archive cut short" in err
+
+
+def test_a_compressed_dump_restores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = f"sqlite://{tmp_path / 'a.db'}", f"sqlite://{tmp_path / 'b.db'}"
+    assert main(["--db", source, "import", str(EXAMPLES), "--json"]) == 0
+    dump = tmp_path / "all.jsonl"
+    assert main(["--db", source, "dump", "-o", str(dump)]) == 0
+    archive = compress(dump)
+    assert main(["--db", target, "import", str(archive), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["--db", target, "restore", str(archive), "--skip-existing"]) == 0
+    assert "5 sessions of the dump were already in the store" in capsys.readouterr().err
+    assert main(["--db", target, "list", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["sessions"]) == 5
