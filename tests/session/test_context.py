@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aisopod_session import KeepLastTurns, ModelRef, NewEntry
+import pytest
+
+from aisopod_session import ContextBudgetTooSmall, KeepLastTurns, ModelRef, NewEntry
 from aisopod_session._toolpairs import call_ids, result_ids
 from aisopod_shared import Message
 from tests.session.conversation import conversation, turn
@@ -106,9 +108,38 @@ def test_max_tokens_after_a_compaction_keeps_the_summary(store: Any) -> None:
     session = store.get_or_create("agent:main:main")
     conversation(store, session.id, 12)
     store.compact(session.id, KeepLastTurns(8))
-    context = store.context(session.id, max_tokens=200)
-    assert [m.role for m in context.messages][:2] == ["system", "compactionSummary"]
+    with pytest.raises(ContextBudgetTooSmall) as caught:
+        store.context(session.id, max_tokens=200)
+    context = store.context(session.id, max_tokens=caught.value.needed)
+    assert [m.role for m in context.messages][:3] == ["system", "compactionSummary", "user"]
+    assert context.messages[2].text == "question 11"
+    assert context.tokens == caught.value.needed
     assert context.truncated
+
+
+def test_every_budget_starts_with_a_turn_and_says_exactly_what_it_left_out(store: Any) -> None:
+    """From too small for the last turn to roomy: a typed error, or a context that
+    starts (after the system prompt) where a model can start reading, within the
+    budget, `truncated` exactly when a message is missing."""
+    session = store.get_or_create("agent:main:main")
+    conversation(store, session.id, 6)
+    full = store.context(session.id)
+    with pytest.raises(ContextBudgetTooSmall) as caught:
+        store.context(session.id, max_tokens=1)
+    needed = caught.value.needed
+    assert 0 < needed < full.tokens
+    for budget in range(1, full.tokens + 60, 7):
+        if budget < needed:
+            with pytest.raises(ContextBudgetTooSmall, match=f"{budget} tokens cannot hold"):
+                store.context(session.id, max_tokens=budget)
+            continue
+        context = store.context(session.id, max_tokens=budget)
+        roles = [m.role for m in context.messages]
+        assert roles[0] == "system"
+        assert roles[1] == "user", roles
+        assert context.tokens <= budget
+        assert context.truncated == (context.messages != full.messages)
+        assert context.messages == full.messages[:1] + full.messages[-(len(roles) - 1) :]
 
 
 def test_appends_after_a_compaction_follow_the_kept_entries(store: Any) -> None:

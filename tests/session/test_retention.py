@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import InvalidInput, RetentionPolicy, SessionNotFound, open_store
+from aisopod_session import (
+    InvalidInput,
+    RetentionPolicy,
+    SessionNotFound,
+    UnmetBudget,
+    open_store,
+)
 from aisopod_shared import ManualClock, Message
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +99,7 @@ def test_current_sessions_active_in_the_window_count_but_are_never_removed(
         store.get_or_create(f"agent:main:s{n}")
     report = store.maintain(RetentionPolicy(mode="enforce", max_sessions=3))
     assert report.removals == ()
+    assert report.unmet == (UnmetBudget("max_sessions", "main", 3, 5),)
 
 
 def test_the_size_budget_removes_the_oldest_archived_first(store: Any, clock: ManualClock) -> None:
@@ -109,14 +116,20 @@ def test_the_size_budget_removes_the_oldest_archived_first(store: Any, clock: Ma
     c = store.get_or_create("agent:main:c")
     store.append(c.id, Message.user(big))
     policy = RetentionPolicy(
-        mode="enforce", prune_after=timedelta(days=1), max_sessions=None, max_bytes=12_000
+        mode="enforce", prune_after=timedelta(days=1), max_sessions=None, max_bytes=25_000
     )
     report = store.maintain(policy)
     assert [r.reason for r in report.removals] == ["over_size"]
     assert _ids(report) == {archived.id}
-    # Current sessions active inside the window are protected even over budget.
+    assert report.unmet == ()
+    # Current sessions active inside the window are protected even over budget,
+    # and the report says the budget is out of reach.
     tight = RetentionPolicy(mode="enforce", prune_after=timedelta(days=1), max_bytes=10)
-    assert store.maintain(tight).removals == ()
+    report = store.maintain(tight)
+    assert report.removals == ()
+    left = sum(s.size_bytes for s in store.list().sessions)
+    assert left > 10_000
+    assert report.unmet == (UnmetBudget("max_bytes", None, 10, left),)
 
 
 def test_a_scoped_store_maintains_only_its_agent(store: Any, clock: ManualClock) -> None:

@@ -32,6 +32,7 @@ from aisopod_session._errors import (
     AisopodError,
     ConfigError,
     ConflictError,
+    ContextBudgetTooSmall,
     DuplicateEntryId,
     InvalidInput,
     InvalidPayload,
@@ -62,7 +63,7 @@ from aisopod_session._model import (
 )
 from aisopod_session._open import default_url, open_async_store, open_store
 from aisopod_session._resolver import Inbound, Resolution
-from aisopod_session._retention import MaintenanceReport, Removal
+from aisopod_session._retention import MaintenanceReport, Removal, UnmetBudget
 from aisopod_session._search import SearchHit, SearchPage
 from aisopod_session._state import REMOVE
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore
@@ -124,6 +125,7 @@ __all__ = [
     "Branch",
     "MaintenanceReport",
     "Removal",
+    "UnmetBudget",
     # search
     "SearchHit",
     "SearchPage",
@@ -140,6 +142,7 @@ __all__ = [
     "SessionNotFound",
     "SessionExists",
     "ConflictError",
+    "ContextBudgetTooSmall",
     "AccessDenied",
     "SchemaVersionError",
     "StoreUnavailable",

@@ -459,17 +459,33 @@ class AsyncSessionStore:
         before: int | None = None,
         after: int | None = None,
         limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page:
         """See `SessionStore.history`."""
         return await self._call(
-            self._store.history, session_id, last=last, before=before, after=after, limit=limit
+            self._store.history,
+            session_id,
+            last=last,
+            before=before,
+            after=after,
+            limit=limit,
+            cursor=cursor,
         )
 
     # --- the active path, context, compaction, branches ------------------------------
 
-    async def path(self, session_id: str, *, last: int = 50, before: int | None = None) -> Page:
+    async def path(
+        self,
+        session_id: str,
+        *,
+        last: int = 50,
+        before: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
         """See `SessionStore.path`."""
-        return await self._call(self._store.path, session_id, last=last, before=before)
+        return await self._call(
+            self._store.path, session_id, last=last, before=before, cursor=cursor
+        )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
         """See `SessionStore.context`."""

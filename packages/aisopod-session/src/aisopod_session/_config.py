@@ -191,6 +191,25 @@ class SessionConfig:
             raise _config_error(err, data, "session") from err
 
 
+def retention_options_given(data: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """The retention options a `session` section sets, by field name, each with its
+    path as the section spells it (`maintenance.maxSessions`) and its value as
+    written; `null` is not set.
+
+    Raises:
+        ConfigError: for a section that is not an object.
+    """
+    section = _names(SessionConfig, data).get("retention")
+    if section is None or data[section] is None:
+        return {}
+    spelled = _names(RetentionPolicy, data[section])
+    return {
+        name: (f"{section}.{spelled[name]}", value)
+        for name, value in _values(RetentionPolicy, data[section]).items()
+        if name in _known(RetentionPolicy)
+    }
+
+
 def host_timezone() -> tzinfo:
     """The host's zone, with its daylight-saving rules (`$TZ`, else /etc/localtime)."""
     name = os.environ.get("TZ", "").lstrip(":")

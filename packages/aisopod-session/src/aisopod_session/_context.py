@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from aisopod_session._model import Entry
+from aisopod_session._context_budget import fit, message_tokens
+from aisopod_session._model import Entry, Items
 from aisopod_session._paths import entries_on_path, find_on_path, path_ranges, segments
-from aisopod_session._toolpairs import call_ids, result_ids, safe_cuts
 from aisopod_session._view import compaction_view
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import InvalidInput, Message, logger, structure
@@ -40,8 +40,9 @@ class ModelRef:
 
 
 @attrs.frozen
-class Context:
-    """The messages for the model, and what the active path says about it.
+class Context(Items[Message]):
+    """The messages for the model, and what the active path says about it; iterate
+    it, index it and `len()` it for its messages.
 
     `messages` keep the transcript format's roles: besides `system`, `user`,
     `assistant` and `tool`, a compaction's summary is a `compactionSummary`
@@ -59,7 +60,10 @@ class Context:
     tokens: int
     """The estimated tokens of the entries in the context."""
     truncated: bool
-    """Whether `max_tokens` left older entries out."""
+    """Whether `max_tokens` left a message out (exactly then)."""
+
+    def _items(self) -> tuple[Message, ...]:
+        return self.messages
 
     def for_model(self) -> list[Message]:
         """The messages with only `system`, `user`, `assistant` and `tool` roles."""
@@ -79,30 +83,26 @@ class Context:
 def build_context(
     tx: SqlTx, sid: int, session_id: str, leaf: int, *, max_tokens: int | None
 ) -> Context:
-    """The context of the path ending at `leaf` (see the module docstring)."""
+    """The context of the path ending at `leaf` (see the module docstring; with
+    `max_tokens`, `_context_budget`'s rules)."""
     if leaf <= 0:
         return Context(session_id, (), (), None, None, None, 0, False)
     view = compaction_view(tx, sid, leaf)
     compaction: Entry | None = None
-    prefix: list[Entry] = []
-    first = 1
     if view is not None:
         compaction = tx.entries_by_seq(sid, session_id, [view.seq])[0]
-        first = view.first
         prefix = tx.entries_by_seq(sid, session_id, list(view.system_seqs))
-    elif max_tokens is not None:
-        first = _first_within_budget(tx, sid, leaf, max_tokens)
-    path = entries_on_path(tx, sid, session_id, leaf, first=first)
-    if compaction is None:
-        prefix = _root_system_prompt(tx, sid, session_id, leaf, first)
-    # The latest compaction alone stands for what came before its kept entries:
-    # an earlier compaction among them is in its summary already.
-    body = [entry for entry in path if entry.type != "compaction"]
-    truncated = first > 1 and compaction is None
+        window = _Window(tx, sid, session_id, leaf, view.first, prefix)
+    else:
+        root_range = path_ranges(tx, sid, leaf)[0]
+        prefix = _root_system_prompt(tx, sid, session_id, root_range)
+        window = _Window(tx, sid, session_id, leaf, root_range[0], prefix)
     head = [*prefix, *([compaction] if compaction is not None else [])]
-    if max_tokens is not None:
-        body, cut = _fit(body, max_tokens - _tokens(head))
-        truncated = truncated or cut
+    if max_tokens is None:
+        path = window.read(window.start)
+        body, truncated = window.body(path), False
+    else:
+        path, body, truncated = _within_budget(window, head, max_tokens, whole=view is not None)
     model, thinking = _settings(tx, sid, session_id, leaf, path)
     pairs = [(entry, _message(entry)) for entry in [*head, *body]]
     kept = [(entry, message) for entry, message in pairs if message is not None]
@@ -118,24 +118,101 @@ def build_context(
     )
 
 
+@attrs.define
+class _Window:
+    """The entries of the path the context draws on: from `start` (the root, or a
+    compaction's first kept entry) to `leaf`, less the head's system prompt."""
+
+    tx: SqlTx
+    sid: int
+    session_id: str
+    leaf: int
+    start: int
+    prefix: list[Entry]
+
+    def read(self, first: int) -> list[Entry]:
+        return entries_on_path(self.tx, self.sid, self.session_id, self.leaf, first=first)
+
+    def body(self, path: list[Entry]) -> list[Entry]:
+        # The latest compaction alone stands for what came before its kept
+        # entries: an earlier one among them is in its summary already.
+        held = {entry.seq for entry in self.prefix}
+        return [e for e in path if e.type != "compaction" and e.seq not in held]
+
+
+def _within_budget(
+    window: _Window, head: list[Entry], max_tokens: int, *, whole: bool
+) -> tuple[list[Entry], list[Entry], bool]:
+    """The path read, the entries kept and whether a message was left out.
+
+    After a compaction the window is what it kept (`whole`); else it is read
+    from the leaf back, as far as `reach` tokens of entries, and further back
+    while it holds too little to decide.
+    """
+    roles: dict[int, str | None] = {}
+
+    def role(entry: Entry) -> str | None:
+        if entry.seq not in roles:
+            roles[entry.seq] = _role(entry)
+        return roles[entry.seq]
+
+    head_tokens = message_tokens(head, role)
+    budget = max_tokens - head_tokens
+    reach = max_tokens
+    while True:
+        if whole:
+            path = window.read(window.start)
+        else:
+            first = _first_within_budget(window.tx, window.sid, window.leaf, reach)
+            path = window.read(first)
+            whole = first <= window.start
+        body = window.body(path)
+        if whole or message_tokens(body, role) > budget:
+            fitted = fit(
+                body,
+                budget,
+                whole=whole,
+                is_message=role,
+                max_tokens=max_tokens,
+                head_tokens=head_tokens,
+            )
+            if fitted is not None:
+                return path, *fitted
+        reach = 2 * reach + 1
+
+
 def _tokens(entries: Sequence[Entry]) -> int:
     return sum(entry.tokens for entry in entries)
 
 
-def _root_system_prompt(tx: SqlTx, sid: int, session_id: str, leaf: int, first: int) -> list[Entry]:
-    """System messages at the root of the path that a token budget left out."""
-    if first <= 1:
-        return []
-    root = path_ranges(tx, sid, leaf)[0]
-    head = tx.entries_between(
-        sid, session_id, root[0], min(root[1], root[0] + _SYSTEM_PROMPT_PROBE)
-    )
-    return [e for e in head if e.role == "system" and e.seq < first]
+def _role(entry: Entry) -> str | None:
+    """The role of the message an entry becomes (`None`: it becomes none)."""
+    message = _message(entry)
+    return message.role if message is not None else None
+
+
+def _root_system_prompt(
+    tx: SqlTx, sid: int, session_id: str, root_range: tuple[int, int]
+) -> list[Entry]:
+    """The system messages that open the path: they stay, whatever the budget."""
+    start, end = root_range
+    prompt = []
+    for entry in tx.entries_between(sid, session_id, start, min(end, start + _SYSTEM_PROMPT_PROBE)):
+        role = _role(entry)
+        if role == "system":
+            prompt.append(entry)
+        elif role is not None:
+            break
+    return prompt
 
 
 def _first_within_budget(tx: SqlTx, sid: int, leaf: int, budget: int) -> int:
     """The earliest seq of the path whose entries up to `leaf` fit `budget` tokens
-    (read range by range from the leaf, so only what fits is ever read)."""
+    (read range by range from the leaf, so only what fits is ever read).
+
+    Every entry counts here, messages or not: the window is at most what the
+    budget may hold, and is read further back when it holds too little.
+    """
     total = 0
     first = leaf
     for start, end in segments(tx, sid, leaf):
@@ -145,33 +222,6 @@ def _first_within_budget(tx: SqlTx, sid: int, leaf: int, budget: int) -> int:
                 return first
             first = seq
     return first
-
-
-def _fit(body: list[Entry], budget: int) -> tuple[list[Entry], bool]:
-    """Drop the oldest entries until `body` fits `budget`, cutting only where no tool
-    result loses its call; the last safe cut is kept even when it is over budget.
-
-    A window read from the middle of a path may start with results whose calls
-    lie before it: those are dropped whatever the budget.
-    """
-    safe = safe_cuts(body)
-    called: set[str] = set()
-    cut = 0
-    for index, entry in enumerate(body):
-        if any(call_id not in called for call_id in result_ids(entry)):
-            cut = index + 1
-        called.update(call_ids(entry))
-    total = _tokens(body[cut:])
-    if cut == 0 and total <= budget:
-        return body, False
-    while cut < len(body) and total > budget:
-        total -= body[cut].tokens
-        cut += 1
-    while cut < len(body) and not safe[cut]:
-        cut += 1
-    if cut >= len(body):  # nothing fits: keep the last safe cut there is
-        cut = max(i for i in range(len(body)) if safe[i])
-    return body[cut:], cut > 0
 
 
 def _settings(
@@ -223,11 +273,9 @@ def _message(entry: Entry) -> Message | None:
             return structure(payload.get("message"), Message)
         if entry.type == "custom_message":
             extra = {k: payload[k] for k in ("customType", "display") if k in payload}
-            return Message("custom", _content(payload.get("content")), extra=extra)
-        if entry.type == "branch_summary":
-            return Message("branchSummary", _text(payload.get("summary")))
-        if entry.type == "compaction":
-            return Message("compactionSummary", _text(payload.get("summary")))
+            return Message(entry.shown_role, _content(payload.get("content")), extra=extra)
+        if entry.type in ("branch_summary", "compaction"):
+            return Message(entry.shown_role, _text(payload.get("summary")))
     except InvalidInput as err:
         logger.warning(
             "entry {} of session {} is not a message: {}", entry.seq, entry.session_id, err

@@ -9,6 +9,7 @@ __all__ = [
     "AisopodError",
     "ConfigError",
     "ConflictError",
+    "ContextBudgetTooSmall",
     "DuplicateEntryId",
     "InvalidInput",
     "InvalidPayload",
@@ -52,6 +53,25 @@ class PayloadTooLarge(InvalidInput):
         self.limit = limit
         super().__init__(
             f"entry payload is {size} bytes, over the limit of {limit}", field="payload"
+        )
+
+
+class ContextBudgetTooSmall(InvalidInput):
+    """Raised when `max_tokens` cannot hold the shortest context that starts well: the
+    system prompt and summary, then the last user message and what follows it.
+
+    Attributes:
+        max_tokens: the budget asked for.
+        needed: the tokens of that shortest context.
+    """
+
+    def __init__(self, max_tokens: int, needed: int) -> None:
+        self.max_tokens = max_tokens
+        self.needed = needed
+        super().__init__(
+            f"{max_tokens} tokens cannot hold the last user message and what follows it"
+            f" ({needed} needed)",
+            field="max_tokens",
         )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -107,6 +107,30 @@ class Session:
     """The user the session is with (its `user:` state is that user's), if known."""
 
 
+# Entries that the context shows as messages of their own, and the role it gives them.
+_MESSAGE_LIKE: Final[Mapping[str, str]] = {
+    "compaction": "compactionSummary",
+    "branch_summary": "branchSummary",
+    "custom_message": "custom",
+}
+
+
+def role_name(entry_type: str, role: str | None) -> str:
+    """The role people see for an entry, the same in history, context and search:
+    a message's role (`tool` for a tool result), `compactionSummary`,
+    `branchSummary` or `custom` for the entries the context shows as such,
+    else the entry's type (`model_change`, `label`, ...)."""
+    if role:
+        return role
+    return _MESSAGE_LIKE.get(entry_type, entry_type)
+
+
+def stored_forms(role: str) -> tuple[str, ...]:
+    """What a search by `role` (as `role_name` gives it) matches: the stored role,
+    or the type of the entries shown with that role."""
+    return (role, *(kind for kind, shown in _MESSAGE_LIKE.items() if shown == role))
+
+
 @attrs.frozen
 class Entry:
     """One entry of a session's append-only log.
@@ -133,6 +157,11 @@ class Entry:
     model reply that reported usage, else an estimate from its size."""
 
     @property
+    def shown_role(self) -> str:
+        """`role_name` of the entry: its role as history, context and search show it."""
+        return role_name(self.type, self.role)
+
+    @property
     def message(self) -> Message | None:
         """The message of a `message` entry, else `None`.
 
@@ -145,31 +174,84 @@ class Entry:
         return structure(self.payload.get("message"), Message)
 
 
-@attrs.frozen
-class Page:
-    """A page of entries in chronological order.
+_T = TypeVar("_T")
 
-    `cursor` continues in the direction the page was read: pass it as
-    `before=` after a backward read (`last=`, `before=`), as `after=` after a
-    forward read. It is `None` when there is nothing further that way.
+
+class Items(Generic[_T]):
+    """A result that iterates, indexes and `len()`s as its items (`_items()`)."""
+
+    __slots__ = ()
+
+    def _items(self) -> tuple[_T, ...]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self._items())
+
+    def __getitem__(self, index: int) -> _T:
+        return self._items()[index]
+
+
+@attrs.frozen
+class Page(Items["Entry"]):
+    """A page of entries in chronological order; iterate it, index it, `len()` it.
+
+    `next` fetches the page after this one in the direction it was read, and
+    `previous` the one on its other side: pass either as `cursor=` to the call
+    that gave this page (`None`: nothing further that way). `cursor` is the
+    seq `next` starts from: `before=` after a backward read (`last=`,
+    `before=`), `after=` after a forward read.
     """
 
     entries: tuple[Entry, ...]
     cursor: int | None
+    next: str | None = None
+    previous: str | None = None
 
-    def __len__(self) -> int:
-        return len(self.entries)
+    def _items(self) -> tuple[Entry, ...]:
+        return self.entries
+
+
+PageSide = Literal["before", "after"]
+
+
+def page_cursor(side: PageSide, seq: int) -> str:
+    """A history cursor: the entries `before` or `after` a seq (`before:120`)."""
+    return f"{side}:{seq}"
+
+
+def read_page_cursor(cursor: object) -> tuple[PageSide, int]:
+    """The side and seq of a `page_cursor`.
+
+    Raises:
+        InvalidInput: for anything else.
+    """
+    side, _, seq = cursor.partition(":") if isinstance(cursor, str) else ("", "", "")
+    if side not in ("before", "after") or not seq.isdigit() or len(seq) > 18:
+        raise InvalidInput(
+            "not a page cursor (a page's `next` or `previous`: before:SEQ or after:SEQ)",
+            field="cursor",
+        )
+    return ("before" if side == "before" else "after"), int(seq)
 
 
 @attrs.frozen
-class SessionPage:
-    """A page of sessions, most recently updated first; `cursor` fetches the next page."""
+class SessionPage(Items["Session"]):
+    """A page of sessions, most recently updated first; iterate it, index it, `len()` it.
+    `next` (also `cursor`) fetches the next page: pass it as `cursor=`."""
 
     sessions: tuple[Session, ...]
     cursor: str | None
 
-    def __len__(self) -> int:
-        return len(self.sessions)
+    def _items(self) -> tuple[Session, ...]:
+        return self.sessions
+
+    @property
+    def next(self) -> str | None:
+        return self.cursor
 
 
 @attrs.frozen

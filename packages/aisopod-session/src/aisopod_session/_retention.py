@@ -4,8 +4,9 @@
 and why: sessions inactive past `prune_after`, then the least recently
 active beyond `max_sessions` per agent, then the oldest until the store is
 under its size target. A key's current session that was active within the
-window is never chosen. The store applies the plan one session per
-transaction, so an interrupted run leaves a consistent store.
+window is never chosen, so a budget may be out of reach: the plan says
+which (`UnmetBudget`), it never pretends. The store applies the plan one
+session per transaction, so an interrupted run leaves a consistent store.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from aisopod_session._config import RetentionPolicy
 from aisopod_session.backends._sql import MaintenanceRow
 from aisopod_shared import from_micros, to_micros
 
-__all__ = ["MaintenanceReport", "Removal", "RemovalReason", "plan_removals"]
+__all__ = [
+    "MaintenanceReport",
+    "RemovalPlan",
+    "Removal",
+    "RemovalReason",
+    "UnmetBudget",
+    "plan_removals",
+]
 
 RemovalReason: TypeAlias = Literal["inactive", "over_count", "over_size"]
 
@@ -45,6 +53,21 @@ class Removal:
 
 
 @attrs.frozen
+class UnmetBudget:
+    """A limit of the policy that removing every session it may remove does not reach:
+    what is left over it is current sessions active within `prune_after`, which
+    retention never removes."""
+
+    limit: Literal["max_sessions", "max_bytes"]
+    agent_id: str | None
+    """The agent over `max_sessions` (a per-agent limit); `None` for `max_bytes`."""
+    allowed: int
+    """The limit: sessions per agent, or bytes."""
+    remaining: int
+    """Sessions (of the agent) or bytes there are once the plan is carried out."""
+
+
+@attrs.frozen
 class MaintenanceReport:
     """What a maintenance run found and did."""
 
@@ -53,6 +76,8 @@ class MaintenanceReport:
     removals: tuple[Removal, ...]
     shared_state_bytes: int = 0
     """The bytes of `user:` and `agent:` state in scope: kept, whatever is removed."""
+    unmet: tuple[UnmetBudget, ...] = ()
+    """The policy's limits the run cannot bring the store under (empty: every one met)."""
 
     @property
     def removed(self) -> int:
@@ -70,13 +95,23 @@ class MaintenanceReport:
         return sum(r.size_bytes for r in self.removals)
 
 
+@attrs.frozen
+class RemovalPlan:
+    """The sessions a policy removes, in removal order, with why; and the limits it
+    cannot meet."""
+
+    removals: list[tuple[MaintenanceRow, RemovalReason]]
+    unmet: tuple[UnmetBudget, ...]
+
+
 def plan_removals(
     rows: list[MaintenanceRow], policy: RetentionPolicy, now: datetime
-) -> list[tuple[MaintenanceRow, RemovalReason]]:
+) -> RemovalPlan:
     """The sessions `policy` removes, in removal order, with why."""
     cutoff = to_micros(now - policy.prune_after)
     protected = {row.sid for row in rows if row.current and row.active_at >= cutoff}
     chosen: dict[int, RemovalReason] = {}
+    unmet: list[UnmetBudget] = []
     for row in rows:
         if row.active_at < cutoff:
             chosen[row.sid] = "inactive"
@@ -85,11 +120,14 @@ def plan_removals(
         for row in rows:
             if row.sid not in chosen:
                 per_agent[row.agent_id].append(row)
-        for agent_rows in per_agent.values():
+        for agent, agent_rows in sorted(per_agent.items()):
             agent_rows.sort(key=lambda r: (r.sid in protected, r.active_at), reverse=True)
             for row in agent_rows[policy.max_sessions :]:
                 if row.sid not in protected:
                     chosen[row.sid] = "over_count"
+            left = sum(1 for row in agent_rows if row.sid not in chosen)
+            if left > policy.max_sessions:
+                unmet.append(UnmetBudget("max_sessions", agent, policy.max_sessions, left))
     target = policy.size_target
     if target is not None and policy.max_bytes is not None:
         remaining = [row for row in rows if row.sid not in chosen]
@@ -104,9 +142,11 @@ def plan_removals(
                     continue
                 chosen[row.sid] = "over_size"
                 total -= row.size_bytes
+            if total > policy.max_bytes:
+                unmet.append(UnmetBudget("max_bytes", None, policy.max_bytes, total))
     by_sid = {row.sid: row for row in rows}
     order = sorted(chosen, key=lambda sid: by_sid[sid].active_at)
-    return [(by_sid[sid], chosen[sid]) for sid in order]
+    return RemovalPlan([(by_sid[sid], chosen[sid]) for sid in order], tuple(unmet))
 
 
 def removal(row: MaintenanceRow, reason: RemovalReason, *, removed: bool) -> Removal:

@@ -15,6 +15,7 @@ from datetime import datetime
 import attrs
 
 from aisopod_session._errors import SearchQueryError
+from aisopod_session._model import Items
 
 __all__ = ["Clause", "SearchHit", "SearchPage", "Term", "parse_query"]
 
@@ -63,14 +64,19 @@ class SearchHit:
 
 
 @attrs.frozen
-class SearchPage:
-    """Hits, best first; `cursor` fetches the next page."""
+class SearchPage(Items[SearchHit]):
+    """Hits, best first; iterate it, index it, `len()` it. `next` (also `cursor`)
+    fetches the next page: pass it as `cursor=`."""
 
     hits: tuple[SearchHit, ...]
     cursor: str | None
 
-    def __len__(self) -> int:
-        return len(self.hits)
+    def _items(self) -> tuple[SearchHit, ...]:
+        return self.hits
+
+    @property
+    def next(self) -> str | None:
+        return self.cursor
 
 
 def _words(text: str) -> tuple[str, ...]:

@@ -30,9 +30,13 @@ from aisopod_session._model import (
     ForkRef,
     Origin,
     Page,
+    PageSide,
     Session,
     SessionPage,
     SessionStatus,
+    page_cursor,
+    read_page_cursor,
+    stored_forms,
 )
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route, user_of
@@ -424,16 +428,25 @@ class SessionStore:
         before: int | None = None,
         after: int | None = None,
         limit: int | None = None,
+        cursor: str | None = None,
     ) -> Page:
         """A bounded page of a session's log, in chronological (seq) order.
 
         - `history(id, last=50)`: the last 50 entries.
-        - `history(id, before=page.cursor, limit=50)`: the 50 before a seq.
+        - `history(id, cursor=page.next)`: the next page the way `page` was read
+          (`page.previous`: the page on its other side), `limit` as given.
+        - `history(id, before=120, limit=50)`: the 50 before a seq.
         - `history(id, after=0, limit=500)`: forward from a seq (export, sync).
 
-        With none of `last`, `before`, `after`: the last `limit` (default 50).
-        The cost of a page does not depend on the length of the session.
+        With none of `last`, `before`, `after`, `cursor`: the last `limit`
+        (default 50). The cost of a page does not depend on the length of the
+        session.
         """
+        if cursor is not None:
+            if (last, before, after) != (None, None, None):
+                raise InvalidInput("cursor= stands alone (with limit=)", field="cursor")
+            side, seq = read_page_cursor(cursor)
+            before, after = (seq, None) if side == "before" else (None, seq)
         if last is not None and (before is not None or after is not None or limit is not None):
             raise InvalidInput(
                 "last= stands alone; page with before= or after= and limit=", field="last"
@@ -455,9 +468,19 @@ class SessionStore:
         if not page:
             with self._backend.read() as tx:
                 self._engine.sid(tx, session_id)  # no such session, or another agent's, or empty
-        if not more:
-            return Page(tuple(page), None)
-        return Page(tuple(page), page[-1].seq if after is not None else page[0].seq)
+            return Page((), None)
+        forward = after is not None
+        # The way it was read continues from its last entry read; the other way
+        # from the other end.
+        ahead, behind = (page[-1].seq, page[0].seq) if forward else (page[0].seq, page[-1].seq)
+        way: PageSide = "after" if forward else "before"
+        other: PageSide = "before" if forward else "after"
+        return Page(
+            tuple(page),
+            ahead if more else None,
+            next=page_cursor(way, ahead) if more else None,
+            previous=page_cursor(other, behind) if behind > 1 or other == "after" else None,
+        )
 
     def entry_ids(self, session_id: str, seqs: Iterable[int]) -> dict[int, str]:
         """The ids of a session's entries with these seqs (missing seqs are left out)."""
@@ -470,14 +493,26 @@ class SessionStore:
 
     # --- the active path and the context --------------------------------------------
 
-    def path(self, session_id: str, *, last: int = 50, before: int | None = None) -> Page:
+    def path(
+        self,
+        session_id: str,
+        *,
+        last: int = 50,
+        before: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
         """The last entries of the active branch (root to leaf), chronological.
 
         Unlike `history`, which reads the whole log, this follows the tree:
-        entries of abandoned branches are not on it. Pass `before=page.cursor`
-        for the entries before a page. The cost does not depend on the
-        length of the session.
+        entries of abandoned branches are not on it. Pass `cursor=page.next`
+        (or `before=page.cursor`) for the entries before a page. The cost does
+        not depend on the length of the session.
         """
+        if cursor is not None:
+            side, seq = read_page_cursor(cursor)
+            if side != "before" or before is not None:
+                raise InvalidInput("a path pages backwards: cursor=page.next alone", field="cursor")
+            before = seq
         last = check_int(last, "last", minimum=1, maximum=MAX_PAGE)
         with self._backend.read() as tx:
             record = self._engine.record(tx, session_id)
@@ -493,13 +528,27 @@ class SessionStore:
                 for entry in tx.entries_between(record.sid, record.session.id, start, end)
             ]
         page = entries[-last:]
-        return Page(tuple(page), page[0].seq if len(entries) > last else None)
+        more = len(entries) > last
+        return Page(
+            tuple(page),
+            page[0].seq if more else None,
+            next=page_cursor("before", page[0].seq) if more else None,
+        )
 
     def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
         """The messages for the model, from the active branch, compaction applied.
 
-        With `max_tokens`, older entries are left out to fit (never the system
-        prompt or the compaction summary, never a tool result without its call).
+        With `max_tokens`, older entries are left out to fit: never the system
+        prompt or the compaction summary; what is kept starts where a model can
+        start reading (not with an assistant message or a tool result whose
+        call is left out, never between a call and its result); `truncated` is
+        true exactly when a message was left out. The budget counts the
+        entries that become messages.
+
+        Raises:
+            ContextBudgetTooSmall: when `max_tokens` cannot hold the system
+                prompt, the summary and the last user message with what follows
+                it (`needed` says how many tokens would).
         """
         if max_tokens is not None:
             check_int(max_tokens, "max_tokens", minimum=1)
@@ -692,7 +741,9 @@ class SessionStore:
         removed session's state goes with it; `user:` and `agent:` state stays
         (the report gives its size).
         `progress(done, total)` is called after each planned session is dealt
-        with (removed, or left alone).
+        with (removed, or left alone). A limit the run cannot bring the store
+        under (current sessions active within the window are never removed) is
+        in the report's `unmet`.
         """
         policy = policy or RetentionPolicy()
         if not isinstance(policy, RetentionPolicy):
@@ -701,14 +752,14 @@ class SessionStore:
         with self._backend.read() as tx:
             rows = tx.maintenance_rows(self.agent_id)
             shared = tx.shared_state_bytes(self.agent_id)
-        planned = plan_removals(rows, policy, now)
+        plan = plan_removals(rows, policy, now)
         removals = []
-        for row, reason in planned:
+        for row, reason in plan.removals:
             removed = policy.mode == "enforce" and self._remove_unchanged(row.sid, row.active_at)
             removals.append(removal(row, reason, removed=removed))
             if progress is not None:
-                progress(len(removals), len(planned))
-        report = MaintenanceReport(policy.mode, len(rows), tuple(removals), shared)
+                progress(len(removals), len(plan.removals))
+        report = MaintenanceReport(policy.mode, len(rows), tuple(removals), shared, plan.unmet)
         logger.info(
             "maintenance ({}): scanned {}, chose {}, removed {}",
             policy.mode,
@@ -818,7 +869,9 @@ class SessionStore:
         where = SearchFilter(
             agent_id=self._engine.agent_filter(agent_id),
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
-            role=check_text(role, "role", max_length=64) if role is not None else None,
+            roles=stored_forms(check_text(role, "role", max_length=64))
+            if role is not None
+            else None,
             session_id=check_text(session_id, "session_id", max_length=256)
             if session_id is not None
             else None,

@@ -19,13 +19,14 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal, NoReturn, TextIO
+from typing import IO, Any, Final, NoReturn, TextIO
 
 import attrs
 import orjson
 
 from aisopod_session._compaction import KeepLastTurns, TokenBudget
-from aisopod_session._config import RetentionPolicy, SessionConfig, parse_duration, parse_size
+from aisopod_session._config import RetentionPolicy, parse_duration, parse_size
+from aisopod_session._doctor import examine, unopened
 from aisopod_session._errors import (
     AisopodError,
     ConfigError,
@@ -34,11 +35,15 @@ from aisopod_session._errors import (
     SessionExists,
     SessionNotFound,
     StoreNotFound,
+    TranscriptError,
 )
 from aisopod_session._model import Session
 from aisopod_session._open import DEFAULT_DB_ENV, default_url, open_store
 from aisopod_session._progress_bar import ProgressBar
+from aisopod_session._retention import UnmetBudget
+from aisopod_session._retention_options import Flag, combined_policy
 from aisopod_session._store import SessionStore
+from aisopod_session.keys import request_key
 from aisopod_session.transfer import (
     DUMP_FORMAT,
     Existing,
@@ -47,10 +52,11 @@ from aisopod_session.transfer import (
     copy_store,
     dump_store,
     export_transcript,
-    import_openclaw_agent,
+    import_openclaw_folder,
     import_transcript,
     restore_store,
 )
+from aisopod_session.transfer._compressed import CompressedFileError, open_plain
 from aisopod_shared import converter, enable_logging, logger
 
 __all__ = ["main"]
@@ -75,33 +81,51 @@ def _cell(value: object) -> str:
     return " ".join(str(value).split())
 
 
+# Free text gives way to the terminal's width; ids, keys, seqs, numbers and times
+# never do (people copy them).
+_SHRINKS: Final = ("TITLE", "TEXT", "SNIPPET", "VALUE")
+
+
 def print_table(
-    out: TextIO,
-    headers: Sequence[str],
-    rows: Sequence[Sequence[object]],
-    *,
-    keep: Sequence[str] = ("ID", "SESSION", "KEY", "SEQ"),
+    out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]], *, wide: bool = False
 ) -> None:
-    """Aligned columns in the terminal's width: the widest column gives way first,
-    never an id or a key (people copy those)."""
+    """Aligned columns in the terminal's width, measured in terminal cells (a CJK
+    character or an emoji takes two): the widest free-text column gives way first
+    (a snippet around its match); with `wide`, nothing is cut."""
+    from rich.cells import cell_len  # the one measure of a cell: imported when a table is drawn
+
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    widths = [max([cell_len(h), *(cell_len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     budget = _width() - 2 * (len(headers) - 1)
-    shrinkable = [i for i, h in enumerate(headers) if h not in keep]
+    shrinkable = [] if wide else [i for i, h in enumerate(headers) if h in _SHRINKS]
     while shrinkable and sum(widths) > budget:
         widest = max(shrinkable, key=lambda i: widths[i])
         if widths[widest] <= 12:
             break
         widths[widest] -= 1
     for n, row in enumerate([list(headers), *cells]):
-        line = "  ".join(_fit(value, widths[i]) for i, value in enumerate(row))
+        line = "  ".join(
+            _fit(value, widths[i], around=n > 0 and headers[i] == "SNIPPET")
+            for i, value in enumerate(row)
+        )
         print(line.rstrip(), file=out)
         if n == 0:
             print("  ".join("-" * w for w in widths), file=out)
 
 
-def _fit(value: str, width: int) -> str:
-    return value.ljust(width) if len(value) <= width else value[: width - 1] + "…"
+def _fit(value: str, width: int, *, around: bool = False) -> str:
+    """`value` in `width` terminal cells; cut at its end, or `around` its first `[`
+    (a search snippet's highlighted match), which then stands a third of the way in."""
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(value) <= width:
+        return value + " " * (width - cell_len(value))
+    hit = value.find("[") if around else -1
+    if hit > width // 3:
+        value = "…" + value[hit - width // 3 + 1 :]
+        if cell_len(value) <= width:
+            return set_cell_size(value, width)
+    return set_cell_size(value, width - 1) + "…"
 
 
 def print_json(out: TextIO, value: object) -> None:
@@ -215,6 +239,7 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
             (s.id, s.key, s.status, s.entry_count, s.usage.total, s.updated_at, s.title)
             for s in page.sessions
         ],
+        wide=args.wide,
     )
     if page.cursor:
         print(f"(more: --cursor {page.cursor})", file=out)
@@ -245,7 +270,10 @@ def cmd_state(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
         print_json(out, dict(state))
         return 0
     print_table(
-        out, ["KEY", "VALUE"], [(key, orjson.dumps(value).decode()) for key, value in state.items()]
+        out,
+        ["KEY", "VALUE"],
+        [(key, orjson.dumps(value).decode()) for key, value in state.items()],
+        wide=args.wide,
     )
     return 0
 
@@ -256,7 +284,7 @@ def _entry_row(entry: Any) -> dict[str, Any]:
         "id": entry.id,
         "parent_seq": entry.parent_seq,
         "type": entry.type,
-        "role": entry.role,
+        "role": entry.shown_role,
         "text": entry.text,
         "created_at": entry.created_at.isoformat(),
         "tokens": entry.tokens,
@@ -289,7 +317,8 @@ def cmd_history(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
     print_table(
         out,
         ["SEQ", "TIME", "ROLE", "TEXT"],
-        [(e.seq, e.created_at, e.role or e.type, e.text) for e in page.entries],
+        [(e.seq, e.created_at, e.shown_role, e.text) for e in page.entries],
+        wide=args.wide,
     )
     if page.cursor is not None:
         which = "later" if option == "--after" else "earlier"
@@ -313,7 +342,7 @@ def cmd_context(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
             },
         )
         return 0
-    print_table(out, ["ROLE", "TEXT"], [(m.role, m.text) for m in context.messages])
+    print_table(out, ["ROLE", "TEXT"], [(m.role, m.text) for m in context.messages], wide=args.wide)
     model = f"{context.model.provider}/{context.model.model_id}" if context.model else "-"
     print(
         f"model {model}, thinking {context.thinking_level or '-'}, ~{context.tokens} tokens"
@@ -339,6 +368,7 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         out,
         ["KEY", "SESSION", "SEQ", "ROLE", "SNIPPET"],
         [(h.key, h.session_id, h.seq, h.role, h.snippet) for h in page.hits],
+        wide=args.wide,
     )
     return 0
 
@@ -346,10 +376,11 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
 def _detect_format(path: Path) -> str:
     if path.is_dir():
         return "openclaw"
-    with path.open("rb") as handle:
-        first = handle.readline()
     try:
-        head = orjson.loads(first)
+        with open_plain(path) as handle:
+            head = orjson.loads(handle.readline())
+    except CompressedFileError as err:
+        raise TranscriptError(str(path), None, str(err)) from err
     except orjson.JSONDecodeError as err:
         raise InvalidInput(f"{path}: not a transcript, dump or agent folder") from err
     if isinstance(head, dict) and head.get("format") == DUMP_FORMAT:
@@ -363,6 +394,8 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         raise InvalidInput(f"{path} does not exist", field="PATH")
     kind = args.format or _detect_format(path)
     if args.agent:
+        # A transcript goes to this agent; of an OpenClaw folder, only this agent's
+        # folder is imported.
         store = store.for_agent(args.agent)
     existing: Existing = "replace" if args.replace else "skip"
     if kind == "native":
@@ -373,9 +406,10 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         args.ledger.resume = "import again to finish: sessions already there are skipped"
         with ProgressBar(f"importing {path.name}") as bar:
             if kind == "openclaw":
-                results = import_openclaw_agent(
+                results = import_openclaw_folder(
                     store,
                     path,
+                    agent_id=args.agent,
                     skip_bad_lines=args.skip_bad_lines,
                     existing=existing,
                     on_entries=bar.advance,
@@ -410,6 +444,7 @@ def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         out,
         ["ID", "KEY", "STATUS", "ENTRIES", "TOKENS", "TITLE"],
         [(x.id, x.key, x.status, x.entry_count, x.usage.total, x.title) for x in sessions],
+        wide=args.wide,
     )
     return 0
 
@@ -465,7 +500,7 @@ def _restore(
         args.ledger.wrote(image.id)
 
     try:
-        with ProgressBar(f"restoring {path.name}") as bar, path.open("rb") as handle:
+        with ProgressBar(f"restoring {path.name}") as bar, open_plain(path) as handle:
             report = restore_store(
                 store,
                 handle,
@@ -479,6 +514,8 @@ def _restore(
         raise InvalidInput(
             f"{err} (--skip-existing leaves such sessions as they are, --replace writes them again)"
         ) from err
+    except CompressedFileError as err:
+        raise TranscriptError(str(path), None, str(err)) from err
     _kept_note(report)
     if report.skipped:
         print(
@@ -634,19 +671,10 @@ def cmd_fork(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
-    mode: Literal["warn", "enforce"] = "enforce" if args.enforce else "warn"
-    if args.config:
-        config = SessionConfig.from_dict(read_json_file(args.config, field="--config"))
-        policy = attrs.evolve(config.retention, mode=mode)
-    else:
-        policy = RetentionPolicy(
-            mode=mode,
-            prune_after=parse_duration(args.prune_after, field="--prune-after"),
-            max_sessions=args.max_sessions,
-            max_bytes=parse_size(args.max_bytes, field="--max-bytes") if args.max_bytes else None,
-        )
+    policy = _maintain_policy(args)
     with ProgressBar("removing", unit="sessions", total=0) as bar:
-        report = store.maintain(policy, progress=bar.set if args.enforce else None)
+        report = store.maintain(policy, progress=bar.set if policy.mode == "enforce" else None)
+    unmet = [_unmet_line(u) for u in report.unmet]
     if args.json:
         print_json(
             out,
@@ -656,6 +684,7 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
                 "removed": report.removed,
                 "bytes_freed": report.bytes_freed,
                 "removals": list(report.removals),
+                "unmet": list(report.unmet),
             },
         )
         return 0
@@ -666,6 +695,7 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
             (r.session_id, r.key, r.status, r.reason, r.size_bytes, r.active_at, r.removed)
             for r in report.removals
         ],
+        wide=args.wide,
     )
     verb = "removed" if report.mode == "enforce" else "would remove (warn mode; --enforce to act)"
     print(
@@ -673,7 +703,40 @@ def cmd_maintain(store: SessionStore, args: argparse.Namespace, out: TextIO) -> 
         f" {report.bytes_to_free} bytes",
         file=out,
     )
+    for line in unmet:
+        print(line, file=out)
     return 0
+
+
+def _maintain_policy(args: argparse.Namespace) -> RetentionPolicy:
+    """The policy of the flags given and the `--config` file (`_retention_options`)."""
+    flags: dict[str, Flag] = {}
+    if args.enforce:
+        flags["mode"] = Flag("enforce", "")
+    if args.prune_after is not None:
+        flags["prune_after"] = Flag(
+            parse_duration(args.prune_after, field="prune_after"), args.prune_after
+        )
+    if args.max_sessions is not None:
+        flags["max_sessions"] = Flag(args.max_sessions, str(args.max_sessions))
+    if args.max_bytes is not None:
+        flags["max_bytes"] = Flag(parse_size(args.max_bytes, field="max_bytes"), args.max_bytes)
+    config = read_json_file(args.config, field="--config") if args.config else None
+    return combined_policy(flags, config, args.config, dry_run=args.dry_run)
+
+
+def _unmet_line(unmet: UnmetBudget) -> str:
+    """A budget out of reach, said plainly."""
+    if unmet.limit == "max_bytes":
+        what = f"the size budget of {unmet.allowed} bytes: {unmet.remaining} bytes remain"
+    else:
+        what = (
+            f"at most {unmet.allowed} sessions for agent {unmet.agent_id}: {unmet.remaining} remain"
+        )
+    return (
+        f"cannot meet {what} once every session it may remove is gone (the rest are"
+        " current sessions active within --prune-after, which are never removed)"
+    )
 
 
 def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
@@ -697,6 +760,7 @@ def cmd_stats(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
             )
             for s in stats
         ],
+        wide=args.wide,
     )
     return 0
 
@@ -717,7 +781,9 @@ def cmd_migrate(store: SessionStore, args: argparse.Namespace, out: TextIO) -> i
     if args.json:
         print_json(out, {"version": version, "latest": len(known), "migrations": rows})
     else:
-        print_table(out, ["VERSION", "NAME", "APPLIED"], [tuple(r.values()) for r in rows])
+        print_table(
+            out, ["VERSION", "NAME", "APPLIED"], [tuple(r.values()) for r in rows], wide=args.wide
+        )
         pending = len(known) - version
         print(
             f"schema version {version} of {len(known)}"
@@ -733,29 +799,17 @@ def cmd_doctor(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         if args.json:
             print_json(out, {"url": args.missing, "exists": False, "problems": []})
         return 0
-    problems = list(store.check_integrity())
-    facts = store.diagnostics()
-    schema = store.schema()
-    facts["schema_version"] = schema.version
-    facts["latest_schema_version"] = schema.latest
-    if facts.get("backend") == "sqlite":
-        if str(facts.get("journal_mode")).lower() != "wal":
-            problems.append(f"journal_mode is {facts['journal_mode']}, not wal")
-        if facts.get("foreign_keys") != 1:
-            problems.append("foreign_keys is off")
-        for name, mode in facts.get("permissions", {}).items():
-            if int(mode, 8) & 0o077:
-                problems.append(f"{name} is readable by others ({mode})")
-    if schema.version < schema.latest:
-        problems.append("schema migrations are pending (aisopod-session migrate --apply)")
-    facts["problems"] = problems
+    facts = unopened(args.db, args.unopened) if args.unopened else examine(store, args.db)
+    problems, warnings = facts["problems"], facts["warnings"]
     if args.json:
         print_json(out, facts)
     else:
         for name, value in facts.items():
-            if name != "problems":
+            if name not in ("problems", "warnings"):
                 shown = orjson.dumps(value).decode() if isinstance(value, dict) else _cell(value)
                 print(f"{name:>22}  {shown}", file=out)
+        for warning in warnings:
+            print(f"warning: {warning}", file=out)
         print("ok" if not problems else "problems:\n  " + "\n  ".join(problems), file=out)
     return 0 if not problems else 1
 
@@ -793,8 +847,23 @@ def _command(
     return parser
 
 
+def _key(text: str) -> str:
+    """A KEY argument, checked by the one rule for keys before any store is opened (a
+    bad key is a usage error, and makes nothing); passed on as typed."""
+    try:
+        request_key(None, text)
+    except InvalidSessionKey as err:
+        raise argparse.ArgumentTypeError(err.reason) from err
+    return text
+
+
 def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="cut no column to the terminal's width (ids, keys and times never are)",
+    )
 
 
 class _Version(argparse.Action):
@@ -918,7 +987,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="QUERY", help='words, "phrases", prefix*, a OR b, -excluded')
     p.add_argument("--agent", metavar="ID")
     p.add_argument("--key-prefix", metavar="PREFIX")
-    p.add_argument("--role", choices=["system", "user", "assistant", "tool", "custom"])
+    p.add_argument(
+        "--role",
+        metavar="ROLE",
+        help="hits of this role, as search shows it (user, assistant, tool, system, custom,"
+        " branchSummary, compactionSummary, ...)",
+    )
     p.add_argument("--limit", type=int, default=20, metavar="N")
     p.add_argument("--cursor", help="from the previous page")
     _json(p)
@@ -927,15 +1001,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "import",
         cmd_import,
-        "import a pi transcript, an OpenClaw agent folder or a native dump",
+        "import a pi transcript (.jsonl or .jsonl.zst), an OpenClaw folder (~/.openclaw,"
+        " its agents/, one agent's folder or its sessions/) or a native dump",
         "aisopod-session import ~/.openclaw/agents/main",
     )
     p.add_argument("path", metavar="PATH")
     p.add_argument(
         "--format", choices=["pi", "openclaw", "native"], help="default: guessed from the path"
     )
-    p.add_argument("--agent", metavar="ID", help="import into this agent's sessions")
-    p.add_argument("--key", metavar="KEY", help="bind a transcript to this key")
+    p.add_argument(
+        "--agent",
+        metavar="ID",
+        help="import into this agent's sessions (of an OpenClaw folder: only this agent's)",
+    )
+    p.add_argument("--key", metavar="KEY", type=_key, help="bind a transcript to this key")
     p.add_argument(
         "--skip-bad-lines", action="store_true", help="skip (and report) lines that are not JSON"
     )
@@ -1007,7 +1086,7 @@ def build_parser() -> argparse.ArgumentParser:
         "start a new session for a key (the old one is archived)",
         "aisopod-session reset agent:main:main",
     )
-    p.add_argument("key", metavar="KEY")
+    p.add_argument("key", metavar="KEY", type=_key)
     _json(p)
 
     p = _command(
@@ -1065,7 +1144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("session", metavar="SESSION")
     p.add_argument("--at", type=int, metavar="SEQ")
-    p.add_argument("--key", metavar="KEY", help="make the fork this key's current session")
+    p.add_argument(
+        "--key", metavar="KEY", type=_key, help="make the fork this key's current session"
+    )
 
     p = _command(
         sub,
@@ -1073,13 +1154,31 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_maintain,
         "retention: report (default) or remove old sessions",
         "aisopod-session maintain --prune-after 30d --max-sessions 500 --enforce",
+        api_names={"mode": "enforce"},
     )
-    p.add_argument("--enforce", action="store_true", help="remove, not just report")
-    p.add_argument("--prune-after", default="30d", metavar="AGE")
-    p.add_argument("--max-sessions", type=int, default=500, metavar="N", help="per agent")
+    p.description = textwrap.fill(
+        "Retention: report (default) or remove old sessions. Each setting comes from its"
+        " flag, else from --config, else from the default (warn, 30d, 500 per agent, no size"
+        " budget); a flag and the file giving one setting different values is an error."
+        " `mode: enforce` in the file enforces like --enforce; --dry-run only reports."
+        " A budget it cannot meet (current sessions active within --prune-after are never"
+        " removed) is reported as such.",
+        width=80,
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--enforce", action="store_true", help="remove, not just report")
+    group.add_argument(
+        "--dry-run", action="store_true", help="only report, even when --config says enforce"
+    )
+    p.add_argument("--prune-after", metavar="AGE", help="inactive this long goes (default 30d)")
+    p.add_argument(
+        "--max-sessions", type=int, metavar="N", help="per agent, least recently active go"
+    )
     p.add_argument("--max-bytes", metavar="SIZE", help="a size budget, e.g. 2gb")
     p.add_argument(
-        "--config", metavar="FILE", help="take the policy from an OpenClaw `session` section (JSON)"
+        "--config",
+        metavar="FILE",
+        help="an OpenClaw `session` section (JSON) whose `maintenance` gives the policy",
     )
     _json(p)
 
@@ -1156,6 +1255,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     logger.add(sys.stderr, level="DEBUG" if args.debug else "WARNING", format="{level}: {message}")
     args.db = args.db or default_url()
     args.missing = None
+    args.unopened = None
     reads = args.reads or (args.command == "migrate" and not args.apply)
     try:
         try:
@@ -1164,6 +1264,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             # A read never makes a store: it reads an empty one, and says so.
             args.missing = err.url
             store = open_store("sqlite:///:memory:", migrate=args.command != "migrate")
+        except (AisopodError, OSError) as err:
+            if args.command != "doctor":
+                raise
+            # A store that does not open is what doctor reports on.
+            args.unopened = err
+            store = open_store("sqlite:///:memory:")
         try:
             code: int = args.handler(store, args, out)
         finally:

@@ -15,6 +15,7 @@ recovered by re-parsing it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Final, Literal, TypeAlias
 
@@ -243,23 +244,32 @@ def subagent_depth(key: str) -> int:
 
 
 def request_key(agent_id: str | None, key: str | None) -> str:
-    """A key given by a caller, made into a stored key for `agent_id`.
+    """A key given by a caller, made into a stored key for `agent_id`: the one rule
+    for keys every entry point takes (the store's methods, imports, adapters, the
+    command line).
 
-    Without the `agent:` prefix it becomes `agent:<agent>:<key lowercased>`;
-    an empty one or `main` means the agent's main key; one that already starts
-    with `agent:` is lowercased as is and must parse.
+    Surrounding whitespace (spaces, tabs, newlines) is trimmed. Without the
+    `agent:` prefix the key becomes `agent:<agent>:<key lowercased>`; an empty
+    one or `main` means the agent's main key; one that already starts with
+    `agent:` is lowercased as is and must parse. No part of the key may be
+    empty (`agent:main:`, `agent:main:telegram:direct:`, `a::b`), and no
+    control character (a newline, a tab) may stand inside it.
 
     Raises:
-        InvalidSessionKey: for a key that starts with `agent:` but is malformed.
+        InvalidSessionKey: for a key that breaks these rules.
     """
     text = (key or "").strip()
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise InvalidSessionKey(key, "a control character (a newline, a tab) inside the key")
     if text[:6].lower() == "agent:":
         lowered = text.lower()
-        if parse_session_key(lowered) is None:
-            raise InvalidSessionKey(key, "expected agent:<agentId>:<rest>")
+        if parse_session_key(lowered) is None or "" in lowered.split(":"):
+            raise InvalidSessionKey(key, "expected agent:<agentId>:<rest>, no part empty")
         return lowered
     if not text or text.lower() == DEFAULT_MAIN_KEY:
         return main_session_key(agent_id)
+    if "" in text.split(":"):
+        raise InvalidSessionKey(key, "a part of the key is empty (a leading, trailing or double :)")
     return f"agent:{normalize_agent_id(agent_id)}:{text.lower()}"
 
 

@@ -18,7 +18,7 @@ import attrs
 
 from aisopod_session._entries import PreparedEntry
 from aisopod_session._ids import entry_id
-from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session
+from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session, role_name
 from aisopod_session._search import Clause, SearchHit
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
@@ -162,7 +162,8 @@ class SearchFilter:
 
     agent_id: str | None = None
     key_prefix: str | None = None
-    role: str | None = None
+    roles: tuple[str, ...] | None = None
+    """A message's role, or the type of a non-message entry (`_model.stored_forms`)."""
     session_id: str | None = None
     created_after: int | None = None
     created_before: int | None = None
@@ -173,7 +174,6 @@ class SearchFilter:
         params: list[Any] = []
         for column, value in (
             ("s.agent_id = ?", self.agent_id),
-            ("e.role = ?", self.role),
             ("s.id = ?", self.session_id),
             ("e.created_at > ?", self.created_after),
             ("e.created_at < ?", self.created_before),
@@ -181,6 +181,9 @@ class SearchFilter:
             if value is not None:
                 clauses.append(column)
                 params.append(value)
+        if self.roles:
+            clauses.append(f"coalesce(e.role, e.type) IN ({', '.join('?' * len(self.roles))})")
+            params.extend(self.roles)
         if self.key_prefix is not None:
             clauses.append("substr(s.key, 1, ?) = ?")
             params.extend((len(self.key_prefix), self.key_prefix))
@@ -188,15 +191,15 @@ class SearchFilter:
 
 
 def search_hit(row: Sequence[Any], rank: float) -> SearchHit:
-    """A hit from a row of session id, agent id, key, seq, entry id, role, created_at
-    (micros) and snippet, with its rank (higher is better)."""
+    """A hit from a row of session id, agent id, key, seq, entry id, role (else the
+    entry type), created_at (micros) and snippet, with its rank (higher is better)."""
     return SearchHit(
         session_id=row[0],
         agent_id=row[1],
         key=row[2],
         seq=row[3],
         entry_id=row[4],
-        role=row[5],
+        role=role_name(row[5], None),
         created_at=from_micros(row[6]),
         snippet=row[7],
         rank=rank,

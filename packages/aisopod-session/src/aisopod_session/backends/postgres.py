@@ -422,7 +422,7 @@ class PostgresTx(SqlTx):
             " FROM entries e JOIN sessions s ON s.sid = e.sid, q"
             f" WHERE e.search @@ q.query{conditions}"
             " ORDER BY rank DESC, e.row_id LIMIT ? OFFSET ?)"
-            " SELECT s.id, s.agent_id, s.key, e.seq, e.id, e.role, e.created_at,"
+            " SELECT s.id, s.agent_id, s.key, e.seq, e.id, coalesce(e.role, e.type), e.created_at,"
             " ts_headline('aisopod_search', e.text, q.query, ?), hits.rank"
             " FROM hits JOIN entries e ON e.row_id = hits.row_id"
             " JOIN sessions s ON s.sid = e.sid, q ORDER BY hits.rank DESC, e.row_id",
@@ -681,6 +681,12 @@ class PostgresBackend:
         with self.read() as tx:
             facts["server_version"] = tx.execute("SHOW server_version").fetchone()[0]
             facts["synchronous_commit"] = tx.execute("SHOW synchronous_commit").fetchone()[0]
+            # Read-only by our URL option, or by the server (a standby, a role's default).
+            server_read_only = tx.execute(
+                "SELECT current_setting('default_transaction_read_only') = 'on'"
+                " OR pg_is_in_recovery()"
+            ).fetchone()[0]
+            facts["read_only"] = self.read_only or bool(server_read_only)
             facts["size_bytes"] = int(
                 tx.execute(
                     "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"

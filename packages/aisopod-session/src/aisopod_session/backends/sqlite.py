@@ -321,7 +321,8 @@ class SqliteTx(SqlTx):
         conditions, params = where.sql()
         return list(
             self.execute(
-                f"SELECT bm25({fts}), e.row_id, s.id, s.agent_id, s.key, e.seq, e.id, e.role,"
+                f"SELECT bm25({fts}), e.row_id, s.id, s.agent_id, s.key, e.seq, e.id,"
+                " coalesce(e.role, e.type),"
                 f" e.created_at, snippet({fts}, 0, ?, ?, '…', 16), bm25({fts})"
                 f" FROM {table} JOIN entries e ON e.row_id = {fts}.rowid"
                 " JOIN sessions s ON s.sid = e.sid"
@@ -652,6 +653,7 @@ class SqliteBackend:
             ):
                 facts[pragma] = tx.execute(f"PRAGMA {pragma}").fetchone()[0]
         facts["sqlite_version"] = sqlite3.sqlite_version
+        facts["read_only"] = self.read_only
         if self.path is not None:
             modes = {}
             for path in (

@@ -3,10 +3,12 @@
 Sessions come in and go out of a store here, whole and exactly:
 
 - OpenClaw / pi transcripts (`spec/pi-transcript.md`): `import_transcript`
-  reads one JSONL file (versions 1, 2 and 3, upgraded to 3 on the way) as a
-  session, `import_openclaw_agent` a whole OpenClaw agent folder
-  (`sessions.json` with its keys and origins, and every transcript beside
-  it), and `export_transcript` writes a session back as a version 3 file, so
+  reads one JSONL file (versions 1, 2 and 3, upgraded to 3 on the way;
+  plain or zstd-compressed) as a session, `import_openclaw_agent` a whole
+  OpenClaw agent folder (`sessions.json` with its keys and origins, and every
+  transcript beside it, the archives of reset and cold sessions included),
+  `import_openclaw_folder` every agent of an OpenClaw state folder, and
+  `export_transcript` writes a session back as a version 3 file, so
   `export(import(file))` gives back every entry.
 - The native JSONL dump of a whole store: `dump_store` and `restore_store`,
   for a backup or a move; restore(dump(store)) gives back every session,
@@ -57,6 +59,7 @@ from aisopod_session.transfer._native import (
 from aisopod_session.transfer._openclaw_folder import (
     OPENCLAW_METADATA_KEY,
     import_openclaw_agent,
+    import_openclaw_folder,
 )
 from aisopod_session.transfer._transcript_import import (
     HEADER_METADATA_KEY,
@@ -71,6 +74,7 @@ __all__ = [
     # OpenClaw / pi transcripts
     "import_transcript",
     "import_openclaw_agent",
+    "import_openclaw_folder",
     "export_transcript",
     "ImportResult",
     "SkippedLine",

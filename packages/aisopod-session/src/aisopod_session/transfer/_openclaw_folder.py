@@ -1,4 +1,4 @@
-"""Importing a whole OpenClaw agent folder: `sessions.json` and its transcripts.
+"""Importing OpenClaw folders: an agent's `sessions.json` and transcripts, or every agent's.
 
 OpenClaw keeps an agent's sessions in `~/.openclaw/agents/<agentId>/sessions/`:
 a `sessions.json` map of session key -> `{sessionId, updatedAt, origin, ...}`
@@ -6,7 +6,11 @@ and a transcript per session beside it. `import_openclaw_agent` imports the
 lot: each key gets its session as its current one, with the origin the map
 records and the rest of the map's entry in `metadata["openclaw"]`; the
 transcripts the map does not name come in as archived sessions without a
-key. Each transcript is read by `_transcript_reader` and written as
+key, and so do the archives OpenClaw keeps of reset and cold sessions
+(`<id>.jsonl.reset.<time>`, `<id>.jsonl.zst`, either compressed or not).
+`import_openclaw_folder` does the same for every agent of a state folder
+(`~/.openclaw`, or its `agents/`), or for the one agent folder it is given.
+Each transcript is read by `_transcript_reader` and written as
 `import_transcript` writes it.
 
 Every file is read and checked before anything is written; then each
@@ -40,6 +44,7 @@ from aisopod_session.transfer._transcript_import import (
     Existing,
     ImportResult,
     ImportTarget,
+    header_id,
     import_time,
     left_alone,
     scan,
@@ -52,7 +57,7 @@ from aisopod_shared import InvalidInput
 if TYPE_CHECKING:
     from aisopod_session._store import SessionStore
 
-__all__ = ["OPENCLAW_METADATA_KEY", "import_openclaw_agent"]
+__all__ = ["OPENCLAW_METADATA_KEY", "import_openclaw_agent", "import_openclaw_folder"]
 
 OPENCLAW_METADATA_KEY: Final = "openclaw"
 """The session metadata key holding what `sessions.json` said about an imported session."""
@@ -61,10 +66,15 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # OpenClaw files beside transcripts that are not sessions of their own: the
 # pre-compaction twin of a session (same session id) and runtime traces.
 _NOT_A_SESSION: Final = re.compile(
-    r"\.checkpoint\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jsonl$"
-    r"|\.trajectory\.jsonl$",
+    r"\.checkpoint\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.jsonl(\.zst)?$"
+    r"|\.trajectory\.jsonl(\.zst)?$",
     re.IGNORECASE,
 )
+_COMPRESSED: Final = ".zst"
+# What OpenClaw makes of a transcript when its session is reset: the file
+# renamed `<id>.jsonl.reset.<time>`, compressed or not. (Deleted sessions,
+# `<id>.jsonl.deleted.<time>`, were deleted by their user and stay out.)
+_RESET_ARCHIVE: Final = "*.jsonl.reset.*"
 
 
 @attrs.frozen
@@ -76,6 +86,26 @@ class _Planned:
     session_id: str | None = None
     """The id `sessions.json` gives it (the only one, when the file is missing)."""
     missing: bool = False
+    archive: bool = False
+    """A copy OpenClaw keeps of a session (reset, or cold and compressed): left
+    out when the folder holds the session already."""
+
+
+@attrs.frozen
+class _CheckedAgent:
+    """An agent folder read whole: the sessions to write and what each file holds."""
+
+    plan: list[_Planned]
+    summaries: list[Summary | None]
+    """Each planned file's first pass (`None` for a missing transcript)."""
+
+    def session_ids(self) -> list[str]:
+        ids = []
+        for item, summary in zip(self.plan, self.summaries, strict=True):
+            session_id = summary.header.session_id if summary else item.session_id
+            assert session_id is not None
+            ids.append(session_id)
+        return ids
 
 
 def import_openclaw_agent(
@@ -89,22 +119,26 @@ def import_openclaw_agent(
     """Import an OpenClaw agent folder: `<agentId>/sessions/sessions.json` and transcripts.
 
     The agent id is the folder's name, normalised (`folder` may also be its
-    `sessions/` folder). Each key of `sessions.json` gets its session as its
-    current one, with the origin the map records (label, channel, account,
-    chat type, peer, thread; OpenClaw's own `origin` object is kept whole in
-    `origin.extra`) and the rest of the map's entry in `metadata["openclaw"]`.
-    Keys without the `agent:` prefix (older OpenClaw versions) become request
-    keys of the agent; a key naming another agent stays that agent's. When two
-    keys name one key after normalising, the most recently updated is current
-    and the other is archived; when two keys name one transcript, it is
-    imported once, for the most recent, and the others are kept in its
-    metadata. A key whose transcript is missing gets an empty session.
-    Transcripts the map does not name are imported as archived sessions
-    without a key; OpenClaw's pre-compaction twins (`*.checkpoint.<uuid>.jsonl`)
-    and traces (`*.trajectory.jsonl`) are not sessions and are left alone, as
-    are the `*.jsonl.reset.*` / `*.jsonl.deleted.*` files of reset and deleted
-    sessions. `skip_bad_lines` applies to every transcript; `on_entries` is told
-    as entries are written.
+    `sessions/` folder, with or without a `sessions.json`). Each key of
+    `sessions.json` gets its session as its current one, with the origin the map
+    records (label, channel, account, chat type, peer, thread; OpenClaw's own
+    `origin` object is kept whole in `origin.extra`) and the rest of the map's
+    entry in `metadata["openclaw"]`. Keys without the `agent:` prefix (older
+    OpenClaw versions) become request keys of the agent; a key naming another
+    agent stays that agent's. When two keys name one key after normalising, the
+    most recently updated is current and the other is archived; when two keys
+    name one transcript, it is imported once, for the most recent, and the
+    others are kept in its metadata. A key whose transcript is missing gets an
+    empty session (a compressed `<file>.zst` beside it is its transcript).
+    Transcripts the map does not name are imported as archived sessions without
+    a key, and so are OpenClaw's archives of reset sessions
+    (`<id>.jsonl.reset.<time>`) and compressed cold transcripts (`*.jsonl.zst`),
+    streamed as they are decompressed; an archive of a session the folder holds
+    otherwise is left out. OpenClaw's pre-compaction twins
+    (`*.checkpoint.<uuid>.jsonl`), traces (`*.trajectory.jsonl`) and the
+    `*.jsonl.deleted.*` files of deleted sessions are not imported.
+    `skip_bad_lines` applies to every transcript; `on_entries` is told as
+    entries are written.
 
     Every file is checked before anything is written; each session is then
     written in a transaction of its own.
@@ -115,51 +149,90 @@ def import_openclaw_agent(
             `existing` is "error"; nothing is written).
     """
     agent_dir, sessions_dir = _agent_folders(Path(folder).expanduser())
-    agent = normalize_agent_id(agent_dir.name)
-    plan = _plan_folder(sessions_dir, agent)
-    summaries = _check_folder(store, plan, skip_bad_lines=skip_bad_lines)
-    ids = [s.header.session_id if s else i.session_id for i, s in zip(plan, summaries, strict=True)]
-    held = {sid: stored_session(store, sid) for sid in ids if sid is not None}
+    return _import_agents(
+        store,
+        [(agent_dir, sessions_dir)],
+        skip_bad_lines=skip_bad_lines,
+        existing=existing,
+        on_entries=on_entries,
+    )
+
+
+def import_openclaw_folder(
+    store: SessionStore,
+    folder: str | os.PathLike[str],
+    *,
+    skip_bad_lines: bool = False,
+    existing: Existing = "error",
+    on_entries: EntryCount | None = None,
+    agent_id: str | None = None,
+) -> list[ImportResult]:
+    """Import every agent of an OpenClaw state folder, or the one agent folder given.
+
+    `folder` is OpenClaw's state folder (`~/.openclaw`, holding `agents/`), its
+    `agents/` folder (one folder per agent), an agent's folder or that agent's
+    `sessions/` folder. Each agent is imported as `import_openclaw_agent`
+    imports it, in the order of their names; every agent's files are checked
+    before anything is written. With `agent_id`, only that agent's folder is
+    imported.
+
+    Raises:
+        TranscriptError: for a folder that is none of these, or holds no folder of
+            `agent_id`, or a bad file in any agent's folder (nothing is written).
+        SessionExists: as `import_openclaw_agent`, over every agent.
+    """
+    root = Path(folder).expanduser()
+    agents = _agents_in(root)
+    if agent_id is not None:
+        wanted = normalize_agent_id(agent_id)
+        agents = [a for a in agents if normalize_agent_id(a[0].name) == wanted]
+        if not agents:
+            raise TranscriptError(str(root), None, f"holds no folder of agent {wanted!r}")
+    return _import_agents(
+        store,
+        agents,
+        skip_bad_lines=skip_bad_lines,
+        existing=existing,
+        on_entries=on_entries,
+    )
+
+
+def _import_agents(
+    store: SessionStore,
+    agents: list[tuple[Path, Path]],
+    *,
+    skip_bad_lines: bool,
+    existing: Existing,
+    on_entries: EntryCount | None,
+) -> list[ImportResult]:
+    """Check every agent's files, then write each agent's sessions."""
+    seen: dict[str, str] = {}
+    checked = [
+        _check_folder(
+            store,
+            _plan_folder(sessions_dir, normalize_agent_id(agent_dir.name)),
+            seen,
+            skip_bad_lines=skip_bad_lines,
+        )
+        for agent_dir, sessions_dir in agents
+    ]
+    held = {sid: stored_session(store, sid) for one in checked for sid in one.session_ids()}
     if existing == "error":
         for session_id, found in held.items():
             if found is not None:
                 raise SessionExists(session_id)  # before anything is written
     results = []
-    for item, summary, maybe_id in zip(plan, summaries, ids, strict=True):
-        stored = held.get(maybe_id) if maybe_id is not None else None
-        if (
-            stored is not None
-            and existing == "skip"
-            and summary is not None
-            and _imported_without_key(stored, item, summary)
+    for one in checked:
+        for item, summary, session_id in zip(
+            one.plan, one.summaries, one.session_ids(), strict=True
         ):
-            # Its transcript came in alone before: import it again with the
-            # folder's key, origin and metadata (it holds nothing else).
             results.append(
-                write_import(
+                _write_planned(
                     store,
+                    item,
                     summary,
-                    item.target,
-                    skip_bad_lines,
-                    existing="replace",
-                    on_entries=on_entries,
-                )
-            )
-        elif stored is not None and existing == "skip":
-            results.append(
-                left_alone(stored, summary)
-                if summary
-                else ImportResult(stored, item.path, 0, 0, 0, missing=True, existed=True)
-            )
-        elif summary is None:
-            results.append(_write_empty(store, item, replace=existing == "replace"))
-        else:
-            results.append(
-                write_import(
-                    store,
-                    summary,
-                    item.target,
-                    skip_bad_lines,
+                    held.get(session_id),
+                    skip_bad_lines=skip_bad_lines,
                     existing=existing,
                     on_entries=on_entries,
                 )
@@ -167,13 +240,65 @@ def import_openclaw_agent(
     return results
 
 
+def _write_planned(
+    store: SessionStore,
+    item: _Planned,
+    summary: Summary | None,
+    stored: Session | None,
+    *,
+    skip_bad_lines: bool,
+    existing: Existing,
+    on_entries: EntryCount | None,
+) -> ImportResult:
+    """One planned session written (or left as the store holds it)."""
+    if (
+        stored is not None
+        and existing == "skip"
+        and summary is not None
+        and _imported_without_key(stored, item, summary)
+    ):
+        # Its transcript came in alone before: import it again with the
+        # folder's key, origin and metadata (it holds nothing else).
+        return write_import(
+            store, summary, item.target, skip_bad_lines, existing="replace", on_entries=on_entries
+        )
+    if stored is not None and existing == "skip":
+        if summary is not None:
+            return left_alone(stored, summary)
+        return ImportResult(stored, item.path, 0, 0, 0, missing=True, existed=True)
+    if summary is None:
+        return _write_empty(store, item, replace=existing == "replace")
+    return write_import(
+        store, summary, item.target, skip_bad_lines, existing=existing, on_entries=on_entries
+    )
+
+
 def _agent_folders(folder: Path) -> tuple[Path, Path]:
     """The agent folder and its `sessions` folder (either may be given)."""
     if (folder / "sessions").is_dir():
         return folder, folder / "sessions"
-    if (folder / "sessions.json").is_file() and folder.name == "sessions":
+    if folder.name == "sessions" and folder.is_dir():
         return folder.parent, folder
     raise TranscriptError(str(folder), None, "not an OpenClaw agent folder (no sessions/)")
+
+
+def _agents_in(folder: Path) -> list[tuple[Path, Path]]:
+    """The agent folders (and their `sessions` folders) a folder holds or is."""
+    if (folder / "sessions").is_dir() or folder.name == "sessions":
+        return [_agent_folders(folder)]
+    agents_dir = folder / "agents" if (folder / "agents").is_dir() else folder
+    agents = [
+        (agent, agent / "sessions")
+        for agent in sorted(agents_dir.iterdir() if agents_dir.is_dir() else ())
+        if (agent / "sessions").is_dir()
+    ]
+    if not agents:
+        raise TranscriptError(
+            str(folder),
+            None,
+            "not an OpenClaw folder (no agents/, no agent folders with sessions/, no sessions/)",
+        )
+    return agents
 
 
 def _plan_folder(sessions_dir: Path, agent: str) -> list[_Planned]:
@@ -199,9 +324,18 @@ def _plan_folder(sessions_dir: Path, agent: str) -> list[_Planned]:
         for entry in entries
         if owners[entry.file] is entry
     ]
+    unnamed = ImportTarget(agent, None, False, "archived")
     for path in sorted(sessions_dir.glob("*.jsonl")):
         if path not in owners and path.is_file() and not _NOT_A_SESSION.search(path.name):
-            plan.append(_Planned(str(path), ImportTarget(agent, None, False, "archived")))
+            plan.append(_Planned(str(path), unnamed))
+    # OpenClaw's archives, after the live files so that a live file wins: cold
+    # transcripts, then reset ones (the latest of a session first; names end
+    # in the time of the reset).
+    cold = sorted(sessions_dir.glob(f"*.jsonl{_COMPRESSED}"))
+    reset = sorted(sessions_dir.glob(_RESET_ARCHIVE), reverse=True)
+    for path in [*cold, *reset]:
+        if path not in owners and path.is_file() and not _NOT_A_SESSION.search(path.name):
+            plan.append(_Planned(str(path), unnamed, archive=True))
     return plan
 
 
@@ -243,7 +377,7 @@ def _read_session_map(path: Path, agent: str) -> list[_MapEntry]:
                 key=stored,
                 agent_id=key_agent,
                 session_id=fields["sessionId"],
-                file=path.parent / _transcript_name(fields),
+                file=_found(path.parent / _transcript_name(fields)),
                 updated_at=_parse_millis(fields.get("updatedAt")),
                 fields=fields,
             )
@@ -260,6 +394,12 @@ def _transcript_name(fields: Mapping[str, Any]) -> str:
         if name not in ("", ".", ".."):
             return name
     return f"{fields['sessionId']}.jsonl"
+
+
+def _found(path: Path) -> Path:
+    """The transcript, or its compressed copy when only that is there."""
+    compressed = path.with_name(path.name + _COMPRESSED)
+    return compressed if not path.is_file() and compressed.is_file() else path
 
 
 def _parse_millis(value: object) -> datetime | None:
@@ -342,12 +482,19 @@ def _text(*values: object) -> str | None:
 
 
 def _check_folder(
-    store: SessionStore, plan: list[_Planned], *, skip_bad_lines: bool
-) -> list[Summary | None]:
-    """Read every transcript once and check the whole folder before writing anything."""
+    store: SessionStore, plan: list[_Planned], seen: dict[str, str], *, skip_bad_lines: bool
+) -> _CheckedAgent:
+    """Read every transcript once and check the whole folder before writing anything.
+
+    `seen` maps the session ids read so far (in any folder of the import) to
+    their files: a session in two files is an error, unless the second is an
+    archive OpenClaw kept of it, which is left out.
+    """
+    kept: list[_Planned] = []
     summaries: list[Summary | None] = []
-    seen: dict[str, str] = {}
     for item in plan:
+        if item.archive and header_id(item.path) in seen:
+            continue
         summary = None if item.missing else scan(item.path, skip_bad_lines=skip_bad_lines)
         session_id = summary.header.session_id if summary else item.session_id
         assert session_id is not None
@@ -357,8 +504,9 @@ def _check_folder(
                 item.path, line, f"session {session_id!r} is also in {seen[session_id]}"
             )
         seen[session_id] = item.path
+        kept.append(item)
         summaries.append(summary)
-    return summaries
+    return _CheckedAgent(kept, summaries)
 
 
 def _imported_without_key(stored: Session, item: _Planned, summary: Summary) -> bool:

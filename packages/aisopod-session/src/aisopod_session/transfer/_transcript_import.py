@@ -137,6 +137,12 @@ def scan(path: str, *, skip_bad_lines: bool) -> Summary:
         return reader.summary()
 
 
+def header_id(path: str) -> str:
+    """The session id a transcript's header gives (only the header is read)."""
+    with TranscriptReader(path, skip_bad_lines=False) as reader:
+        return reader.header.session_id
+
+
 def _second_pass(reader: TranscriptReader, summary: Summary) -> Iterator[EntryImage]:
     """The entries again, checked against the first pass (the file may have changed)."""
     if (reader.header.session_id, reader.header.version) != (

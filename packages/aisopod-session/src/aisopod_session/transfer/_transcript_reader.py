@@ -1,12 +1,13 @@
 """Reading OpenClaw / pi transcript files: versions 1, 2 and 3, upgraded to 3 on the way.
 
 A transcript is a JSONL file: a `session` header line, then one entry per
-line (`spec/pi-transcript.md`). `TranscriptReader` makes one pass over a file: it
-checks the header, then yields each entry as the `EntryImage` the store
-writes, upgraded from older versions (version 1 entries get ids and chained
-parents, and a compaction's `firstKeptEntryIndex` becomes
-`firstKeptEntryId`; the `hookMessage` role of versions 1 and 2 becomes
-`custom`). Everything else is kept verbatim: unknown fields, unknown entry
+line (`spec/pi-transcript.md`), plain or zstd-compressed (OpenClaw's
+`*.jsonl.zst` archives, decompressed as they stream by `_compressed`).
+`TranscriptReader` makes one pass over a file: it checks the header, then
+yields each entry as the `EntryImage` the store writes, upgraded from older
+versions (version 1 entries get ids and chained parents, and a compaction's
+`firstKeptEntryIndex` becomes `firstKeptEntryId`; the `hookMessage` role of
+versions 1 and 2 becomes `custom`). Everything else is kept verbatim: unknown fields, unknown entry
 types, the tree, the timestamps, the numbers.
 
 An import reads a file twice with this same reader (`_transcript_import`),
@@ -32,6 +33,7 @@ import orjson
 from aisopod_session._entries import holds_nul
 from aisopod_session._errors import TranscriptError
 from aisopod_session._state import stored_entry_type
+from aisopod_session.transfer._compressed import CompressedFileError, open_plain
 from aisopod_session.transfer._images import EntryImage
 
 __all__ = ["SkippedLine"]
@@ -99,7 +101,8 @@ class TranscriptReader:
         self.last_at: datetime | None = None
         self.title: str | None = None
         # Open for as long as the pass runs: `close()` (or `with`) ends it.
-        self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115
+        self._modified = os.stat(path).st_mtime
+        self._file: IO[bytes] = open_plain(path)
         self._lines = self._numbered_lines()
         self._seqs: dict[str, int] = {}
         self._v1_ids: dict[int, str] = {}
@@ -112,9 +115,7 @@ class TranscriptReader:
             raise
         # Entries without a usable time take the one before them: the header's,
         # else the file's modification time (the same in both passes).
-        self._time = self.header.timestamp or datetime.fromtimestamp(
-            os.fstat(self._file.fileno()).st_mtime, UTC
-        )
+        self._time = self.header.timestamp or datetime.fromtimestamp(self._modified, UTC)
 
     def __enter__(self) -> TranscriptReader:
         return self
@@ -147,6 +148,12 @@ class TranscriptReader:
 
     def _numbered_lines(self) -> Iterator[tuple[bytes, bool]]:
         """Non-blank lines (without their line ending) and whether each ended in a newline."""
+        try:
+            yield from self._lines_of_file()
+        except CompressedFileError as err:
+            raise TranscriptError(self.path, self.line + 1, str(err)) from err
+
+    def _lines_of_file(self) -> Iterator[tuple[bytes, bool]]:
         for number, raw in enumerate(self._file, start=1):
             self.line = number
             text = raw.rstrip(b"\r\n")
