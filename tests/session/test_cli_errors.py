@@ -101,6 +101,37 @@ def test_read_commands_never_create_a_store(
     assert not store_exists(no_store)
 
 
+CHANGES = [
+    ["delete", "agent:main:main", "--yes"],
+    ["title", "agent:main:main", "a title"],
+    ["compact", "agent:main:main"],
+    ["rewind", "agent:main:main", "1"],
+    ["fork", "agent:main:main"],
+    ["maintain"],
+    ["migrate", "--apply"],
+]
+
+
+def test_commands_that_change_sessions_never_create_a_store(
+    no_store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command that changes what is there fails on a store that is not, in one line
+    saying so; the commands that add sessions of their own (import, restore, copy's
+    target) refuse a missing input before they open anything. Nothing is left behind."""
+    missing = str(tmp_path / "nothing-here.jsonl")
+    target = tmp_path / "copy" / "target.db"
+    for args in [*CHANGES, ["copy", "--to", f"sqlite://{target}"]]:
+        assert main(["--db", no_store, *args]) == 1, args
+        err = capsys.readouterr().err
+        assert err == f"aisopod-session: error: no sessions yet: there is no store at {no_store}\n"
+    for command, name in (("import", "PATH"), ("restore", "FILE")):
+        assert main(["--db", no_store, command, missing]) == 1
+        err = capsys.readouterr().err
+        assert err == f"aisopod-session: error: {name}: {missing} does not exist\n"
+    assert not store_exists(no_store)
+    assert not target.parent.exists()
+
+
 def test_a_read_of_no_store_gives_empty_json_and_a_note(
     no_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -182,6 +213,7 @@ def test_invalid_json_in_a_config_file_names_line_and_column(
     config = tmp_path / "session.json"
     config.write_text('{"maintenance": {\n  "mode": enforce}}\n')
     db = f"sqlite:///{tmp_path / 's.db'}"
+    open_store(db).close()
     assert main(["--db", db, "maintain", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"aisopod-session: error: --config: {config}: not JSON")

@@ -390,8 +390,6 @@ def _detect_format(path: Path) -> str:
 
 def cmd_import(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     path = Path(args.path)
-    if not path.exists():
-        raise InvalidInput(f"{path} does not exist", field="PATH")
     kind = args.format or _detect_format(path)
     if args.agent:
         # A transcript goes to this agent; of an OpenClaw folder, only this agent's
@@ -825,11 +823,17 @@ def _command(
     example: str,
     *,
     reads: bool = False,
+    makes_store: bool = False,
+    inputs: Callable[[argparse.Namespace], None] | None = None,
     api_names: dict[str, str] | None = None,
 ) -> argparse.ArgumentParser:
     """A subcommand. `reads`: it only reads, so it never makes a store (a missing
-    one reads as empty). `api_names`: the API's names for its arguments, where they
-    differ (`{"to_seq": "seq"}`), so that errors name the argument as typed."""
+    one reads as empty). `makes_store`: it adds sessions of its own (import,
+    restore, reset), so it may make the store, once its arguments are checked; any
+    other command changes what is there, and a missing store is an error. `inputs`:
+    checks the command's inputs before its store is opened. `api_names`:
+    the API's names for its arguments, where they differ (`{"to_seq": "seq"}`), so
+    that errors name the argument as typed."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help_text,
@@ -840,11 +844,20 @@ def _command(
     parser.set_defaults(
         handler=handler,
         reads=reads,
+        makes_store=makes_store,
+        inputs=inputs,
         api_names=api_names or {},
         parser_of=parser,
         ledger=Ledger(),
     )
     return parser
+
+
+def _path_exists(args: argparse.Namespace) -> None:
+    """The PATH or FILE a command reads from is there: checked before its store is
+    opened, so that a wrong path makes nothing."""
+    if not Path(args.path).exists():
+        raise InvalidInput(f"{args.path} does not exist", field="path")
 
 
 def _key(text: str) -> str:
@@ -1004,6 +1017,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import a pi transcript (.jsonl or .jsonl.zst), an OpenClaw folder (~/.openclaw,"
         " its agents/, one agent's folder or its sessions/) or a native dump",
         "aisopod-session import ~/.openclaw/agents/main",
+        makes_store=True,
+        inputs=_path_exists,
     )
     p.add_argument("path", metavar="PATH")
     p.add_argument(
@@ -1053,6 +1068,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_restore,
         "write a native dump into the store",
         "aisopod-session --db sqlite:///new.db restore backup.jsonl",
+        makes_store=True,
+        inputs=_path_exists,
     )
     p.add_argument("path", metavar="FILE")
     group = p.add_mutually_exclusive_group()
@@ -1085,6 +1102,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reset,
         "start a new session for a key (the old one is archived)",
         "aisopod-session reset agent:main:main",
+        makes_store=True,
     )
     p.add_argument("key", metavar="KEY", type=_key)
     _json(p)
@@ -1258,11 +1276,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args.unopened = None
     reads = args.reads or (args.command == "migrate" and not args.apply)
     try:
+        if args.inputs is not None:
+            args.inputs(args)
         try:
-            store = open_store(args.db, migrate=args.command != "migrate", create=not reads)
+            store = open_store(args.db, migrate=args.command != "migrate", create=args.makes_store)
         except StoreNotFound as err:
-            # A read never makes a store: it reads an empty one, and says so.
             args.missing = err.url
+            if not reads:
+                raise  # nothing there to change: said as "no sessions yet"
+            # A read never makes a store: it reads an empty one, and says so.
             store = open_store("sqlite:///:memory:", migrate=args.command != "migrate")
         except (AisopodError, OSError) as err:
             if args.command != "doctor":
@@ -1287,11 +1309,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except (AisopodError, OSError) as err:
         if args.debug:
             raise
-        if isinstance(err, AisopodError):
+        if isinstance(err, StoreNotFound):
+            message = _no_store_yet(err.url)
+        elif isinstance(err, AisopodError):
             message = _message(err, args)
         else:
             message = f"{err.strerror}: {err.filename}" if err.filename else str(err)
-        if args.missing is not None:
+        if args.missing is not None and not isinstance(err, StoreNotFound):
             message += f" ({_no_store_yet(args.missing)})"
         elif args.ledger.sessions:
             message += f"; {args.ledger.summary(reads)}"
