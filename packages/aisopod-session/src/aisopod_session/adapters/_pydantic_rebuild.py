@@ -1,0 +1,301 @@
+"""Pydantic models rebuilt from their own JSON dump, without validating it again.
+
+The ADK adapter reads back events it stored as `Event.model_dump_json()`: data
+that was a valid event when it was written and never changes. Validating it
+again costs most of a read (Google's types run a Python validator on every
+nested object), so `rebuild` constructs the models directly (`model_construct`),
+field by field, following each field's annotation. Anything it is not sure of
+(bytes, which the dump writes as base64; a union of several types; a key the
+model does not know; a value of another type than its field's; a model with
+validators that change values after parsing) is handed to Pydantic's own JSON
+validation, for that value alone, so the result is what `model_validate_json`
+would give.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import orjson
+from pydantic import BaseModel, TypeAdapter
+
+__all__ = ["rebuild"]
+
+M = TypeVar("M", bound=BaseModel)
+
+Convert = Callable[[Any], Any]
+
+
+class _Slow(Exception):
+    """This value needs Pydantic's validation."""
+
+
+def rebuild(cls: type[M], data: Any) -> M:
+    """`cls.model_validate_json(orjson.dumps(data))`, for `data` a dump of a `cls`,
+    mostly without validating (see the module docstring)."""
+    try:
+        return typing.cast(M, _model(cls)(data))
+    except _Slow:
+        return cls.model_validate_json(_json(data))
+
+
+_PLANS: Final[dict[type[BaseModel], Convert]] = {}
+
+
+def _model(cls: type[BaseModel]) -> Convert:
+    """The converter of a model's dump (built once per class)."""
+    found = _PLANS.get(cls)
+    if found is not None:
+        return found
+    whole = _validated(cls)
+    guarded = _guarded(cls)
+    if guarded is None:
+        _PLANS[cls] = whole
+        return whole
+    fields: dict[str, Convert] = {}
+
+    def construct(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Slow
+        try:
+            # A key the model does not know is a KeyError: validation decides.
+            values = {name: fields[name](item) for name, item in value.items()}
+            if guarded and any(value.get(name) for name in guarded):
+                raise _Slow
+            return make(values)
+        except (_Slow, KeyError):
+            # This object alone, validated with its model's settings (bytes as base64).
+            return whole(value)
+
+    # Registered before the fields are planned: models may refer to themselves.
+    _PLANS[cls] = construct
+    for name, info in cls.model_fields.items():
+        fields[name] = _converter(info.annotation)
+    make = _maker(cls)
+    return construct
+
+
+_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
+
+
+def _maker(cls: type[BaseModel]) -> Callable[[dict[str, Any]], BaseModel]:
+    """What `cls.model_construct(**values)` does, with the defaults worked out once:
+    `model_construct` looks at every field of the model on every call (Google's `Part`
+    has 17), which costs more than the rest of a read."""
+    # In the fields' order, which the model's dump follows: (name, default, factory).
+    order: list[tuple[str, Any, Callable[[], Any] | None]] = []
+    for name, info in cls.model_fields.items():
+        factory = info.default_factory
+        if info.is_required():
+            order.append((name, _REQUIRED, None))
+        elif factory is not None:
+            if info.default_factory_takes_validated_data:
+                return _constructed(cls)
+            order.append((name, None, typing.cast(Callable[[], Any], factory)))
+        elif isinstance(info.default, _IMMUTABLE):
+            order.append((name, info.default, None))
+        else:
+            return _constructed(cls)  # a mutable default: copied per instance there
+    if cls.__pydantic_root_model__ or cls.model_config.get("extra") == "allow":
+        return _constructed(cls)
+    post_init = bool(cls.__pydantic_post_init__)
+    private = cls.__private_attributes__
+    setattr_ = object.__setattr__
+    new = object.__new__
+
+    def make(values: dict[str, Any]) -> BaseModel:
+        state = {}
+        for name, default, factory in order:
+            if name in values:
+                state[name] = values[name]
+            elif factory is not None:
+                state[name] = factory()
+            elif default is _REQUIRED:
+                raise _Slow
+            else:
+                state[name] = default
+        model = new(cls)
+        setattr_(model, "__dict__", state)
+        setattr_(model, "__pydantic_fields_set__", set(values))
+        setattr_(model, "__pydantic_extra__", None)
+        setattr_(model, "__pydantic_private__", None)
+        if post_init:
+            model.model_post_init(None)
+        elif private:
+            setattr_(
+                model,
+                "__pydantic_private__",
+                {k: v.get_default() for k, v in private.items()},
+            )
+        return model
+
+    return make
+
+
+_REQUIRED: Final = object()
+
+
+def _constructed(cls: type[BaseModel]) -> Callable[[dict[str, Any]], BaseModel]:
+    def make(values: dict[str, Any]) -> BaseModel:
+        return cls.model_construct(**values)
+
+    return make
+
+
+def _guarded(cls: type[BaseModel]) -> frozenset[str] | None:
+    """The fields of `cls` whose validators may change a dumped value (validated when
+    they hold one), or `None` when a validator of the whole model runs after parsing.
+    (Validators that run before parsing only accept other spellings of the input,
+    which a dump never has.)"""
+    decorators = cls.__pydantic_decorators__
+    if decorators.root_validators:
+        return None
+    if any(v.info.mode != "before" for v in decorators.model_validators.values()):
+        return None
+    return frozenset(
+        name for validator in decorators.field_validators.values() for name in validator.info.fields
+    )
+
+
+def _validated(tp: Any) -> Convert:
+    adapter: TypeAdapter[Any] = TypeAdapter(tp)
+
+    def validate(value: Any) -> Any:
+        return adapter.validate_json(_json(value))
+
+    return validate
+
+
+def _json(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits: the standard encoder takes it
+        return json.dumps(value).encode()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _converter(tp: Any) -> Convert:
+    """How a dumped value of type `tp` becomes the value validation would give."""
+    if tp is Any or tp is object:
+        return _same
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1 and options[0] in (str, bool, int):
+            return _exactly(options[0], nullable=True)
+        inner = _converter(options[0]) if len(options) == 1 else _always_slow
+        if inner is _same:
+            return _same
+
+        def optional(value: Any) -> Any:
+            return None if value is None else inner(value)
+
+        return optional
+    if origin is typing.Annotated:
+        return _validated(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        each = _converter(item)
+
+        def as_list(value: Any) -> Any:
+            if type(value) is not list:
+                raise _Slow
+            return value if each is _same else [each(v) for v in value]
+
+        return as_list
+    if origin is set:
+        (item,) = typing.get_args(tp) or (Any,)
+        member = _converter(item)
+
+        def as_set(value: Any) -> Any:
+            if type(value) is not list:
+                raise _Slow
+            return {member(v) for v in value}
+
+        return as_set
+    if origin is dict:
+        key, item = typing.get_args(tp) or (str, Any)
+        if key is not str:
+            return _validated(tp)
+        each = _converter(item)
+
+        def as_dict(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Slow
+            return value if each is _same else {k: each(v) for k, v in value.items()}
+
+        return as_dict
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any) -> Any:
+            if value not in allowed:
+                raise _Slow
+            return value
+
+        return literal
+    if isinstance(tp, type):
+        if issubclass(tp, BaseModel):
+            return _model(tp)  # registered before its fields are planned: cycles end
+        if issubclass(tp, enum.Enum):
+            return _enum(tp)
+        if tp in _PRIMITIVE:
+            return _PRIMITIVE[tp]
+    return _always_slow
+
+
+def _enum(cls: type[enum.Enum]) -> Convert:
+    def member(value: Any) -> Any:
+        try:
+            return cls(value)
+        except ValueError:
+            raise _Slow from None
+
+    return member
+
+
+def _always_slow(value: Any) -> Any:
+    raise _Slow
+
+
+def _exactly(kind: type, *, nullable: bool = False) -> Convert:
+    if nullable:
+
+        def check_nullable(value: Any) -> Any:
+            if value is not None and type(value) is not kind:
+                raise _Slow
+            return value
+
+        return check_nullable
+
+    def check(value: Any) -> Any:
+        if type(value) is not kind:
+            raise _Slow
+        return value
+
+    return check
+
+
+def _float(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
+    raise _Slow
+
+
+_PRIMITIVE: Final[dict[type, Convert]] = {
+    str: _exactly(str),
+    bool: _exactly(bool),
+    int: _exactly(int),
+    float: _float,
+}
