@@ -30,22 +30,49 @@ How ADK's sessions map onto the store (and back, for every read):
   (state changes, transfers, ...) is a `custom` entry. So `context()`, search,
   the command line and export see ADK conversations, and tool calls keep
   their results.
-- `last_update_time` is the last appended event's timestamp (kept in the
-  session's metadata under `adk`), the session's `version` its revision
-  marker: a second writer holding a stale session gets ADK's
-  `StaleSessionError` and writes nothing, and no timestamp rounding makes a
-  current session look stale.
+- Time: an event's `timestamp` is the time of its append in the store (its
+  entries' `created_at`, the session's `updated_at` and `active_at`, to the
+  microsecond), so ADK's `last_update_time` is the session's `updated_at`:
+  the last appended event's timestamp, or the creation time. An event's
+  timestamp must lie between 1970 and 9999. Retention sees an ADK session
+  as active when its last event says it was.
+- Versions: ADK's storage update marker of a session is its id in the store
+  and its `version`. An append is made only at that version, so a second
+  writer holding a stale session gets ADK's `StaleSessionError` and writes
+  nothing, with no timestamp rounding that could make a current session look
+  stale; a session object without a marker (built by hand) is checked
+  against `last_update_time` instead.
+- Reads: `get_session` is the store's tail read of the key's conversation
+  (the session row, its state and the last events, each event rebuilt from
+  its stored JSON without validating it again); `list_sessions` reads only
+  the session rows of the app (of one user, through the user index) and
+  their `app:` and `user:` state. Appends go through the store's group
+  committer, like every adapter's.
 
-Deliberate differences from ADK's SQL services:
+Deliberate differences from ADK's SQL services (and ADK's own contract tests
+that fail because of them):
 
 - `app_name` must be an agent id as it is (see above); ADK accepts any string.
 - Events come back in the order they were appended, not sorted by their
-  `timestamp`; `GetSessionConfig.after_timestamp` reads back from the newest
-  event and stops at the first one older than it, so with timestamps that go
-  backwards an older event appended later is returned while an earlier one
-  that is newer is not.
+  `timestamp` and then their id (`test_get_session_orders_tied_timestamps_by_id`:
+  events with one timestamp, appended in reverse id order, come back in that
+  order). `GetSessionConfig.after_timestamp` keeps the events whose timestamp
+  is at or after it, and `num_recent_events` the last of those appended. The
+  order of a conversation is the order it happened in; sorting by a
+  timestamp the caller sets would reorder it.
+- A state value that is no JSON data at all (a function, say) is stored as the
+  text ADK's event serializer writes for it when it comes in an event's
+  `state_delta`, as ADK's services do; in `create_session(state=...)` it is
+  refused with `InvalidPayload` (ADK's services store its text).
+- A session compacted through the store (`compact`) shows ADK the summary's
+  window: the events before the compaction are not in `get_session`.
 - Events that other writers appended (another framework's messages) are not
   ADK events and are left out of `get_session`; they stay in the store.
+
+ADK's conformance tests (`tests/unittests/sessions/test_session_service.py` in
+google/adk-python, their code, run outside this repository) pass on SQLite
+and PostgreSQL but for the one above; `tests/adapters/test_adk.py` says how
+to run them.
 
 Requires the `adk` extra: `pip install 'aisopod-session[adk]'`.
 """
