@@ -54,97 +54,90 @@ def _model(cls: type[BaseModel]) -> Convert:
         return found
     whole = _validated(cls)
     guarded = _guarded(cls)
-    if guarded is None:
+    layout = _layout(cls)
+    if guarded is None or layout is None:
         _PLANS[cls] = whole
         return whole
-    fields: dict[str, Convert] = {}
-
-    def construct(value: Any) -> Any:
-        if type(value) is not dict:
-            raise _Slow
-        try:
-            # A key the model does not know is a KeyError: validation decides.
-            values = {name: fields[name](item) for name, item in value.items()}
-            if guarded and any(value.get(name) for name in guarded):
-                raise _Slow
-            return make(values)
-        except (_Slow, KeyError):
-            # This object alone, validated with its model's settings (bytes as base64).
-            return whole(value)
-
-    # Registered before the fields are planned: models may refer to themselves.
-    _PLANS[cls] = construct
-    for name, info in cls.model_fields.items():
-        fields[name] = _converter(info.annotation)
-    make = _maker(cls)
-    return construct
-
-
-_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
-
-
-def _maker(cls: type[BaseModel]) -> Callable[[dict[str, Any]], BaseModel]:
-    """What `cls.model_construct(**values)` does, with the defaults worked out once:
-    `model_construct` looks at every field of the model on every call (Google's `Part`
-    has 17), which costs more than the rest of a read."""
-    # In the fields' order, which the model's dump follows: (name, default, factory).
-    order: list[tuple[str, Any, Callable[[], Any] | None]] = []
-    for name, info in cls.model_fields.items():
-        factory = info.default_factory
-        if info.is_required():
-            order.append((name, _REQUIRED, None))
-        elif factory is not None:
-            if info.default_factory_takes_validated_data:
-                return _constructed(cls)
-            order.append((name, None, typing.cast(Callable[[], Any], factory)))
-        elif isinstance(info.default, _IMMUTABLE):
-            order.append((name, info.default, None))
-        else:
-            return _constructed(cls)  # a mutable default: copied per instance there
-    if cls.__pydantic_root_model__ or cls.model_config.get("extra") == "allow":
-        return _constructed(cls)
+    template, factories, required = layout
     post_init = bool(cls.__pydantic_post_init__)
     private = cls.__private_attributes__
+    fields: dict[str, Convert] = {}
     setattr_ = object.__setattr__
     new = object.__new__
 
-    def make(values: dict[str, Any]) -> BaseModel:
-        state = {}
-        for name, default, factory in order:
-            if name in values:
-                state[name] = values[name]
-            elif factory is not None:
-                state[name] = factory()
-            elif default is _REQUIRED:
+    # What `cls.model_construct(**values)` does, with the defaults worked out once
+    # (`model_construct` looks at every field on every call: Google's `Part` has 17).
+    def construct(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Slow
+        state = template.copy()  # keys set below keep their place: the fields' order
+        try:
+            for name, item in value.items():
+                # A key the model does not know is a KeyError: validation decides.
+                state[name] = fields[name](item)
+            if guarded and any(value.get(name) for name in guarded):
                 raise _Slow
-            else:
-                state[name] = default
+            for name, factory in factories:
+                if state[name] is _FACTORY:
+                    state[name] = factory()
+            for name in required:
+                if state[name] is _REQUIRED:
+                    raise _Slow
+        except (_Slow, KeyError):
+            # This object alone, validated with its model's settings (bytes as base64).
+            return whole(value)
         model = new(cls)
         setattr_(model, "__dict__", state)
-        setattr_(model, "__pydantic_fields_set__", set(values))
+        setattr_(model, "__pydantic_fields_set__", set(value))
         setattr_(model, "__pydantic_extra__", None)
         setattr_(model, "__pydantic_private__", None)
         if post_init:
             model.model_post_init(None)
         elif private:
             setattr_(
-                model,
-                "__pydantic_private__",
-                {k: v.get_default() for k, v in private.items()},
+                model, "__pydantic_private__", {k: v.get_default() for k, v in private.items()}
             )
         return model
 
-    return make
+    # Registered before the fields are planned: models may refer to themselves.
+    _PLANS[cls] = construct
+    for name, info in cls.model_fields.items():
+        fields[name] = _converter(info.annotation)
+    return construct
 
 
+_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
 _REQUIRED: Final = object()
+_FACTORY: Final = object()
+
+_Layout = tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]], list[str]]
 
 
-def _constructed(cls: type[BaseModel]) -> Callable[[dict[str, Any]], BaseModel]:
-    def make(values: dict[str, Any]) -> BaseModel:
-        return cls.model_construct(**values)
-
-    return make
+def _layout(cls: type[BaseModel]) -> _Layout | None:
+    """Every field of `cls` in its order (which its dump follows) with its default, or
+    a mark for one a factory makes or one that is required; the factories; the
+    required fields. `None` for a model this module does not build itself (one with a
+    mutable default, a factory that takes the other fields, extra fields or a root)."""
+    if cls.__pydantic_root_model__ or cls.model_config.get("extra") == "allow":
+        return None
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    required: list[str] = []
+    for name, info in cls.model_fields.items():
+        factory = info.default_factory
+        if info.is_required():
+            template[name] = _REQUIRED
+            required.append(name)
+        elif factory is not None:
+            if info.default_factory_takes_validated_data:
+                return None
+            template[name] = _FACTORY
+            factories.append((name, typing.cast(Callable[[], Any], factory)))
+        elif isinstance(info.default, _IMMUTABLE):
+            template[name] = info.default
+        else:
+            return None
+    return template, factories, required
 
 
 def _guarded(cls: type[BaseModel]) -> frozenset[str] | None:
