@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
-__all__ = ["rebuild"]
+__all__ = ["construct", "rebuild"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,7 +44,50 @@ def rebuild(cls: type[M], data: Any) -> M:
         return cls.model_validate_json(_json(data))
 
 
+def construct(cls: type[M], values: dict[str, Any], **private: Any) -> M:
+    """`cls.model_construct(**values)` with private attributes set after, for values
+    already of their fields' types (nothing is checked): the defaults worked out once."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _layout(cls) or False
+    if layout is False:
+        model = cls.model_construct(**values)
+    else:
+        template, factories, required = layout
+        state = template.copy()
+        state.update(values)
+        for name, factory in factories:
+            if state[name] is _FACTORY:
+                state[name] = factory()
+        if any(state[name] is _REQUIRED for name in required):
+            raise ValueError(f"{cls.__name__}: a required field is missing")
+        model = _instance(cls, state, set(values))
+    for name, value in private.items():
+        setattr(model, name, value)
+    return model
+
+
+def _instance(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
+    """A model of `cls` holding `state` (every field), as `model_construct` makes it."""
+    model = object.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(model, "__dict__", state)
+    setattr_(model, "__pydantic_fields_set__", fields_set)
+    setattr_(model, "__pydantic_extra__", None)
+    setattr_(model, "__pydantic_private__", None)
+    if cls.__pydantic_post_init__:
+        model.model_post_init(None)
+    elif cls.__private_attributes__:
+        setattr_(
+            model,
+            "__pydantic_private__",
+            {k: v.get_default() for k, v in cls.__private_attributes__.items()},
+        )
+    return model
+
+
 _PLANS: Final[dict[type[BaseModel], Convert]] = {}
+_LAYOUTS: Final[dict[type[BaseModel], _Layout | typing.Literal[False]]] = {}
 
 
 def _model(cls: type[BaseModel]) -> Convert:
@@ -59,11 +102,7 @@ def _model(cls: type[BaseModel]) -> Convert:
         _PLANS[cls] = whole
         return whole
     template, factories, required = layout
-    post_init = bool(cls.__pydantic_post_init__)
-    private = cls.__private_attributes__
     fields: dict[str, Convert] = {}
-    setattr_ = object.__setattr__
-    new = object.__new__
 
     # What `cls.model_construct(**values)` does, with the defaults worked out once
     # (`model_construct` looks at every field on every call: Google's `Part` has 17).
@@ -86,18 +125,7 @@ def _model(cls: type[BaseModel]) -> Convert:
         except (_Slow, KeyError):
             # This object alone, validated with its model's settings (bytes as base64).
             return whole(value)
-        model = new(cls)
-        setattr_(model, "__dict__", state)
-        setattr_(model, "__pydantic_fields_set__", set(value))
-        setattr_(model, "__pydantic_extra__", None)
-        setattr_(model, "__pydantic_private__", None)
-        if post_init:
-            model.model_post_init(None)
-        elif private:
-            setattr_(
-                model, "__pydantic_private__", {k: v.get_default() for k, v in private.items()}
-            )
-        return model
+        return _instance(cls, state, set(value))
 
     # Registered before the fields are planned: models may refer to themselves.
     _PLANS[cls] = construct

@@ -127,7 +127,7 @@ from aisopod_session.adapters._common import (
     searchable,
     storable,
 )
-from aisopod_session.adapters._pydantic_rebuild import rebuild
+from aisopod_session.adapters._pydantic_rebuild import construct, rebuild
 from aisopod_session.backends._sql import SqlTx
 from aisopod_session.keys import normalize_agent_id
 from aisopod_shared import InvalidInput, Message, TextPart, ThinkingPart, TokenUsage, ToolCallPart
@@ -567,16 +567,18 @@ def _adk_session(
     events: list[Event],
 ) -> AdkSession:
     # Every value is made here, of the right type: nothing to validate.
-    adk = AdkSession.model_construct(
-        id=where.session_id,
-        app_name=where.app,
-        user_id=where.user,
-        state=state,
-        events=events,
-        last_update_time=_seconds(updated_at),
+    return construct(
+        AdkSession,
+        {
+            "id": where.session_id,
+            "app_name": where.app,
+            "user_id": where.user,
+            "state": state,
+            "events": events,
+            "last_update_time": _seconds(updated_at),
+        },
+        _storage_update_marker=_marker(session_id, version),
     )
-    adk._storage_update_marker = _marker(session_id, version)
-    return adk
 
 
 def _create(engine: Engine, where: _Where, delta: dict[str, Any] | None) -> AdkSession:
