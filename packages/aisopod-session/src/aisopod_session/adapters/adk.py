@@ -168,9 +168,10 @@ class AisopodSessionService(BaseSessionService):
         agent_id: serve only this app (agent): any other `app_name` is refused.
             By default, the agent the store handle is scoped to, else any.
 
-    Every method is one call on the store's worker threads (the event loop
-    never waits on the database). See the module docstring for the mapping and
-    the deliberate differences from ADK's own services.
+    Every read is one call on the store's worker threads and every append goes to
+    its group committer: the event loop never waits on the database. See the
+    module docstring for the mapping and the deliberate differences from ADK's
+    own services.
     """
 
     def __init__(self, store: StoreLike = None, *, agent_id: str | None = None) -> None:
