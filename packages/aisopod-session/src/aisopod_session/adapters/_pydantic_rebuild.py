@@ -222,26 +222,19 @@ def _converter(tp: Any) -> Convert:
         return optional
     if origin is typing.Annotated:
         return _validated(tp)
-    if origin is list:
+    if origin is list or origin is set:  # a dump writes a set as a list
         (item,) = typing.get_args(tp) or (Any,)
         each = _converter(item)
+        listed = origin is list
 
-        def as_list(value: Any) -> Any:
+        def as_collection(value: Any) -> Any:
             if type(value) is not list:
                 raise _Slow
-            return value if each is _same else [each(v) for v in value]
+            if listed:
+                return value if each is _same else [each(v) for v in value]
+            return {each(v) for v in value}
 
-        return as_list
-    if origin is set:
-        (item,) = typing.get_args(tp) or (Any,)
-        member = _converter(item)
-
-        def as_set(value: Any) -> Any:
-            if type(value) is not list:
-                raise _Slow
-            return {member(v) for v in value}
-
-        return as_set
+        return as_collection
     if origin is dict:
         key, item = typing.get_args(tp) or (str, Any)
         if key is not str:
