@@ -7,9 +7,10 @@ Each row times one `BaseSessionService` call on `AisopodSessionService` (SQLite,
 the store's default durability: WAL, synchronous=FULL) and on ADK's
 `DatabaseSessionService` (SQLAlchemy on aiosqlite) and `SqliteSessionService`
 (aiosqlite), all on files, each commit durable (SQLite's default
-synchronous=FULL on theirs). Rounds of ours and theirs alternate; each
-figure is the median round. "ratio" is their time over ours, "target" what
-the row must reach:
+synchronous=FULL on theirs). Rounds of ours and theirs alternate; a round
+makes several calls one after the other (100 appends, 10 reads, 20 listings)
+and each figure is the median round's time per call. "ratio" is their time
+over ours, "target" what the row must reach:
 
 - `append_event`: one event with a state change, appended to a session;
 - `get_session`: the last 50 of 1,000 events (`GetSessionConfig(num_recent_events=50)`);
@@ -82,6 +83,7 @@ async def main() -> None:
     events = 200 if args.quick else 1_000
     rounds = 3 if args.quick else 7
     appends = 20 if args.quick else 100
+    reads, listings = 10, 20
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -113,17 +115,21 @@ async def main() -> None:
                         await service.append_event(writers[name], event(counter[0]))
 
                 async def get_now(service: BaseSessionService = service) -> None:
-                    await service.get_session(
-                        app_name=APP, user_id="reader", session_id="long", config=config
-                    )
+                    for _ in range(reads):
+                        got = await service.get_session(
+                            app_name=APP, user_id="reader", session_id="long", config=config
+                        )
+                        assert got is not None
+                        assert len(got.events) == 50
 
                 async def list_now(service: BaseSessionService = service) -> None:
-                    listed = await service.list_sessions(app_name=APP, user_id="u-0")
-                    assert len(listed.sessions) == 5
+                    for _ in range(listings):
+                        listed = await service.list_sessions(app_name=APP, user_id="u-0")
+                        assert len(listed.sessions) == 5
 
                 row["append"].append(await median(1, appends_now, appends))
-                row["get"].append(await median(1, get_now))
-                row["list"].append(await median(1, list_now))
+                row["get"].append(await median(1, get_now, reads))
+                row["list"].append(await median(1, list_now, listings))
         store.close()
         for name in ("DatabaseSessionService",):
             service = services[name]

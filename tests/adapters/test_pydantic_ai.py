@@ -15,20 +15,29 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pydantic_ai import Agent, AgentRunResult
+from pydantic_ai import Agent, AgentRunResult, ModelRetry
 from pydantic_ai.messages import (
     ModelMessage,
     ModelMessagesTypeAdapter,
     ModelRequest,
     ModelResponse,
+    RetryPromptPart,
     TextPart,
     ToolCallPart,
+    ToolReturnPart,
     UserPromptPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
-from aisopod_session import InvalidInput, InvalidPayload, Message, SessionStore, open_store
+from aisopod_session import (
+    InvalidInput,
+    InvalidPayload,
+    Message,
+    PayloadTooLarge,
+    SessionStore,
+    open_store,
+)
 from aisopod_session.adapters.openai_agents import AisopodSession
 from aisopod_session.adapters.pydantic_ai import MESSAGE_KEY, AisopodMessageHistory
 from aisopod_session.transfer import export_transcript
@@ -225,3 +234,87 @@ def test_bad_input_changes_nothing(history: AisopodMessageHistory, bad: Any) -> 
 def test_a_bad_limit_is_refused(history: AisopodMessageHistory) -> None:
     with pytest.raises(InvalidInput):
         history.load(-1)
+
+
+def retrying_agent() -> Agent[None, str]:
+    """An agent whose tool asks for a retry the first time it is called in a run."""
+    calls: list[int] = []
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        last = messages[-1]
+        if any(retried(p) is False for p in last.parts):
+            return ModelResponse(parts=[TextPart("done")])
+        return ModelResponse(
+            parts=[ToolCallPart("lookup", {"q": "x"}, tool_call_id=f"c{len(messages)}")]
+        )
+
+    agent: Agent[None, str] = Agent(FunctionModel(model))
+
+    @agent.tool_plain(retries=2)
+    def lookup(q: str) -> str:
+        calls.append(1)
+        if len(calls) % 2 == 1:
+            raise ModelRetry("try again")
+        return f"found {q}"
+
+    return agent
+
+
+def retried(part: object) -> bool | None:
+    """Whether a tool's answer asks the model to retry (`None`: not a tool's answer).
+    Pydantic AI writes a retry as a `RetryPromptPart`, or (newer versions) as a
+    `ToolReturnPart` whose outcome is `retried`."""
+    if isinstance(part, RetryPromptPart):
+        return part.tool_name is not None
+    if isinstance(part, ToolReturnPart):
+        return getattr(part, "outcome", None) == "retried"
+    return None
+
+
+def orphans(window: list[ModelMessage]) -> set[str]:
+    """The tool call ids answered in `window` (returns, retries) that it does not call."""
+    called = {
+        p.tool_call_id
+        for m in window
+        if isinstance(m, ModelResponse)
+        for p in m.parts
+        if isinstance(p, ToolCallPart)
+    }
+    answered = {
+        p.tool_call_id
+        for m in window
+        if isinstance(m, ModelRequest)
+        for p in m.parts
+        if isinstance(p, ToolReturnPart | RetryPromptPart) and p.tool_name
+    }
+    return answered - called
+
+
+def test_no_window_starts_with_a_tool_answer(history: AisopodMessageHistory) -> None:
+    """Over several runs with tool calls and retries, every window of the last N
+    messages holds the call of each tool return and retry in it, and continues."""
+    agent = retrying_agent()
+    for prompt in ["first", "second"]:
+        result = run_agent(agent, prompt, message_history=history.load())
+        history.append(result.new_messages())
+    everything = result.all_messages()
+    assert any(retried(p) for m in everything for p in m.parts)
+    for n in range(1, len(everything) + 1):
+        window = history.load(n)
+        assert len(window) >= n
+        assert window == everything[-len(window) :]
+        assert not orphans(window), n
+    shortest = history.load(1)
+    result = run_agent(agent, "third", message_history=shortest)
+    assert result.output == "done"
+
+
+def test_oversized_and_unknown_input_change_nothing(
+    history: AisopodMessageHistory, store: SessionStore
+) -> None:
+    with pytest.raises(PayloadTooLarge):
+        history.append([ModelRequest(parts=[UserPromptPart("x" * (17 * 1024 * 1024))])])
+    assert history.load() == []
+    for bad_id in ["", "   ", 42]:
+        with pytest.raises(InvalidInput):
+            AisopodMessageHistory(bad_id, store)  # type: ignore[arg-type]

@@ -30,22 +30,49 @@ How ADK's sessions map onto the store (and back, for every read):
   (state changes, transfers, ...) is a `custom` entry. So `context()`, search,
   the command line and export see ADK conversations, and tool calls keep
   their results.
-- `last_update_time` is the last appended event's timestamp (kept in the
-  session's metadata under `adk`), the session's `version` its revision
-  marker: a second writer holding a stale session gets ADK's
-  `StaleSessionError` and writes nothing, and no timestamp rounding makes a
-  current session look stale.
+- Time: an event's `timestamp` is the time of its append in the store (its
+  entries' `created_at`, the session's `updated_at` and `active_at`, to the
+  microsecond), so ADK's `last_update_time` is the session's `updated_at`:
+  the last appended event's timestamp, or the creation time. An event's
+  timestamp must lie between 1970 and 9999. Retention sees an ADK session
+  as active when its last event says it was.
+- Versions: ADK's storage update marker of a session is its id in the store
+  and its `version`. An append is made only at that version, so a second
+  writer holding a stale session gets ADK's `StaleSessionError` and writes
+  nothing, with no timestamp rounding that could make a current session look
+  stale; a session object without a marker (built by hand) is checked
+  against `last_update_time` instead.
+- Reads: `get_session` is the store's tail read of the key's conversation
+  (the session row, its state and the last events, each event rebuilt from
+  its stored JSON without validating it again); `list_sessions` reads only
+  the session rows of the app (of one user, through the user index) and
+  their `app:` and `user:` state. Appends go through the store's group
+  committer, like every adapter's.
 
-Deliberate differences from ADK's SQL services:
+Deliberate differences from ADK's SQL services (and ADK's own contract tests
+that fail because of them):
 
 - `app_name` must be an agent id as it is (see above); ADK accepts any string.
 - Events come back in the order they were appended, not sorted by their
-  `timestamp`; `GetSessionConfig.after_timestamp` reads back from the newest
-  event and stops at the first one older than it, so with timestamps that go
-  backwards an older event appended later is returned while an earlier one
-  that is newer is not.
+  `timestamp` and then their id (`test_get_session_orders_tied_timestamps_by_id`:
+  events with one timestamp, appended in reverse id order, come back in that
+  order). `GetSessionConfig.after_timestamp` keeps the events whose timestamp
+  is at or after it, and `num_recent_events` the last of those appended. The
+  order of a conversation is the order it happened in; sorting by a
+  timestamp the caller sets would reorder it.
+- A state value that is no JSON data at all (a function, say) is stored as the
+  text ADK's event serializer writes for it when it comes in an event's
+  `state_delta`, as ADK's services do; in `create_session(state=...)` it is
+  refused with `InvalidPayload` (ADK's services store its text).
+- A session compacted through the store (`compact`) shows ADK the summary's
+  window: the events before the compaction are not in `get_session`.
 - Events that other writers appended (another framework's messages) are not
   ADK events and are left out of `get_session`; they stay in the store.
+
+ADK's conformance tests (`tests/unittests/sessions/test_session_service.py` in
+google/adk-python, their code, run outside this repository) pass on SQLite
+and PostgreSQL but for the one above; `tests/adapters/test_adk.py` says how
+to run them.
 
 Requires the `adk` extra: `pip install 'aisopod-session[adk]'`.
 """
@@ -55,7 +82,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
@@ -79,14 +106,18 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
 import orjson
 from pydantic_core import to_jsonable_python
 
-from aisopod_session._async import in_worker
+from aisopod_session._async import in_worker, submit_append
 from aisopod_session._engine import Engine
 from aisopod_session._entries import NewEntry
-from aisopod_session._errors import ConflictError, InvalidPayload, StoreUnavailable
-from aisopod_session._model import Entry, Session
-from aisopod_session._paths import path_tail
-from aisopod_session._store import SessionStore
-from aisopod_session._validate import merge_patch
+from aisopod_session._errors import (
+    ConflictError,
+    InvalidPayload,
+    SessionNotFound,
+    StoreUnavailable,
+)
+from aisopod_session._store import engine_of
+from aisopod_session._tail import Decode, read_tail
+from aisopod_session.adapters._adk_reads import listed_rows, session_row, shared_rows
 from aisopod_session.adapters._common import (
     StoreHandle,
     StoreLike,
@@ -96,6 +127,7 @@ from aisopod_session.adapters._common import (
     searchable,
     storable,
 )
+from aisopod_session.adapters._pydantic_rebuild import construct, rebuild
 from aisopod_session.backends._sql import SqlTx
 from aisopod_session.keys import normalize_agent_id
 from aisopod_shared import InvalidInput, Message, TextPart, ThinkingPart, TokenUsage, ToolCallPart
@@ -112,7 +144,6 @@ _PART_KEY: Final = "adkPart"
 """Marks the tool results after the first of an event with several function
 responses (the event itself is in the first)."""
 
-_META: Final = "adk"
 _APP: Final = "app:"
 _USER: Final = "user:"
 _TEMP: Final = "temp:"
@@ -121,9 +152,6 @@ _STALE: Final = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
 )
-_PAGE: Final = 500
-"""Entries per read while collecting events."""
-
 # A session key of ADK's that the store would read as a scope (`owner:key`).
 _SCOPED = re.compile(r"^[A-Za-z_]+:")
 
@@ -140,9 +168,10 @@ class AisopodSessionService(BaseSessionService):
         agent_id: serve only this app (agent): any other `app_name` is refused.
             By default, the agent the store handle is scoped to, else any.
 
-    Every method is one call on the store's worker threads (the event loop
-    never waits on the database). See the module docstring for the mapping and
-    the deliberate differences from ADK's own services.
+    Every read is one call on the store's worker threads and every append goes to
+    its group committer: the event loop never waits on the database. See the
+    module docstring for the mapping and the deliberate differences from ADK's
+    own services.
     """
 
     def __init__(self, store: StoreLike = None, *, agent_id: str | None = None) -> None:
@@ -244,17 +273,31 @@ class AisopodSessionService(BaseSessionService):
         if event.partial:
             return event
         where = self._where(session.app_name, session.user_id, _session_id(session.id))
-        delta = _event_delta(event)
-        entries = _entries_of(event)
-        marker = session._storage_update_marker
-        seen = session.last_update_time
-        version = await self._run(
-            lambda engine: _append(engine, where, entries, delta, marker, seen, event.timestamp)
+        data = _event_data(event)
+        entries = _entries_of(event, data)
+        delta = _event_delta(event, data)
+        now = _micros(event.timestamp)
+        target = _read_marker(session._storage_update_marker)
+        if target is None:
+            seen = session.last_update_time
+            target = await self._run(lambda engine: _current(engine, where, seen))
+        session_id, version = target
+        store = self._handle.async_store
+        request = engine_of(store.sync).prepare_append(
+            session_id, entries, state=delta, expected_version=version
         )
+        try:
+            # The event's time is the append's: the session's `updated_at`, ADK's
+            # `last_update_time`, is the last event's timestamp, as ADK has it.
+            await submit_append(store, request._replace(now=now))
+        except ConflictError as err:
+            raise StaleSessionError(_STALE) from err
+        except SessionNotFound as err:
+            raise SessionNotFoundError(f"Session {where.session_id} not found.") from err
         self._apply_temp_state(session, event)
         event = self._trim_temp_delta_state(event)
-        session.last_update_time = event.timestamp
-        session._storage_update_marker = str(version)
+        session.last_update_time = _seconds(now)
+        session._storage_update_marker = _marker(session_id, version + 1)
         return self._commit_event_to_session(session, event)
 
     # --- helpers ------------------------------------------------------------------------
@@ -288,11 +331,11 @@ class _Where:
 
     __slots__ = ("app", "key", "session_id", "user")
 
-    def __init__(self, app: str, user: str, session_id: str) -> None:
+    def __init__(self, app: str, user: str, session_id: str, *, key: str | None = None) -> None:
         self.app = app
         self.user = user
         self.session_id = session_id
-        self.key = adk_key(app, user, session_id)
+        self.key = adk_key(app, user, session_id) if key is None else key
 
 
 def adk_key(app_name: str, user_id: str, session_id: str) -> str:
@@ -324,9 +367,13 @@ def _session_id(value: object) -> str:
 # --- state ------------------------------------------------------------------------------
 
 
-def _store_delta(state: object, field: str) -> dict[str, Any] | None:
+def _store_delta(
+    state: object, field: str, written: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """ADK's state (or delta) as the store's delta: `app:` -> `agent:`, `temp:` dropped,
-    session keys that would read as a scope escaped; values as ADK makes them JSON."""
+    session keys that would read as a scope escaped; values as ADK makes them JSON.
+    A value that is no JSON data at all is refused, unless `written` (the delta as the
+    event's JSON has it) holds what ADK wrote for it."""
     if not isinstance(state, Mapping):
         raise InvalidInput("must be a dict", field=field)
     out: dict[str, Any] = {}
@@ -346,15 +393,42 @@ def _store_delta(state: object, field: str) -> dict[str, Any] | None:
         try:
             out[name] = to_jsonable_python(value)
         except Exception as err:
+            if written is not None and key in written:
+                out[name] = written[key]  # ADK's own text for it, as its services keep
+                continue
             raise InvalidPayload(f"{key!r}: not JSON data ({err})", field=field) from err
     return out or None
 
 
-def _event_delta(event: Event) -> dict[str, Any] | None:
-    actions = event.actions
-    if not actions.state_delta:
+def _event_data(event: Event) -> dict[str, Any]:
+    """The event as ADK's services store it (JSON data, values ADK cannot encode written
+    as their text), without its `temp:` state, which is never stored."""
+    try:
+        data: dict[str, Any] = orjson.loads(event.model_dump_json(exclude_none=True))
+    except (ValueError, TypeError) as err:
+        raise InvalidPayload(f"the event is not JSON data: {err}", field="event") from err
+    actions = data.get("actions")
+    delta = actions.get("state_delta") if isinstance(actions, dict) else None
+    if isinstance(actions, dict) and isinstance(delta, dict) and any(map(_is_temp, delta)):
+        actions["state_delta"] = {k: v for k, v in delta.items() if not k.startswith(_TEMP)}
+    return data
+
+
+def _is_temp(key: str) -> bool:
+    return key.startswith(_TEMP)
+
+
+def _event_delta(event: Event, data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The store's state delta of an event whose data (`_event_data`) is `data`."""
+    if not event.actions.state_delta:
         return None
-    return _store_delta(actions.state_delta, "event.actions.state_delta")
+    actions = data.get("actions")
+    written = actions.get("state_delta") if isinstance(actions, Mapping) else None
+    return _store_delta(
+        event.actions.state_delta,
+        "event.actions.state_delta",
+        written if isinstance(written, Mapping) else None,
+    )
 
 
 def _adk_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -372,21 +446,12 @@ def _adk_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _state_in(engine: Engine, tx: SqlTx, sid: int) -> dict[str, Any]:
-    current = tx.session_state(sid)
-    shared = engine.shared_state(tx, current.agent_id, current.user_id)
-    return _adk_state({**current.state, **shared})
-
-
 # --- events -----------------------------------------------------------------------------
 
 
-def _entries_of(event: Event) -> list[Message | NewEntry]:
-    """The entries that keep an event (see the module docstring)."""
-    try:
-        data = orjson.loads(event.model_dump_json(exclude_none=True))
-    except (ValueError, TypeError) as err:
-        raise InvalidPayload(f"the event is not JSON data: {err}", field="event") from err
+def _entries_of(event: Event, data: dict[str, Any]) -> list[Message | NewEntry]:
+    """The entries that keep an event, given as its data (`_event_data`); see the module
+    docstring."""
     kept = keep(data, EVENT_KEY)
     content = event.content
     parts = content.parts if content is not None and content.parts else []
@@ -459,62 +524,67 @@ def role_of(event: Event) -> str:
     return "user" if content is not None and content.role == "user" else "assistant"
 
 
-def _event_of(entry: Entry) -> Event | None:
-    """The event an entry keeps, or `None` (not an ADK event, or a later tool result
-    of one)."""
-    payload = entry.payload
-    if entry.type == "message":
-        message = payload.get("message")
-        value = restore(message, EVENT_KEY)
-    elif entry.type == "custom" and payload.get("customType") == EVENT_KEY:
-        value = restore(payload, "data")
-    else:
-        return None
-    if is_missing(value) or not isinstance(value, dict):
-        return None
-    try:
-        text = orjson.dumps(value)
-    except TypeError:  # NaN or a huge integer, kept encoded: the standard encoder
-        text = json.dumps(value).encode()
-    return Event.model_validate_json(text)
-
-
 # --- the work, on a worker thread -------------------------------------------------------
 
 
+def _marker(session_id: str, version: int) -> str:
+    """ADK's storage update marker of a session: its id in the store and its version."""
+    return f"{version}@{session_id}"
+
+
+def _read_marker(marker: object) -> tuple[str, int] | None:
+    """(session id, version) of a marker `_marker` made, else `None`."""
+    if not isinstance(marker, str):
+        return None
+    version, _, session_id = marker.partition("@")
+    if not session_id or not version.isdigit():
+        return None
+    return session_id, int(version)
+
+
+def _seconds(micros: int) -> float:
+    return micros / 1_000_000
+
+
+def _micros(timestamp: float) -> int:
+    """An event's timestamp as the store's time of its append."""
+    if not 0 <= timestamp < _LATEST:  # NaN too
+        raise InvalidPayload(
+            f"the event's timestamp must be seconds since 1970 before 9999, got {timestamp!r}",
+            field="event.timestamp",
+        )
+    return round(timestamp * 1_000_000)
+
+
+_LATEST: Final = 253_402_300_800  # 9999-12-31T23:59:59Z + 1s, as POSIX seconds
+
+
 def _adk_session(
-    where: _Where, session: Session, state: dict[str, Any], events: list[Event]
+    where: _Where,
+    session_id: str,
+    version: int,
+    updated_at: int,
+    state: dict[str, Any],
+    events: list[Event],
 ) -> AdkSession:
-    adk = AdkSession(
-        id=where.session_id,
-        app_name=where.app,
-        user_id=where.user,
-        state=state,
-        events=events,
-        last_update_time=_last_update(session),
+    # Every value is made here, of the right type: nothing to validate.
+    return construct(
+        AdkSession,
+        {
+            "id": where.session_id,
+            "app_name": where.app,
+            "user_id": where.user,
+            "state": state,
+            "events": events,
+            "last_update_time": _seconds(updated_at),
+        },
+        _storage_update_marker=_marker(session_id, version),
     )
-    adk._storage_update_marker = str(session.version)
-    return adk
-
-
-def _last_update(session: Session) -> float:
-    meta = session.metadata.get(_META)
-    value = meta.get("lastUpdateTime") if isinstance(meta, Mapping) else None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return session.updated_at.timestamp()
 
 
 def _create(engine: Engine, where: _Where, delta: dict[str, Any] | None) -> AdkSession:
     stored, agent = engine.key(where.key)
-    now = engine.clock.now()
-    new = engine.new_session(
-        agent,
-        stored,
-        user_id=where.user,
-        metadata={_META: {"lastUpdateTime": now.timestamp()}},
-        now=now,
-    )
+    new = engine.new_session(agent, stored, user_id=where.user)
     request = engine.prepare_append(new.id, [], state=delta) if delta else None
 
     def work(tx: SqlTx, fresh: bool) -> AdkSession:
@@ -522,9 +592,10 @@ def _create(engine: Engine, where: _Where, delta: dict[str, Any] | None) -> AdkS
             raise AlreadyExistsError(f"Session with id {where.session_id} already exists.")
         if request is not None:
             engine.append_in(tx, request, fresh_ids=fresh)
-        record = engine.bound(tx, agent, stored)
-        assert record is not None  # bound just now, in this transaction
-        return _adk_session(where, record.session, _state_in(engine, tx, record.sid), [])
+        row = session_row(tx, agent, stored)
+        assert row is not None  # bound just now, in this transaction
+        state = _with_shared(row.state, shared_rows(tx, agent, where.user))
+        return _adk_session(where, row.bound.id, row.version, row.updated_at, state, [])
 
     return engine.write_appending(work)
 
@@ -533,87 +604,85 @@ def _get(
     engine: Engine, where: _Where, limit: int | None, after: float | None
 ) -> AdkSession | None:
     stored, agent = engine.key(where.key)
-    with engine.backend.read() as tx:
-        record = engine.bound(tx, agent, stored)
-        if record is None or record.session.user_id != where.user:
+    # Entries never change and the tail read starts from the leaf this row names, so
+    # the statements need no shared snapshot (see `_tail`).
+    with engine.backend.read_statement() as tx:
+        row = session_row(tx, agent, stored)
+        if row is None or row.user_id != where.user:
             return None
-        session = record.session
-        events: list[Event] = []
-        if limit != 0:
-            events = _tail_events(tx, record.sid, session, limit, after)
-        return _adk_session(where, session, _state_in(engine, tx, record.sid), events)
+        events = read_tail(tx, row.bound, limit, _decoder(after))
+        state = _with_shared(row.state, shared_rows(tx, agent, where.user))
+    return _adk_session(where, row.bound.id, row.version, row.updated_at, state, events)
 
 
-def _tail_events(
-    tx: SqlTx, sid: int, session: Session, limit: int | None, after: float | None
-) -> list[Event]:
-    """The last `limit` events (all for `None`) of the active path, none older than
-    `after`, oldest first; read back a page at a time from the leaf."""
-    found: list[Event] = []
-    leaf = session.leaf_seq
-    page = min(max(2 * limit + 2, 8), _PAGE) if limit is not None else _PAGE
-    while leaf > 0:
-        entries = [
-            entry
-            for start, end in path_tail(tx, sid, leaf, page)
-            for entry in tx.entries_between(sid, session.id, start, end)
-        ]
-        for entry in reversed(entries):
-            event = _event_of(entry)
-            if event is None:
-                continue
-            if after is not None and event.timestamp < after:
-                found.reverse()
-                return found
-            found.append(event)
-            if limit is not None and len(found) >= limit:
-                found.reverse()
-                return found
-        first = entries[0] if entries else None
-        leaf = (tx.parent_of(sid, first.seq) or 0) if first is not None else 0
-        page = _PAGE
-    found.reverse()
-    return found
+def _decoder(after: float | None) -> Decode[Event]:
+    """The tail read's decoder: an entry's event (none older than `after`)."""
+
+    def decode(kind: str, payload: Any) -> list[Event] | None:
+        value = _kept_event(kind, payload)
+        if value is None:
+            return None
+        if after is not None:
+            stamp = value.get("timestamp")
+            if isinstance(stamp, int | float) and stamp < after:
+                return None
+        return [rebuild(Event, value)]
+
+    return decode
+
+
+def _kept_event(kind: str, payload: Any) -> dict[str, Any] | None:
+    """The event (its JSON data) an entry keeps, or `None` (not an ADK event, or a later
+    tool result of one)."""
+    if not isinstance(payload, Mapping):
+        return None
+    if kind == "message":
+        value = restore(payload.get("message"), EVENT_KEY)
+    elif kind == "custom" and payload.get("customType") == EVENT_KEY:
+        value = restore(payload, "data")
+    else:
+        return None
+    return value if not is_missing(value) and isinstance(value, dict) else None
+
+
+def _with_shared(
+    own: Mapping[str, Any], shared: Iterable[tuple[str, str | None, str, Any]]
+) -> dict[str, Any]:
+    """A session's state as ADK's: its own keys, then the app's and its user's."""
+    state = _adk_state(own)
+    for scope, _, key, value in shared:
+        state[(_APP if scope == "agent" else _USER) + key] = value
+    return state
 
 
 def _list(engine: Engine, where: _Where, user: str | None) -> list[AdkSession]:
     prefix = f"agent:{where.app}:" + (f"{_escape(user)}:" if user is not None else "")
-    store_list: list[Session] = []
-    cursor: str | None = None
-    store = SessionStore(engine)
-    while True:
-        page = store.list(
-            agent_id=where.app, user_id=user, key_prefix=prefix, limit=1000, cursor=cursor
-        )
-        store_list.extend(page.sessions)
-        if page.cursor is None:
-            break
-        cursor = page.cursor
-    out: list[tuple[float, str, str, AdkSession]] = []
-    with engine.backend.read() as tx:
-        for session in store_list:
-            ids = _ids_of(where.app, session)
-            if ids is None or session.status == "archived":
-                continue
-            adk_user, adk_id = ids
-            here = _Where.__new__(_Where)
-            here.app, here.user, here.session_id, here.key = where.app, adk_user, adk_id, ""
-            try:
-                sid = engine.sid(tx, session.id)
-            except LookupError:  # deleted since the listing
-                continue
-            adk = _adk_session(here, session, _state_in(engine, tx, sid), [])
-            out.append((adk.last_update_time, adk_user, adk_id, adk))
-    out.sort(key=lambda row: row[:3])
-    return [row[3] for row in out]
+    with engine.backend.read_statement() as tx:
+        rows = list(listed_rows(tx, where.app, prefix, user))
+        shared = list(shared_rows(tx, where.app, user)) if rows else []
+    app_state = {_APP + key: value for scope, _, key, value in shared if scope == "agent"}
+    user_states: dict[str | None, dict[str, Any]] = {}
+    for scope, owner, key, value in shared:
+        if scope == "user":
+            user_states.setdefault(owner, {})[_USER + key] = value
+    out: list[tuple[int, str, str, AdkSession]] = []
+    for row in rows:
+        ids = _ids_of(where.app, row.key, row.user_id)
+        if ids is None:
+            continue
+        adk_user, adk_id = ids
+        state = _adk_state(row.state)
+        state.update(app_state)
+        state.update(user_states.get(adk_user, {}))
+        here = _Where(where.app, adk_user, adk_id, key="")
+        adk = _adk_session(here, row.id, row.version, row.updated_at, state, [])
+        out.append((row.updated_at, adk_user, adk_id, adk))
+    out.sort(key=lambda listed: listed[:3])
+    return [listed[3] for listed in out]
 
 
-def _ids_of(app: str, session: Session) -> tuple[str, str] | None:
-    """The ADK user and session id of a session `adk_key` named, else `None`."""
-    key = session.key
-    user = session.user_id
-    if key is None or user is None:
-        return None
+def _ids_of(app: str, key: str, user: str) -> tuple[str, str] | None:
+    """The ADK user and session id of a session key `adk_key` made, else `None`."""
     prefix = f"agent:{app}:"
     if not key.startswith(prefix):
         return None
@@ -632,44 +701,19 @@ def _delete(engine: Engine, where: _Where) -> None:
 
 
 def _user_state(engine: Engine, where: _Where) -> dict[str, Any]:
-    with engine.backend.read() as tx:
-        return dict(tx.shared_state("user_state", where.app, where.user))
+    with engine.backend.read_statement() as tx:
+        rows = shared_rows(tx, where.app, where.user, agent=False)
+        return {key: value for _, _, key, value in rows}
 
 
-def _append(
-    engine: Engine,
-    where: _Where,
-    entries: list[Message | NewEntry],
-    delta: dict[str, Any] | None,
-    marker: str | None,
-    seen: float,
-    timestamp: float,
-) -> int:
-    """Append an event's entries and state delta to the session, if `marker` (else
-    `seen`, its last update time) is still current; the session's new version."""
+def _current(engine: Engine, where: _Where, seen: float) -> tuple[str, int]:
+    """(session id, version) of the key's session, for a writer that holds no marker:
+    refused when the session changed after `seen`, its last update time."""
     stored, agent = engine.key(where.key)
-    request = engine.prepare_append("", entries, state=delta, key=(stored, agent))
-
-    def work(tx: SqlTx, fresh: bool) -> int:
-        record = engine.bound(tx, agent, stored, lock=True)
-        if record is None or record.session.user_id != where.user:
-            raise SessionNotFoundError(f"Session {where.session_id} not found.")
-        session = record.session
-        if marker is not None:
-            if marker != str(session.version):
-                raise StaleSessionError(_STALE)
-        elif _last_update(session) > seen + 1e-6:
-            raise StaleSessionError(_STALE)
-        try:
-            engine.append_in(
-                tx,
-                request._replace(session_id=session.id, key=None, expected_version=session.version),
-                fresh_ids=fresh,
-            )
-        except ConflictError as err:  # pragma: no cover - the row is locked
-            raise StaleSessionError(_STALE) from err
-        meta = merge_patch(session.metadata, {_META: {"lastUpdateTime": timestamp}})
-        tx.update_session(record.sid, now=request.now, metadata=meta)
-        return engine.by_sid(tx, record.sid).session.version
-
-    return engine.write_appending(work)
+    with engine.backend.read_statement() as tx:
+        row = session_row(tx, agent, stored)
+    if row is None or row.user_id != where.user:
+        raise SessionNotFoundError(f"Session {where.session_id} not found.")
+    if _seconds(row.updated_at) > seen + 1e-6:
+        raise StaleSessionError(_STALE)
+    return row.bound.id, row.version

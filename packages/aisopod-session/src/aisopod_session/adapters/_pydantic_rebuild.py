@@ -1,0 +1,315 @@
+"""Pydantic models rebuilt from their own JSON dump, without validating it again.
+
+The ADK adapter reads back events it stored as `Event.model_dump_json()`: data
+that was a valid event when it was written and never changes. Validating it
+again costs most of a read (Google's types run a Python validator on every
+nested object), so `rebuild` constructs the models directly (`model_construct`),
+field by field, following each field's annotation. Anything it is not sure of
+(bytes, which the dump writes as base64; a union of several types; a key the
+model does not know; a value of another type than its field's; a model with
+validators that change values after parsing) is handed to Pydantic's own JSON
+validation, for that value alone, so the result is what `model_validate_json`
+would give.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import orjson
+from pydantic import BaseModel, TypeAdapter
+
+__all__ = ["construct", "rebuild"]
+
+M = TypeVar("M", bound=BaseModel)
+
+Convert = Callable[[Any], Any]
+
+
+class _Slow(Exception):
+    """This value needs Pydantic's validation."""
+
+
+def rebuild(cls: type[M], data: Any) -> M:
+    """`cls.model_validate_json(orjson.dumps(data))`, for `data` a dump of a `cls`,
+    mostly without validating (see the module docstring)."""
+    try:
+        return typing.cast(M, _model(cls)(data))
+    except _Slow:
+        return cls.model_validate_json(_json(data))
+
+
+def construct(cls: type[M], values: dict[str, Any], **private: Any) -> M:
+    """`cls.model_construct(**values)` with private attributes set after, for values
+    already of their fields' types (nothing is checked): the defaults worked out once."""
+    layout = _LAYOUTS.get(cls)
+    if layout is None:
+        layout = _LAYOUTS[cls] = _layout(cls) or False
+    if layout is False:
+        model = cls.model_construct(**values)
+    else:
+        template, factories, required = layout
+        state = template.copy()
+        state.update(values)
+        for name, factory in factories:
+            if state[name] is _FACTORY:
+                state[name] = factory()
+        if any(state[name] is _REQUIRED for name in required):
+            raise ValueError(f"{cls.__name__}: a required field is missing")
+        model = _instance(cls, state, set(values))
+    for name, value in private.items():
+        setattr(model, name, value)
+    return model
+
+
+def _instance(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
+    """A model of `cls` holding `state` (every field), as `model_construct` makes it."""
+    model = object.__new__(cls)
+    setattr_ = object.__setattr__
+    setattr_(model, "__dict__", state)
+    setattr_(model, "__pydantic_fields_set__", fields_set)
+    setattr_(model, "__pydantic_extra__", None)
+    setattr_(model, "__pydantic_private__", None)
+    if cls.__pydantic_post_init__:
+        model.model_post_init(None)
+    elif cls.__private_attributes__:
+        setattr_(
+            model,
+            "__pydantic_private__",
+            {k: v.get_default() for k, v in cls.__private_attributes__.items()},
+        )
+    return model
+
+
+_PLANS: Final[dict[type[BaseModel], Convert]] = {}
+_LAYOUTS: Final[dict[type[BaseModel], _Layout | typing.Literal[False]]] = {}
+
+
+def _model(cls: type[BaseModel]) -> Convert:
+    """The converter of a model's dump (built once per class)."""
+    found = _PLANS.get(cls)
+    if found is not None:
+        return found
+    whole = _validated(cls)
+    guarded = _guarded(cls)
+    layout = _layout(cls)
+    if guarded is None or layout is None:
+        _PLANS[cls] = whole
+        return whole
+    template, factories, required = layout
+    fields: dict[str, Convert] = {}
+
+    # What `cls.model_construct(**values)` does, with the defaults worked out once
+    # (`model_construct` looks at every field on every call: Google's `Part` has 17).
+    def construct(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _Slow
+        state = template.copy()  # keys set below keep their place: the fields' order
+        try:
+            for name, item in value.items():
+                # A key the model does not know is a KeyError: validation decides.
+                state[name] = fields[name](item)
+            if guarded and any(value.get(name) for name in guarded):
+                raise _Slow
+            for name, factory in factories:
+                if state[name] is _FACTORY:
+                    state[name] = factory()
+            for name in required:
+                if state[name] is _REQUIRED:
+                    raise _Slow
+        except (_Slow, KeyError):
+            # This object alone, validated with its model's settings (bytes as base64).
+            return whole(value)
+        return _instance(cls, state, set(value))
+
+    # Registered before the fields are planned: models may refer to themselves.
+    _PLANS[cls] = construct
+    for name, info in cls.model_fields.items():
+        fields[name] = _converter(info.annotation)
+    return construct
+
+
+_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
+_REQUIRED: Final = object()
+_FACTORY: Final = object()
+
+_Layout = tuple[dict[str, Any], list[tuple[str, Callable[[], Any]]], list[str]]
+
+
+def _layout(cls: type[BaseModel]) -> _Layout | None:
+    """Every field of `cls` in its order (which its dump follows) with its default, or
+    a mark for one a factory makes or one that is required; the factories; the
+    required fields. `None` for a model this module does not build itself (one with a
+    mutable default, a factory that takes the other fields, extra fields or a root)."""
+    if cls.__pydantic_root_model__ or cls.model_config.get("extra") == "allow":
+        return None
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    required: list[str] = []
+    for name, info in cls.model_fields.items():
+        factory = info.default_factory
+        if info.is_required():
+            template[name] = _REQUIRED
+            required.append(name)
+        elif factory is not None:
+            if info.default_factory_takes_validated_data:
+                return None
+            template[name] = _FACTORY
+            factories.append((name, typing.cast(Callable[[], Any], factory)))
+        elif isinstance(info.default, _IMMUTABLE):
+            template[name] = info.default
+        else:
+            return None
+    return template, factories, required
+
+
+def _guarded(cls: type[BaseModel]) -> frozenset[str] | None:
+    """The fields of `cls` whose validators may change a dumped value (validated when
+    they hold one), or `None` when a validator of the whole model runs after parsing.
+    (Validators that run before parsing only accept other spellings of the input,
+    which a dump never has.)"""
+    decorators = cls.__pydantic_decorators__
+    if decorators.root_validators:
+        return None
+    if any(v.info.mode != "before" for v in decorators.model_validators.values()):
+        return None
+    return frozenset(
+        name for validator in decorators.field_validators.values() for name in validator.info.fields
+    )
+
+
+def _validated(tp: Any) -> Convert:
+    adapter: TypeAdapter[Any] = TypeAdapter(tp)
+
+    def validate(value: Any) -> Any:
+        return adapter.validate_json(_json(value))
+
+    return validate
+
+
+def _json(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits: the standard encoder takes it
+        return json.dumps(value).encode()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _converter(tp: Any) -> Convert:
+    """How a dumped value of type `tp` becomes the value validation would give."""
+    if tp is Any or tp is object:
+        return _same
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1 and options[0] in (str, bool, int):
+            return _exactly(options[0], nullable=True)
+        inner = _converter(options[0]) if len(options) == 1 else _always_slow
+        if inner is _same:
+            return _same
+
+        def optional(value: Any) -> Any:
+            return None if value is None else inner(value)
+
+        return optional
+    if origin is typing.Annotated:
+        return _validated(tp)
+    if origin is list or origin is set:  # a dump writes a set as a list
+        (item,) = typing.get_args(tp) or (Any,)
+        each = _converter(item)
+        listed = origin is list
+
+        def as_collection(value: Any) -> Any:
+            if type(value) is not list:
+                raise _Slow
+            if listed:
+                return value if each is _same else [each(v) for v in value]
+            return {each(v) for v in value}
+
+        return as_collection
+    if origin is dict:
+        key, item = typing.get_args(tp) or (str, Any)
+        if key is not str:
+            return _validated(tp)
+        each = _converter(item)
+
+        def as_dict(value: Any) -> Any:
+            if type(value) is not dict:
+                raise _Slow
+            return value if each is _same else {k: each(v) for k, v in value.items()}
+
+        return as_dict
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+
+        def literal(value: Any) -> Any:
+            if value not in allowed:
+                raise _Slow
+            return value
+
+        return literal
+    if isinstance(tp, type):
+        if issubclass(tp, BaseModel):
+            return _model(tp)  # registered before its fields are planned: cycles end
+        if issubclass(tp, enum.Enum):
+            return _enum(tp)
+        if tp in _PRIMITIVE:
+            return _PRIMITIVE[tp]
+    return _always_slow
+
+
+def _enum(cls: type[enum.Enum]) -> Convert:
+    def member(value: Any) -> Any:
+        try:
+            return cls(value)
+        except ValueError:
+            raise _Slow from None
+
+    return member
+
+
+def _always_slow(value: Any) -> Any:
+    raise _Slow
+
+
+def _exactly(kind: type, *, nullable: bool = False) -> Convert:
+    if nullable:
+
+        def check_nullable(value: Any) -> Any:
+            if value is not None and type(value) is not kind:
+                raise _Slow
+            return value
+
+        return check_nullable
+
+    def check(value: Any) -> Any:
+        if type(value) is not kind:
+            raise _Slow
+        return value
+
+    return check
+
+
+def _float(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
+    raise _Slow
+
+
+_PRIMITIVE: Final[dict[type, Convert]] = {
+    str: _exactly(str),
+    bool: _exactly(bool),
+    int: _exactly(int),
+    float: _float,
+}
