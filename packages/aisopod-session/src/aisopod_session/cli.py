@@ -51,6 +51,7 @@ from aisopod_session.transfer import (
     import_transcript,
     restore_store,
 )
+from aisopod_session.web._command import add_serve_command
 from aisopod_shared import converter, enable_logging, logger
 
 __all__ = ["main"]
@@ -1112,6 +1113,7 @@ def build_parser() -> argparse.ArgumentParser:
         reads=True,
     )
     _json(p)
+    add_serve_command(sub, _command)
     return parser
 
 
