@@ -24,7 +24,7 @@ __all__ = ["ERROR_HANDLERS", "error_response"]
 
 def _status(err: AisopodError) -> tuple[int, str]:
     if isinstance(err, SessionNotFound | AccessDenied):
-        return 404, "no such session"
+        return 404, "not found"
     if isinstance(err, ConflictError):
         return 409, str(err)
     if isinstance(err, InvalidInput):
