@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from aisopod_session.web._security import CSP
+from aisopod_session.web._views import MAX_SHOWN
 from tests.web.conftest import ClientFactory
 from tests.web.hostile import CONTROL, HOSTILE_TEXTS, LONG_LINE, OPS_SECRET, Seeded, audit
 
@@ -41,7 +42,10 @@ def test_the_hostile_session_is_shown_as_text(seeded: Seeded, client: ClientFact
     # The compaction kept the last turn; the whole log shows the rest as typed.
     for hostile in HOSTILE_TEXTS:
         assert hostile in text
-    assert LONG_LINE in text
+    # A very long line is cut where a browser would stall; the rest is counted.
+    assert LONG_LINE[:MAX_SHOWN] in text
+    assert LONG_LINE[: MAX_SHOWN + 1] not in text
+    assert f"{len(LONG_LINE) - MAX_SHOWN} more characters" in text
     # Controls and direction overrides are written as code points, never sent raw.
     assert "bell<U+0007> esc<U+001B>[31m del<U+007F> csi<U+009B> end" in text
     assert "invoice<U+202E>gnp.exe and <U+2066>isolated<U+2069>" in text

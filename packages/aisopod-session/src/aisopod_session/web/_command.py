@@ -7,6 +7,7 @@ command runs, so the other commands neither pay for nor need the `web` extra.
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -31,8 +32,8 @@ def cmd_serve(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
             f"the web UI needs the web extra (pip install 'aisopod-session[web]'): {err}",
             field="serve",
         ) from err
-    if not 0 < args.port < 65536:
-        raise InvalidInput("must be a port number, 1 to 65535", field="port")
+    if not 0 <= args.port < 65536:
+        raise InvalidInput("must be a port number, 0 to 65535 (0: any free port)", field="port")
     local = is_loopback(args.host)
     token = args.token or (None if local else new_secret())
     settings = WebSettings(
@@ -40,17 +41,32 @@ def cmd_serve(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
     )
     scoped = store.for_agent(args.agent) if args.agent else store
     app = create_app(scoped, settings)
+    # Listening before the address is printed: whoever opens it finds the server up,
+    # a port in use is this command's error, and port 0 prints the port it got.
+    listening = _listen(args.host, args.port)
+    port = listening.getsockname()[1]
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
-    address = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")
+    address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     mode = "read and write" if args.allow_writes else "read-only"
     scope = f", agent {args.agent} only" if args.agent else ""
     print(f"aisopod-session: serving {store.url} ({mode}{scope}) at {address}", file=out)
     out.flush()
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level="warning", access_log=False
-    )
-    uvicorn.Server(config).run()
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[listening])
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host.strip("[]"), port))
+    except OSError as err:
+        listening.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}", field="port") from err
+    listening.listen(128)
+    return listening
 
 
 def add_serve_command(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:

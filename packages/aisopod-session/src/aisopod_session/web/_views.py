@@ -37,21 +37,45 @@ TOOL_ROLES = ("tool", "toolResult")
 # format a browser might treat as a document (SVG) is never handed to it.
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
+MAX_SHOWN = 10_000
+"""The most characters of one text a page shows: a browser lays out a line of
+100,000 characters for seconds, and the transcript and the API have it all."""
+
 BlockKind = Literal["text", "thinking", "image", "tool", "note", "raw"]
+
+
+def _cut(text: str) -> str:
+    return text[:MAX_SHOWN]
+
+
+def _cut_optional(text: str | None) -> str | None:
+    return None if text is None else text[:MAX_SHOWN]
 
 
 @attrs.frozen
 class Block:
-    """One thing an entry shows. `text` is untrusted and escaped by the template."""
+    """One thing an entry shows. `text` is untrusted and escaped by the template;
+    it and `result` are cut at `MAX_SHOWN` characters (`left_out` says how many
+    were left out)."""
 
     kind: BlockKind
-    text: str = ""
+    text: str = attrs.field(default="")
     title: str = ""
     result: str | None = None
     """A tool call's result (its text), when it is on the page."""
+    left_out: int = attrs.field(init=False)
     is_error: bool = False
     image_url: str | None = None
     """A data: URL of a raster image; only built from decoded, re-encoded bytes."""
+
+    def __attrs_post_init__(self) -> None:
+        whole = len(self.text) + len(self.result or "")
+        object.__setattr__(self, "left_out", 0)
+        if whole > MAX_SHOWN:
+            object.__setattr__(self, "text", _cut(self.text))
+            object.__setattr__(self, "result", _cut_optional(self.result))
+            shown = len(self.text) + len(self.result or "")
+            object.__setattr__(self, "left_out", whole - shown)
 
 
 @attrs.frozen
