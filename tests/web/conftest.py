@@ -1,11 +1,10 @@
-"""Fixtures of the web UI tests: a store on each backend, and the app over it
-driven by Starlette's TestClient (real HTTP semantics, in process)."""
+"""Fixtures of the web UI tests: a store on each backend (`store_url`, the
+adapter tests' fixture: a SQLite file, and PostgreSQL in a schema of its own),
+and the app over it driven by Starlette's TestClient (in process)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,23 +12,10 @@ from starlette.testclient import TestClient
 
 from aisopod_session import SessionStore, open_store
 from aisopod_session.web import WebSettings, create_app
-from tests.session.postgres_schema import temporary_schema
+from tests.adapters.conftest import store_url_fixture
 from tests.web.hostile import Seeded, seed
 
-BACKENDS = ("sqlite", "postgres")
-
 ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture(name="store_url", params=BACKENDS)
-def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh store URL, on a SQLite file and on PostgreSQL (a schema of its own)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'sessions.db'}"
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")  # only PostgreSQL legs start a server
-        with temporary_schema(dsn, f"web_{uuid.uuid4().hex[:12]}") as url:
-            yield url
 
 
 @pytest.fixture(name="store")
@@ -60,3 +46,6 @@ def client_fixture(store: SessionStore) -> Iterator[ClientFactory]:
     yield make
     for client in opened:
         client.close()
+
+
+__all__ = ["store_url_fixture"]  # a fixture: imported to be registered here

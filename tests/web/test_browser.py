@@ -10,8 +10,6 @@ land in the test's temporary folder.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -25,8 +23,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from aisopod_session import Message, open_store
-from tests.session.cli_process import COMMAND, ROOT, ctrl_c_reaches_it, environment
 from tests.web.hostile import HOSTILE_TEXTS, Seeded, seed
+from tests.web.serve_process import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -57,13 +55,6 @@ class Served:
         return f"{self.url}sessions/{quote(session_id, safe='')}{query}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(name="served", scope="module")
 def served_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`aisopod-session serve` on a seeded SQLite store, until the module ends."""
@@ -72,27 +63,10 @@ def served_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]
     db = f"sqlite:///{folder / 'sessions.db'}"
     with open_store(db) as store:
         seeded = seed(store)
-    port = _free_port()
-    with subprocess.Popen(
-        [*COMMAND, "--db", db, "serve", "--port", str(port)],
-        env=environment(),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ctrl_c_reaches_it,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            assert server.stderr is not None
-            assert line.startswith("aisopod-session: serving"), line + server.stderr.read()
-            url = line.rsplit(" at ", 1)[1].strip()
-            assert url == f"http://127.0.0.1:{port}/"
-            yield Served(url, db, seeded, folder)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with serving(db, "--port", "0") as line:
+        url = line.rsplit(" at ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        yield Served(url, db, seeded, folder)
 
 
 @pytest.fixture(name="browser", scope="module")

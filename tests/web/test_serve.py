@@ -4,7 +4,6 @@ its errors in one line."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,42 +12,29 @@ import pytest
 
 from aisopod_session import open_store
 from aisopod_session.cli import main
-from tests.session.cli_process import COMMAND, ROOT, ctrl_c_reaches_it, environment
+from tests.web.serve_process import serving
 
 
 def test_off_loopback_it_makes_up_a_token_and_asks_for_it(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'sessions.db'}"
     with open_store(db) as store:
         store.get_or_create("agent:ops:main", title="ops only")
-    with subprocess.Popen(
-        [*COMMAND, "--db", db, "serve", "--host", "0.0.0.0", "--port", "0", "--agent", "ops"],
-        env=environment(),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        preexec_fn=ctrl_c_reaches_it,
-    ) as server:
-        try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            assert "(read-only, agent ops only)" in line
-            address = line.rsplit(" at ", 1)[1].strip()
-            base, _, token = address.partition("?token=")
-            assert len(token) >= 40
-            local = base.replace("0.0.0.0", "127.0.0.1")
-            with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(f"{local}api/sessions")
-            assert refused.value.code == 401
-            refused.value.close()
-            asked = urllib.request.Request(
-                f"{local}api/sessions", headers={"Authorization": f"Bearer {token}"}
-            )
-            with urllib.request.urlopen(asked) as answer:
-                assert b"ops only" in answer.read()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    options = ("--host", "0.0.0.0", "--port", "0", "--agent", "ops")
+    with serving(db, *options) as line:
+        assert "(read-only, agent ops only)" in line
+        address = line.rsplit(" at ", 1)[1].strip()
+        base, _, token = address.partition("?token=")
+        assert len(token) >= 40
+        local = base.replace("0.0.0.0", "127.0.0.1")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{local}api/sessions")
+        assert refused.value.code == 401
+        refused.value.close()
+        asked = urllib.request.Request(
+            f"{local}api/sessions", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(asked) as answer:
+            assert b"ops only" in answer.read()
 
 
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
