@@ -89,8 +89,13 @@ class Asgi:
             "server": ("127.0.0.1", 8765),
         }
         status = 0
+        asked = False
 
         async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if asked:  # a response listening for the client to leave: it never does
+                await asyncio.Event().wait()
+            asked = True
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
