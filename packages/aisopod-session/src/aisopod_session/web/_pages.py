@@ -4,12 +4,13 @@ nothing here reads more than a page."""
 
 from __future__ import annotations
 
-import io
 import re
-from typing import Any
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from aisopod_session._store import SessionStore
@@ -103,19 +104,40 @@ def new_entries(request: Request) -> Response:
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+SPOOL_BYTES = 8 * 1024 * 1024
+"""A transcript up to this size is written in memory, a larger one to a temporary file."""
+
+
 def transcript(request: Request) -> Response:
-    """The session as a transcript (JSONL), a download, never a page."""
+    """The session as a transcript (JSONL), a download, never a page.
+
+    Written whole first (the export reads a page of entries at a time), so a
+    store error is an error page, not a cut file; then sent in chunks."""
     store = store_of(request)
     session_id = request.path_params["session_id"]
     store.get(session_id)  # 404 before anything is written
-    out = io.StringIO()
-    export_transcript(store, session_id, out)
+    # Closed by `_chunks` once sent (or below, when the export fails).
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=SPOOL_BYTES, mode="w+", encoding="utf-8"
+    )
+    try:
+        export_transcript(store, session_id, spool)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
     name = _UNSAFE_NAME.sub("_", session_id)[:100] or "session"
-    return Response(
-        out.getvalue(),
+    return StreamingResponse(
+        _chunks(spool),
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{name}.jsonl"'},
     )
+
+
+def _chunks(spool: IO[str]) -> Iterator[str]:
+    with spool:
+        while chunk := spool.read(65536):
+            yield chunk
 
 
 def search(request: Request) -> Response:

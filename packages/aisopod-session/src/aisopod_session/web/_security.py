@@ -48,6 +48,8 @@ _HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 TOKEN_COOKIE = "aisopod_token"
+"""The token cookie's name, before the server's port: browsers share cookies
+between the ports of one host, and two servers there have two tokens."""
 _LOOPBACK_NAMES = ("localhost",)
 
 
@@ -126,8 +128,9 @@ class AccessGuard:
         authorization = headers.get("authorization", "")
         if authorization.startswith("Bearer ") and same_secret(authorization[7:], self.token):
             return None
+        name = _cookie_name(scope)
         cookie = SimpleCookie(headers.get("cookie", ""))
-        if TOKEN_COOKIE in cookie and same_secret(cookie[TOKEN_COOKIE].value, self.token):
+        if name in cookie and same_secret(cookie[name].value, self.token):
             return None
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
         given = dict(query).get("token")
@@ -135,11 +138,16 @@ class AccessGuard:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             target = URL(scope=scope).replace(query=rest)
             response = RedirectResponse(f"{target.path}{'?' + rest if rest else ''}", 303)
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
+            response.set_cookie(name, self.token, httponly=True, samesite="strict")
             return response
         return PlainTextResponse(
             "this server needs its access token (open the address it printed)", status_code=401
         )
+
+
+def _cookie_name(scope: Scope) -> str:
+    server = scope.get("server")
+    return f"{TOKEN_COOKIE}_{server[1]}" if server and server[1] else TOKEN_COOKIE
 
 
 def _host_name(host: str) -> str:

@@ -25,7 +25,10 @@
         if (page.html.trim()) {
           var parsed = new DOMParser().parseFromString(page.html, "text/html");
           Array.prototype.forEach.call(parsed.body.children, function (node) {
-            list.appendChild(document.importNode(node, true));
+            // An entry appended while the page was read may be on it already.
+            if (!node.id || !document.getElementById(node.id)) {
+              list.appendChild(document.importNode(node, true));
+            }
           });
           window.scrollTo(0, document.body.scrollHeight);
         }
