@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from aisopod_session import SessionStore
+from aisopod_session import Message, SessionStore, TokenUsage
 from aisopod_session.cli import session_row
 from aisopod_session.web._text import HIGHLIGHT
 from tests.web.conftest import ClientFactory
@@ -50,7 +50,9 @@ def test_entries_page_back_and_forward(
     assert web.get(f"{base}/state").json() == {"at": None, "state": {"step": 2}}
 
 
-def test_search_and_usage(seeded: Seeded, client: ClientFactory) -> None:
+def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFactory) -> None:
+    reply = Message.assistant("priced", usage=TokenUsage(input=100, output=20, cost=0.25))
+    store.append(seeded.ops, reply)
     web = client()
     found = web.get("/api/search", params={"q": "deploy", "agent": "main"}).json()
     assert found["highlight"] == list(HIGHLIGHT)
@@ -60,4 +62,8 @@ def test_search_and_usage(seeded: Seeded, client: ClientFactory) -> None:
     usage = web.get("/api/usage").json()
     assert {a["agent_id"] for a in usage["agents"]} == {"main", "ops"}
     assert usage["complete"] is True
-    assert {d["agent"] for d in usage["daily"]} <= {"main", "ops"}
+    today = store.clock.now().date().isoformat()
+    assert usage["daily"] == [{"agent": "ops", "day": today, "tokens": 120, "cost": 0.25}]
+    assert usage["largest"][0]["id"] == seeded.ops
+    chart = web.get("/usage").text
+    assert f"<title>ops · {today} · 120 tokens · 0.2500</title>" in chart

@@ -6,7 +6,7 @@ the same in both.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import attrs
@@ -25,6 +25,7 @@ __all__ = [
     "session_filters",
     "sessions_page",
     "search_page",
+    "state_at",
     "text_param",
 ]
 
@@ -153,12 +154,6 @@ def search_page(store: SessionStore, params: Mapping[str, str]) -> SearchPage | 
         cursor=text_param(params, "cursor"),
         highlight=HIGHLIGHT,
     )
-
-
-def days_ago(store: SessionStore, days: int) -> datetime:
-    """The start of the day `days` days before the store's today."""
-    today = store.clock.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=days - 1)
 
 
 def state_at(

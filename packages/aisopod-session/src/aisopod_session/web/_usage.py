@@ -10,13 +10,12 @@ and says when it stopped early.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import attrs
 
 from aisopod_session._model import AgentStats, Session
 from aisopod_session._store import SessionStore
-from aisopod_session.web._reads import days_ago
 
 __all__ = ["Bar", "Chart", "Usage", "usage"]
 
@@ -73,9 +72,15 @@ class Usage:
     `MAX_SESSIONS`, most recently active first)."""
 
 
+def _days_ago(store: SessionStore, days: int) -> datetime:
+    """The start of the day `days` days before the store's today."""
+    today = store.clock.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=days - 1)
+
+
 def usage(store: SessionStore, days: int = 30, *, agent: str | None = None) -> Usage:
     """Usage of the last `days` days, per agent per day, and the ten largest sessions."""
-    start = days_ago(store, days)
+    start = _days_ago(store, days)
     per_day: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
     sessions: list[Session] = []
     cursor: str | None = None
