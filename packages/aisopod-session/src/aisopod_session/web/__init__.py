@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
     # Imported when asked for: the command line imports `web._command` to register
     # `serve`, and every other command must not pay for (or need) Starlette.
     if name in __all__:
-        from aisopod_session.web import _app
+        from aisopod_session.web._app import WebSettings, create_app
 
-        return getattr(_app, name)
+        return {"WebSettings": WebSettings, "create_app": create_app}[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
