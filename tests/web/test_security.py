@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from aisopod_session import SessionNotFound, SessionStore
+from aisopod_session.web._security import is_loopback
 from tests.web.conftest import ClientFactory
 from tests.web.hostile import OPS_SECRET, Seeded, audit
 
@@ -159,3 +160,27 @@ def test_each_write_action_does_what_it_confirms(
     assert current is not None
     assert current.id == new_page.rsplit("/", 1)[1]
     assert web.get(f"/sessions/{sid}/do/explode").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+        ("::", False),
+        ("example.org", False),
+    ],
+)
+def test_which_hosts_are_this_machine_only(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_an_ipv6_loopback_host_header_is_answered(client: ClientFactory) -> None:
+    web = client()
+    assert web.get("/api/sessions", headers={"Host": "[::1]:8765"}).status_code == 200
+    assert web.get("/api/sessions", headers={"Host": "[::2]:8765"}).status_code == 421
