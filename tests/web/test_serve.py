@@ -19,9 +19,9 @@ def test_off_loopback_it_makes_up_a_token_and_asks_for_it(tmp_path: Path) -> Non
     db = f"sqlite:///{tmp_path / 'sessions.db'}"
     with open_store(db) as store:
         store.get_or_create("agent:ops:main", title="ops only")
-    options = ("--host", "0.0.0.0", "--port", "0", "--agent", "ops")
+    options = ("--host", "0.0.0.0", "--port", "0", "--agent", "Ops")
     with serving(db, *options) as line:
-        assert "(read-only, agent ops only)" in line
+        assert "(read-only, agent ops only)" in line  # the id as the store spells it
         address = line.rsplit(" at ", 1)[1].strip()
         base, _, token = address.partition("?token=")
         assert len(token) >= 40

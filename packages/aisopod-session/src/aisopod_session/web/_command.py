@@ -48,7 +48,7 @@ def cmd_serve(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     address = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     mode = "read and write" if args.allow_writes else "read-only"
-    scope = f", agent {args.agent} only" if args.agent else ""
+    scope = f", agent {scoped.agent_id} only" if args.agent else ""  # as the store spells it
     print(f"aisopod-session: serving {store.url} ({mode}{scope}) at {address}", file=out)
     out.flush()
     config = uvicorn.Config(app, log_level="warning", access_log=False)
