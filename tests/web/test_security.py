@@ -97,6 +97,8 @@ def test_writes_need_the_csrf_token_and_the_same_origin(
     assert confirm.status_code == 200
     token = _csrf(confirm.text)
     assert web.post(f"/sessions/{sid}/do/delete").status_code == 403
+    too_big = {"csrf": token, "pad": "x" * 20_000}
+    assert web.post(f"/sessions/{sid}/do/delete", data=too_big).status_code == 413
     assert web.post(f"/sessions/{sid}/do/delete", data={"csrf": "forged"}).status_code == 403
     cross_site = web.post(
         f"/sessions/{sid}/do/delete",

@@ -128,10 +128,7 @@ async def perform(request: Request) -> Response:
     origin = request.headers.get("origin")
     if origin is not None and origin != f"{request.url.scheme}://{request.url.netloc}":
         raise HTTPException(403, "a write from another site is refused")
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPException(413, "the form is too large")
-    form = dict(parse_qsl(body.decode("utf-8", "replace")))
+    form = dict(parse_qsl((await _small_body(request)).decode("utf-8", "replace")))
     if not same_secret(form.get("csrf"), request.app.state.settings.csrf):
         raise HTTPException(403, "the form's CSRF token is missing or wrong; reload the page")
     value = int_param(form, action.field, minimum=1) if action.field else None
@@ -139,6 +136,16 @@ async def perform(request: Request) -> Response:
         raise InvalidInput("is needed", field=action.field)
     target = await _run(request, action, value)
     return RedirectResponse(target, status_code=303)
+
+
+async def _small_body(request: Request) -> bytes:
+    """The request's body, read no further than `MAX_FORM_BYTES`."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, "the form is too large")
+    return bytes(body)
 
 
 async def _run(request: Request, action: Action, value: int | None) -> str:
