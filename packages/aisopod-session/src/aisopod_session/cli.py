@@ -57,6 +57,7 @@ from aisopod_session.transfer import (
     restore_store,
 )
 from aisopod_session.transfer._compressed import CompressedFileError, open_plain
+from aisopod_session.web._command import add_serve_command
 from aisopod_shared import converter, enable_logging, logger
 
 __all__ = ["main"]
@@ -1229,6 +1230,7 @@ def build_parser() -> argparse.ArgumentParser:
         reads=True,
     )
     _json(p)
+    add_serve_command(sub, _command)
     return parser
 
 

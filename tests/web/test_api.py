@@ -1,0 +1,69 @@
+"""The JSON API: the pages' reads as data, paged by cursor."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aisopod_session import Message, SessionStore, TokenUsage
+from aisopod_session.cli import session_row
+from aisopod_session.web._text import HIGHLIGHT
+from tests.web.conftest import ClientFactory
+from tests.web.hostile import Seeded
+
+
+def test_sessions_and_one_session(
+    store: SessionStore, seeded: Seeded, client: ClientFactory
+) -> None:
+    web = client()
+    first = web.get("/api/sessions", params={"limit": "2"}).json()
+    assert [s["id"] for s in first["sessions"]] == [seeded.ops, seeded.hostile]
+    rest = web.get("/api/sessions", params={"limit": "2", "cursor": first["cursor"]}).json()
+    assert [s["id"] for s in rest["sessions"]] == [seeded.chat]
+    assert rest["cursor"] is None
+    one = web.get(f"/api/sessions/{quote(seeded.hostile, safe='')}").json()
+    assert one == {
+        **session_row(store.get(seeded.hostile)),
+        "state": dict(store.state(seeded.hostile)),
+    }
+
+
+def test_entries_page_back_and_forward(
+    store: SessionStore, seeded: Seeded, client: ClientFactory
+) -> None:
+    web = client()
+    base = f"/api/sessions/{quote(seeded.chat, safe='')}"
+    last = web.get(f"{base}/entries", params={"view": "log", "limit": "10"}).json()
+    assert [e["seq"] for e in last["entries"]] == list(range(107, 117))
+    earlier = web.get(
+        f"{base}/entries", params={"view": "log", "limit": "10", "before": last["cursor"]}
+    ).json()
+    assert [e["seq"] for e in earlier["entries"]] == list(range(97, 107))
+    forward = web.get(f"{base}/entries", params={"after": "114"}).json()
+    assert [e["seq"] for e in forward["entries"]] == [115, 116]
+    assert forward["entries"][0]["payload"]["message"]["content"][0]["text"] == "deployed version 7"
+    path = web.get(f"{base}/entries").json()
+    assert path["view"] == "path"
+    assert 112 not in [e["seq"] for e in path["entries"]]  # the abandoned entry
+    branches = web.get(f"{base}/branches").json()["branches"]
+    assert [(b["leaf_seq"], b["active"]) for b in branches] == [(112, False), (116, True)]
+    store.update_state(seeded.chat, {"step": 2})
+    assert web.get(f"{base}/state").json() == {"at": None, "state": {"step": 2}}
+
+
+def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFactory) -> None:
+    reply = Message.assistant("priced", usage=TokenUsage(input=100, output=20, cost=0.25))
+    store.append(seeded.ops, reply)
+    web = client()
+    found = web.get("/api/search", params={"q": "deploy", "agent": "main"}).json()
+    assert found["highlight"] == list(HIGHLIGHT)
+    assert {h["session_id"] for h in found["hits"]} == {seeded.chat}
+    assert all(HIGHLIGHT[0] in h["snippet"] for h in found["hits"])
+    assert web.get("/api/search").status_code == 400
+    usage = web.get("/api/usage").json()
+    assert {a["agent_id"] for a in usage["agents"]} == {"main", "ops"}
+    assert usage["complete"] is True
+    today = store.clock.now().date().isoformat()
+    assert usage["daily"] == [{"agent": "ops", "day": today, "tokens": 120, "cost": 0.25}]
+    assert usage["largest"][0]["id"] == seeded.ops
+    chart = web.get("/usage").text
+    assert f"<title>ops · {today} · 120 tokens · 0.2500</title>" in chart
