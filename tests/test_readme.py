@@ -246,6 +246,7 @@ def check_openai_agents(namespace: dict[str, Any], home: Path) -> None:
 def check_langchain(namespace: dict[str, Any], home: Path) -> None:
     """The second turn was shown the first; both are in the default store."""
     assert namespace["reply"].content == "messages so far: 3"
+    namespace["history"].close()
     history = AisopodChatMessageHistory("user-42")
     try:
         assert [message.type for message in history.messages] == ["human", "ai", "human", "ai"]
@@ -276,12 +277,9 @@ def test_every_check_has_its_block() -> None:
 
 
 @pytest.mark.usefixtures("shared_stores")
-# Deprecated since langchain-core 1.3.3 in favour of LangGraph persistence, and
-# still the documented way to give a runnable a message history.
-@pytest.mark.filterwarnings(
-    "ignore:RunnableWithMessageHistory is deprecated"
-    ":langchain_core._api.LangChainDeprecationWarning"
-)
+# The examples use no API their framework's installed version deprecates.
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+@pytest.mark.filterwarnings("error::PendingDeprecationWarning")
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.test_id) for b in PYTHON_BLOCKS])
 def test_python_block_runs(block: Block, home: Path, request: pytest.FixtureRequest) -> None:
     """The block runs as written (but for the one substitution the module docstring names)."""
