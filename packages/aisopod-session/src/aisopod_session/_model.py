@@ -215,36 +215,18 @@ class Page(Items["Entry"]):
         return self.entries
 
 
-PageSide = Literal["before", "after"]
-
-
-def page_cursor(side: PageSide, seq: int) -> str:
-    """A history cursor: the entries `before` or `after` a seq (`before:120`)."""
-    return f"{side}:{seq}"
-
-
-def read_page_cursor(cursor: object) -> tuple[PageSide, int]:
-    """The side and seq of a `page_cursor`.
-
-    Raises:
-        InvalidInput: for anything else.
-    """
-    side, _, seq = cursor.partition(":") if isinstance(cursor, str) else ("", "", "")
-    if side not in ("before", "after") or not seq.isdigit() or len(seq) > 18:
-        raise InvalidInput(
-            "not a page cursor (a page's `next` or `previous`: before:SEQ or after:SEQ)",
-            field="cursor",
-        )
-    return ("before" if side == "before" else "after"), int(seq)
-
-
 @attrs.frozen
 class SessionPage(Items["Session"]):
     """A page of sessions, most recently updated first; iterate it, index it, `len()` it.
-    `next` (also `cursor`) fetches the next page: pass it as `cursor=`."""
+
+    `next` (also `cursor`) fetches the page after this one and `previous` the
+    page before it, in the same order: pass either as `cursor=` to `list`
+    (`None`: nothing further that way; `previous` is `None` on the first page).
+    """
 
     sessions: tuple[Session, ...]
     cursor: str | None
+    previous: str | None = None
 
     def _items(self) -> tuple[Session, ...]:
         return self.sessions

@@ -65,11 +65,16 @@ class SearchHit:
 
 @attrs.frozen
 class SearchPage(Items[SearchHit]):
-    """Hits, best first; iterate it, index it, `len()` it. `next` (also `cursor`)
-    fetches the next page: pass it as `cursor=`."""
+    """Hits, best first; iterate it, index it, `len()` it.
+
+    `next` (also `cursor`) fetches the page after this one and `previous` the
+    page before it, in the same order: pass either as `cursor=` to `search`
+    (`None`: nothing further that way; `previous` is `None` on the first page).
+    """
 
     hits: tuple[SearchHit, ...]
     cursor: str | None
+    previous: str | None = None
 
     def _items(self) -> tuple[SearchHit, ...]:
         return self.hits

@@ -20,6 +20,15 @@ from aisopod_session._compaction import (
 )
 from aisopod_session._config import RetentionPolicy, SessionConfig
 from aisopod_session._context import Context, build_context
+from aisopod_session._cursors import (
+    PageSide,
+    list_cursor,
+    page_cursor,
+    read_list_cursor,
+    read_page_cursor,
+    read_search_cursor,
+    search_cursor,
+)
 from aisopod_session._engine import Engine
 from aisopod_session._entries import DEFAULT_MAX_PAYLOAD_BYTES, NewEntry
 from aisopod_session._errors import ConflictError
@@ -30,12 +39,9 @@ from aisopod_session._model import (
     ForkRef,
     Origin,
     Page,
-    PageSide,
     Session,
     SessionPage,
     SessionStatus,
-    page_cursor,
-    read_page_cursor,
     stored_forms,
 )
 from aisopod_session._paths import find_on_path, path_ranges, path_tail
@@ -237,7 +243,11 @@ class SessionStore:
 
         Filters combine; `key` gives every session a key ever had (current and
         archived), `user_id` every session with that user. Pass the page's
-        `cursor` back to get the next page.
+        `next` (also `cursor`) back as `cursor=` for the page after it, its
+        `previous` for the page before it.
+
+        Raises:
+            InvalidInput: for a cursor that is not a list page's.
         """
         limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
         agent = self._engine.agent_filter(agent_id)
@@ -252,15 +262,28 @@ class SessionStore:
             updated_after=to_micros(updated_after) if updated_after is not None else None,
             user_id=check_text(user_id, "user_id", max_length=256) if user_id is not None else None,
         )
-        after = _decode_cursor(cursor) if cursor is not None else None
+        side, at = read_list_cursor(cursor) if cursor is not None else ("after", None)
+        backward = side == "before"
         with self._backend.read() as tx:
-            records = tx.list_sessions(where, limit=limit + 1, after=after)
-        page = records[:limit]
-        next_cursor = None
-        if len(records) > limit:
-            last = page[-1]
-            next_cursor = f"{to_micros(last.session.updated_at)}.{last.sid}"
-        return SessionPage(tuple(r.session for r in page), next_cursor)
+            records = tx.list_sessions(
+                where,
+                limit=limit + 1,
+                after=None if backward else at,
+                before=at if backward else None,
+            )
+        more = len(records) > limit
+        # One row past the page tells whether there is more the way it was read;
+        # the other way there is more exactly when a cursor led here.
+        page = records[-limit:] if backward else records[:limit]
+        first = (to_micros(page[0].session.updated_at), page[0].sid) if page else at
+        last = (to_micros(page[-1].session.updated_at), page[-1].sid) if page else at
+        further_back = more if backward else at is not None
+        further_on = at is not None if backward else more
+        return SessionPage(
+            tuple(r.session for r in page),
+            list_cursor("after", last) if further_on and last is not None else None,
+            previous=list_cursor("before", first) if further_back and first is not None else None,
+        )
 
     def patch(
         self,
@@ -844,7 +867,8 @@ class SessionStore:
         (`-staging`); matching ignores case (and, on SQLite, accents). Filters
         narrow by agent, key prefix, role, session and time (`after`,
         `before`). Each hit carries a snippet with the matches between the
-        `highlight` markers. Pass `page.cursor` for the next page.
+        `highlight` markers. Pass the page's `next` (also `cursor`) back as
+        `cursor=` for the page after it, its `previous` for the page before it.
 
         Every entry committed before the search starts is found, and a search
         only reads: it never waits for a writer. (SQLite adds new entries to its
@@ -854,15 +878,11 @@ class SessionStore:
 
         Raises:
             SearchQueryError: for a malformed query (never an engine's error).
+            InvalidInput: for a cursor that is not a search page's.
         """
         clauses = parse_query(query)
         limit = check_int(limit, "limit", minimum=1, maximum=MAX_SEARCH_PAGE)
-        offset = 0
-        given: object = cursor
-        if given is not None:
-            if not isinstance(given, str) or not given.isdigit():
-                raise InvalidInput("must be a cursor from a previous page", field="cursor")
-            offset = int(given)
+        offset = read_search_cursor(cursor) if cursor is not None else 0
         if offset + limit > MAX_SEARCH_DEPTH:
             raise InvalidInput(f"search pages end at {MAX_SEARCH_DEPTH} hits", field="cursor")
         _check_markers(highlight)
@@ -882,7 +902,11 @@ class SessionStore:
             rows = tx.search(clauses, where, limit=limit + 1, offset=offset, highlight=highlight)
         hits = tuple(rows[:limit])
         more = len(rows) > limit and offset + limit < MAX_SEARCH_DEPTH
-        return SearchPage(hits, str(offset + limit) if more else None)
+        return SearchPage(
+            hits,
+            search_cursor(offset + limit) if more else None,
+            previous=search_cursor(max(0, offset - limit)) if offset > 0 else None,
+        )
 
 
 def _summary_now(result: str | Awaitable[str]) -> str:
@@ -917,15 +941,6 @@ def _check_markers(highlight: object) -> None:
 def _check_version(session: Session, expected: int | None) -> None:
     if expected is not None and session.version != expected:
         raise ConflictError(session.id, expected, session.version)
-
-
-def _decode_cursor(cursor: object) -> tuple[int, int]:
-    if not isinstance(cursor, str):
-        raise InvalidInput("must be a cursor from a previous page", field="cursor")
-    updated, _, sid = cursor.partition(".")
-    if not (updated.isdigit() and sid.isdigit()):
-        raise InvalidInput("must be a cursor from a previous page", field="cursor")
-    return int(updated), int(sid)
 
 
 def engine_of(store: SessionStore) -> Engine:

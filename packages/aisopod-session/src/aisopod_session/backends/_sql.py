@@ -480,9 +480,15 @@ class SqlTx(abc.ABC):
         self.execute("DELETE FROM sessions WHERE sid = ?", (sid,))
 
     def list_sessions(
-        self, where: ListFilter, *, limit: int, after: tuple[int, int] | None
+        self,
+        where: ListFilter,
+        *,
+        limit: int,
+        after: tuple[int, int] | None,
+        before: tuple[int, int] | None = None,
     ) -> list[SessionRecord]:
-        """Sessions matching `where`, most recently updated first, after a keyset cursor."""
+        """Sessions matching `where`, most recently updated first: the first `limit`
+        after a keyset (`updated_at`, `sid`), or the last `limit` before one."""
         clauses: list[str] = []
         params: list[Any] = []
         if where.agent_id is not None:
@@ -509,12 +515,21 @@ class SqlTx(abc.ABC):
         if after is not None:
             clauses.append("(updated_at < ? OR (updated_at = ? AND sid < ?))")
             params.extend((after[0], after[0], after[1]))
+        if before is not None:
+            # Backwards: the comparison and the order turn round, so the index
+            # walks from the keyset towards the newest; the rows turn back below.
+            clauses.append("(updated_at > ? OR (updated_at = ? AND sid > ?))")
+            params.extend((before[0], before[0], before[1]))
         sql = f"SELECT {SESSION_COLUMNS} FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY updated_at DESC, sid DESC LIMIT ?"
+        order = "ASC" if before is not None else "DESC"
+        sql += f" ORDER BY updated_at {order}, sid {order} LIMIT ?"
         params.append(limit)
-        return [self._session(row) for row in self.execute(sql, params).fetchall()]
+        records = [self._session(row) for row in self.execute(sql, params).fetchall()]
+        if before is not None:
+            records.reverse()
+        return records
 
     def agent_stats(self, agent_id: str | None) -> list[AgentStats]:
         """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
