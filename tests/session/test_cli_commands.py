@@ -57,6 +57,42 @@ def test_history_pages_back_and_forth_by_the_cursor_it_prints(
     assert err.startswith("aisopod-session: error: --last: ")
 
 
+@pytest.mark.parametrize(
+    ("command", "items", "item"),
+    [(("list",), "sessions", "id"), (("search", "the OR a"), "hits", "seq")],
+)
+def test_list_and_search_page_forward_then_back_by_the_cursors_they_print(
+    db: str, capsys: pytest.CaptureFixture[str], command: tuple[str, ...], items: str, item: str
+) -> None:
+    """`cursor` goes on to the end, `previous` comes back the same pages, each by --cursor."""
+    every = [row[item] for row in run_json(capsys, db, *command, "--limit", "100")[items]]
+    paged = (*command, "--limit", "2")
+    page = run_json(capsys, db, *paged)
+    assert page["previous"] is None
+    forward = [[row[item] for row in page[items]]]
+    while page["cursor"] is not None:
+        page = run_json(capsys, db, *paged, "--cursor", page["cursor"])
+        forward.append([row[item] for row in page[items]])
+    assert len(forward) > 2
+    assert [value for rows in forward for value in rows] == every
+    backward = [forward[-1]]
+    while page["previous"] is not None:
+        page = run_json(capsys, db, *paged, "--cursor", page["previous"])
+        backward.append([row[item] for row in page[items]])
+    assert backward == forward[::-1]
+    # In a table, the second page names the cursors of the pages beside it.
+    second = run_json(capsys, db, *paged, "--cursor", page["cursor"])
+    code, out, _ = run(capsys, db, *paged, "--cursor", page["cursor"])
+    assert code == 0
+    assert out.splitlines()[-2:] == [
+        f"(more: --cursor {second['cursor']})",
+        f"(back: --cursor {second['previous']})",
+    ]
+    code, _, err = run(capsys, db, *paged, "--cursor", "before:3")
+    assert (code, err.count("\n")) == (1, 1)
+    assert err.startswith("aisopod-session: error: --cursor: not a ")
+
+
 def test_title_and_delete(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, db, "title", "agent:main:main", "Porto instead")
     assert code == 0, err

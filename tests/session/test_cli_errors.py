@@ -137,7 +137,7 @@ def test_a_read_of_no_store_gives_empty_json_and_a_note(
 ) -> None:
     done = cli("--db", no_store, "list", "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"sessions": [], "cursor": None}
+    assert json.loads(done.stdout) == {"sessions": [], "cursor": None, "previous": None}
     assert done.stderr == f"aisopod-session: no sessions yet: there is no store at {no_store}\n"
     assert main(["--db", no_store, "doctor", "--json"]) == 0
     doctor = json.loads(capsys.readouterr().out)

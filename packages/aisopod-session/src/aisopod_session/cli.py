@@ -230,7 +230,12 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
     )
     if args.json:
         print_json(
-            out, {"sessions": [session_row(s) for s in page.sessions], "cursor": page.cursor}
+            out,
+            {
+                "sessions": [session_row(s) for s in page.sessions],
+                "cursor": page.cursor,
+                "previous": page.previous,
+            },
         )
         return 0
     print_table(
@@ -242,8 +247,7 @@ def cmd_list(store: SessionStore, args: argparse.Namespace, out: TextIO) -> int:
         ],
         wide=args.wide,
     )
-    if page.cursor:
-        print(f"(more: --cursor {page.cursor})", file=out)
+    _print_cursors(page.cursor, page.previous, out)
     return 0
 
 
@@ -363,7 +367,7 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         cursor=args.cursor,
     )
     if args.json:
-        print_json(out, {"hits": list(page.hits), "cursor": page.cursor})
+        print_json(out, {"hits": list(page.hits), "cursor": page.cursor, "previous": page.previous})
         return 0
     print_table(
         out,
@@ -371,7 +375,16 @@ def cmd_search(store: SessionStore, args: argparse.Namespace, out: TextIO) -> in
         [(h.key, h.session_id, h.seq, h.role, h.snippet) for h in page.hits],
         wide=args.wide,
     )
+    _print_cursors(page.cursor, page.previous, out)
     return 0
+
+
+def _print_cursors(next_cursor: str | None, previous: str | None, out: TextIO) -> None:
+    """The `--cursor` of the pages beside a list's or a search's page, where there are."""
+    if next_cursor:
+        print(f"(more: --cursor {next_cursor})", file=out)
+    if previous:
+        print(f"(back: --cursor {previous})", file=out)
 
 
 def _detect_format(path: Path) -> str:
@@ -871,6 +884,14 @@ def _key(text: str) -> str:
     return text
 
 
+def _cursor(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cursor",
+        metavar="TOKEN",
+        help="a page's cursor (the page after it) or previous (the page before it)",
+    )
+
+
 def _json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -931,7 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-prefix", metavar="PREFIX")
     p.add_argument("--user", metavar="ID", help="the sessions with this user")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--cursor", help="from the previous page")
+    _cursor(p)
     _json(p)
 
     p = _command(
@@ -1008,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
         " branchSummary, compactionSummary, ...)",
     )
     p.add_argument("--limit", type=int, default=20, metavar="N")
-    p.add_argument("--cursor", help="from the previous page")
+    _cursor(p)
     _json(p)
 
     p = _command(
