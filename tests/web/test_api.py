@@ -20,6 +20,9 @@ def test_sessions_and_one_session(
     rest = web.get("/api/sessions", params={"limit": "2", "cursor": first["cursor"]}).json()
     assert [s["id"] for s in rest["sessions"]] == [seeded.chat]
     assert rest["cursor"] is None
+    assert first["previous"] is None
+    back = web.get("/api/sessions", params={"limit": "2", "cursor": rest["previous"]}).json()
+    assert back["sessions"] == first["sessions"]
     one = web.get(f"/api/sessions/{quote(seeded.hostile, safe='')}").json()
     assert one == {
         **session_row(store.get(seeded.hostile)),

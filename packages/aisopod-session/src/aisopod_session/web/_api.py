@@ -2,7 +2,8 @@
 
 Sessions have the shape `aisopod-session list --json` prints; entries, hits,
 branches and stats are the store's values as the shared converter writes
-them. Every list is one bounded page with the cursor of the next.
+them. Every list is one bounded page with the cursor of the next (`cursor`);
+sessions and search hits also carry the cursor of the page before (`previous`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class _Json(Response):
 
 def _sessions(request: Request) -> Response:
     _, page = sessions_page(store_of(request), request.query_params)
-    return _Json({"sessions": [session_row(s) for s in page.sessions], "cursor": page.cursor})
+    sessions = [session_row(s) for s in page.sessions]
+    return _Json({"sessions": sessions, "cursor": page.cursor, "previous": page.previous})
 
 
 def _session(request: Request) -> Response:
@@ -76,7 +78,14 @@ def _search(request: Request) -> Response:
     page = search_page(store_of(request), request.query_params)
     if page is None:
         return _Json({"error": "q: a search needs a query"}, status_code=400)
-    return _Json({"hits": list(page.hits), "cursor": page.cursor, "highlight": list(HIGHLIGHT)})
+    return _Json(
+        {
+            "hits": list(page.hits),
+            "cursor": page.cursor,
+            "previous": page.previous,
+            "highlight": list(HIGHLIGHT),
+        }
+    )
 
 
 def _usage(request: Request) -> Response:
