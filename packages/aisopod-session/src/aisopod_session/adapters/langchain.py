@@ -51,6 +51,7 @@ from aisopod_session._compaction import Summarizer
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session.adapters._common import (
+    Build,
     CompactionPolicy,
     KeyedConversation,
     StoreLike,
@@ -139,12 +140,12 @@ class AisopodChatMessageHistory(KeyedConversation, BaseChatMessageHistory):
         """Append messages to the key's current session (made if need be), in one write;
         then compact, when a compaction policy is set and says so."""
         store = self.open_store()
-        self.compact_after_now(store.add_now(self._target, [_entry_of(m) for m in messages]))
+        self.compact_after_now(store.add_now(self._target, _build(messages)))
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """`add_messages`, without blocking the event loop."""
         store = self.open_store()
-        await self.compact_after(await store.add(self._target, [_entry_of(m) for m in messages]))
+        await self.compact_after(await store.add(self._target, _build(messages)))
 
     def clear(self) -> None:
         """Start the key on a new, empty session; the old one is archived, not deleted."""
@@ -159,8 +160,13 @@ def _messages(data: list[dict[str, Any]]) -> list[BaseMessage]:
     return messages_from_dict(data)
 
 
-def _entry_of(message: BaseMessage) -> Message | NewEntry:
-    """The entry that keeps a LangChain message (see the module docstring).
+def _build(messages: Sequence[BaseMessage]) -> Build:
+    return lambda checked: [_entry_of(m, checked) for m in messages]
+
+
+def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry:
+    """The entry that keeps a LangChain message (see the module docstring); `checked`
+    as for `keep`.
 
     Raises:
         InvalidPayload: for something that is not a LangChain message, or
@@ -172,13 +178,13 @@ def _entry_of(message: BaseMessage) -> Message | NewEntry:
         )
     data = message_to_dict(message)
     kind, body = data["type"], data["data"]
-    kept = keep(data, MESSAGE_KEY)
+    kept = keep(data, MESSAGE_KEY, checked=checked)
     texts = tuple(TextPart(searchable(text)) for text in texts_of(body.get("content")) if text)
     role = _ROLES.get(kind)
     if role is None and kind in ("chat", "ChatMessageChunk"):
         role = _CHAT_ROLES.get(body.get("role"))
     if role == "assistant":
-        calls = tuple(_tool_calls(body.get("tool_calls")))
+        calls = tuple(_tool_calls(body.get("tool_calls"), checked))
         return Message("assistant", texts + calls, usage=_usage(body), extra=kept)
     if role is not None:
         return Message(role, texts, extra=kept)
@@ -187,10 +193,10 @@ def _entry_of(message: BaseMessage) -> Message | NewEntry:
         return Message.tool_result(
             searchable(call_id), texts, is_error=body.get("status") == "error", extra=kept
         )
-    return NewEntry("custom", {"customType": MESSAGE_KEY, **keep(data, "data")})
+    return NewEntry("custom", {"customType": MESSAGE_KEY, **keep(data, "data", checked=checked)})
 
 
-def _tool_calls(calls: object) -> list[ToolCallPart]:
+def _tool_calls(calls: object, checked: bool) -> list[ToolCallPart]:
     if not isinstance(calls, list):
         return []
     parts = []
@@ -199,7 +205,7 @@ def _tool_calls(calls: object) -> list[ToolCallPart]:
             continue
         call_id, name, args = call.get("id"), call.get("name"), call.get("args")
         if isinstance(call_id, str) and isinstance(name, str):
-            arguments = args if isinstance(args, dict) and storable(args) else {}
+            arguments = args if isinstance(args, dict) and storable(args, checked=checked) else {}
             parts.append(ToolCallPart(searchable(call_id), searchable(name), arguments))
     return parts
 
