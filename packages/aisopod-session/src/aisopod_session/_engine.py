@@ -105,6 +105,9 @@ class AppendRequest(NamedTuple):
     key: tuple[str, str] | None = None
     """(agent, stored key) of an append to a key's current session (made if it has none);
     `session_id` is empty until the append runs and finds it."""
+    only_last: bool = False
+    """Return only the last entry appended, for callers that need no more (the
+    framework adapters): no `Entry` is built for the others."""
 
 
 class SharedChange(NamedTuple):
@@ -248,10 +251,12 @@ class Engine:
         expected_version: int | None = None,
         state: Mapping[str, Any] | None = None,
         key: tuple[str, str] | None = None,
+        only_last: bool = False,
     ) -> AppendRequest:
         """Check and serialize an append (and its state delta) before any transaction
         starts. With `key` (from `Engine.key`, as (stored key, agent)), the append goes
-        to the key's current session, made if it has none, and `session_id` is ignored."""
+        to the key's current session, made if it has none, and `session_id` is ignored.
+        With `only_last`, running it returns only the last entry appended."""
         if key is None:
             check_text(session_id, "session_id", max_length=256)
         if idempotency_key is not None:
@@ -291,6 +296,7 @@ class Engine:
             stamp.micros,
             delta,
             (key[1], key[0]) if key is not None else None,
+            only_last,
         )
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
@@ -388,6 +394,7 @@ class Engine:
         ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         key = request.idempotency_key
+        skipped = len(entries) - 1 if request.only_last else 0
         # Positional, in Entry's field order: a third cheaper than keywords.
         return tuple(
             Entry(
@@ -404,7 +411,7 @@ class Engine:
                 key,
                 entry.tokens,
             )
-            for offset, entry in enumerate(entries)
+            for offset, entry in enumerate(entries[skipped:], skipped)
         )
 
     def find_key_session(self, tx: SqlTx, request: AppendRequest) -> AppendRequest:

@@ -209,19 +209,21 @@ class StoreHandle:
         none): first with every framework value kept as given, unchecked (one
         serialization per item, in the append's own); when that append is refused as
         a payload the store cannot keep, again with each value checked (`keep`), which
-        encodes what the store cannot hold, or raises as a checked build does."""
+        encodes what the store cannot hold, or raises as a checked build does. Running
+        it returns the last entry appended (`AppendRequest.only_last`)."""
         engine = engine_of(self.sync)
         entries = build(False)
         if not entries:
             return None
         try:
-            return engine.prepare_append("", entries, key=target)
+            return engine.prepare_append("", entries, key=target, only_last=True)
         except InvalidPayload:
-            return engine.prepare_append("", build(True), key=target)
+            return engine.prepare_append("", build(True), key=target, only_last=True)
 
     def add_now(self, target: Target, build: Build) -> tuple[Entry, ...]:
         """Append the entries `build` makes (see `prepare`) to the key's current session
-        (made if it has none), in one write; return them as stored."""
+        (made if it has none), in one write; return the last of them as stored (all
+        an adapter needs: where it went, for `compact_after`)."""
         request = self.prepare(target, build)
         if request is None:
             return ()
