@@ -36,7 +36,7 @@ from aisopod_session._compaction import (
     compaction_payload,
 )
 from aisopod_session._compaction import plan as plan_compaction
-from aisopod_session._entries import NewEntry, PreparedEntry, Stamp, prepare
+from aisopod_session._entries import NativeMessage, NewEntry, PreparedEntry, Stamp, prepare
 from aisopod_session._errors import (
     AccessDenied,
     ConflictError,
@@ -245,7 +245,7 @@ class Engine:
     def prepare_append(
         self,
         session_id: str,
-        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        entries: Message | NewEntry | NativeMessage | Iterable[Message | NewEntry | NativeMessage],
         *,
         idempotency_key: str | None = None,
         expected_version: int | None = None,
@@ -267,7 +267,7 @@ class Engine:
         limit = self.max_payload_bytes
         given: object = entries
         prepared: tuple[PreparedEntry, ...]
-        if isinstance(given, Message | NewEntry):
+        if isinstance(given, Message | NewEntry | NativeMessage):
             # One entry, the commonest append: no generator, nothing to compare ids with.
             prepared = (prepare(given, stamp, max_payload_bytes=limit),)
         elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):

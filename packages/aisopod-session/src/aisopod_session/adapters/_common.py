@@ -31,7 +31,7 @@ from aisopod_session._compaction import (
 )
 from aisopod_session._context import BRANCH_PREFIX, COMPACTION_PREFIX
 from aisopod_session._engine import AppendRequest
-from aisopod_session._entries import NewEntry, holds_nul
+from aisopod_session._entries import NativeMessage, NewEntry, holds_nul
 from aisopod_session._errors import (
     ConflictError,
     InvalidPayload,
@@ -304,7 +304,7 @@ class StoreHandle:
 Target: TypeAlias = tuple[str, str]
 """A conversation's stored key and its agent (`Engine.key`)."""
 
-Build: TypeAlias = Callable[[bool], "list[Message | NewEntry]"]
+Build: TypeAlias = Callable[[bool], "list[Message | NewEntry | NativeMessage]"]
 """Makes the entries of an add; its argument is `checked`, passed on to `keep` and
 `storable` (see `StoreHandle.prepare`)."""
 

@@ -48,7 +48,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
     ) from _err
 
 from aisopod_session._compaction import Summarizer
-from aisopod_session._entries import NewEntry
+from aisopod_session._entries import NativeMessage, NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session.adapters._common import (
     Build,
@@ -164,7 +164,7 @@ def _build(messages: Sequence[BaseMessage]) -> Build:
     return lambda checked: [_entry_of(m, checked) for m in messages]
 
 
-def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry:
+def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry | NativeMessage:
     """The entry that keeps a LangChain message (see the module docstring); `checked`
     as for `keep`.
 
@@ -179,17 +179,23 @@ def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry:
     data = message_to_dict(message)
     kind, body = data["type"], data["data"]
     kept = keep(data, MESSAGE_KEY, checked=checked)
-    texts = tuple(TextPart(searchable(text)) for text in texts_of(body.get("content")) if text)
+    found = [searchable(text) for text in texts_of(body.get("content")) if text]
     role = _ROLES.get(kind)
     if role is None and kind in ("chat", "ChatMessageChunk"):
         role = _CHAT_ROLES.get(body.get("role"))
     if role == "assistant":
         calls = tuple(_tool_calls(body.get("tool_calls"), checked))
-        return Message("assistant", texts + calls, usage=_usage(body), extra=kept)
+        usage = _usage(body)
+        if not calls and usage is None:
+            return NativeMessage(role, found, kept)
+        texts = tuple(TextPart(text) for text in found)
+        return Message("assistant", texts + calls, usage=usage, extra=kept)
     if role is not None:
-        return Message(role, texts, extra=kept)
+        # Text alone: prepared straight from its texts, no `Message` built.
+        return NativeMessage(role, found, kept)
     call_id = body.get("tool_call_id")
     if kind in ("tool", "ToolMessageChunk") and isinstance(call_id, str):
+        texts = tuple(TextPart(text) for text in found)
         return Message.tool_result(
             searchable(call_id), texts, is_error=body.get("status") == "error", extra=kept
         )

@@ -51,7 +51,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
     ) from _err
 
 from aisopod_session._compaction import Summarizer
-from aisopod_session._entries import NewEntry
+from aisopod_session._entries import NativeMessage, NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session.adapters._common import (
     CompactionPolicy,
@@ -244,7 +244,7 @@ class AisopodSession(KeyedConversation):
         await self.open_store().clear(self._key)
 
 
-def _entry_of(item: Mapping[str, Any], checked: bool = True) -> Message | NewEntry:
+def _entry_of(item: Mapping[str, Any], checked: bool = True) -> Message | NewEntry | NativeMessage:
     """The entry that keeps an SDK item (see the module docstring); `checked` as for
     `keep`.
 
@@ -261,11 +261,9 @@ def _entry_of(item: Mapping[str, Any], checked: bool = True) -> Message | NewEnt
         given = value.get("role")
         role = _ROLES.get(given) if isinstance(given, str) else None
         if role is not None:
-            # The commonest item, written as the message's JSON directly (what
-            # `Message(role, text parts, extra=kept).to_json()` gives, without building it).
+            # The commonest item: prepared straight from its texts, no `Message` built.
             texts = texts_of(value.get("content"), ("text", "refusal"))
-            content = [{"type": "text", "text": searchable(text)} for text in texts if text]
-            return NewEntry("message", {"message": {"role": role, "content": content, **kept}})
+            return NativeMessage(role, [searchable(text) for text in texts if text], kept)
     elif kind in _CALLS:
         call_id = value.get("call_id")
         if isinstance(call_id, str):
