@@ -50,7 +50,7 @@ from aisopod_session._resolver import Inbound, Resolution
 from aisopod_session._retention import MaintenanceReport
 from aisopod_session._search import SearchPage
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore, Unset, engine_of
-from aisopod_session._worker_threads import WorkerThreads, deliver
+from aisopod_session._worker_threads import Outcome, WorkerThreads, deliver, deliver_all
 from aisopod_session.backends._sql import SqlTx
 from aisopod_shared import Clock, Message, logger, now_micros
 
@@ -137,8 +137,16 @@ class _GroupCommitter:
 
     def _commit(self, group: list[_Pending]) -> None:
         outcomes = [self._commit_one(group[0])] if len(group) == 1 else self._commit_many(group)
-        for pending, result, error in outcomes:
+        if len(outcomes) == 1:
+            pending, result, error = outcomes[0]
             deliver(pending.loop, pending.future, result, error)
+            return
+        # One wake-up per event loop for the whole group, not one per append.
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for pending, result, error in outcomes:
+            by_loop.setdefault(pending.loop, []).append((pending.future, result, error))
+        for loop, settled in by_loop.items():
+            deliver_all(loop, settled)
 
     def _commit_one(self, pending: _Pending) -> _Outcome:
         """A lone append: its own transaction, exactly as the synchronous store runs it."""
