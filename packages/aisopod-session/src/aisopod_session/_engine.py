@@ -76,6 +76,7 @@ from aisopod_shared import (
     TokenUsage,
     dumps,
     from_micros,
+    loads,
     now_micros,
     to_micros,
 )
@@ -404,7 +405,7 @@ class Engine:
                 parents[offset],
                 entry.type,
                 entry.role,
-                entry.payload_data,
+                entry.payload_data if entry.payload_data is not None else loads(entry.payload),
                 entry.text,
                 entry.usage,
                 created,

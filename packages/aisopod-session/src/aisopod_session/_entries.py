@@ -165,7 +165,10 @@ class PreparedEntry(NamedTuple):
     type: str
     role: str | None
     payload: bytes
-    payload_data: Mapping[str, Any]
+    payload_data: Mapping[str, Any] | None
+    """The payload as data; `None` when only `payload` holds it (`NativeMessage`s: an
+    append of a thousand keeps no dicts alive for the garbage collector to walk),
+    decoded from there if an `Entry` is built of it."""
     text: str
     usage: TokenUsage | None
     tokens: int
@@ -284,7 +287,7 @@ def _prepare_native(item: NativeMessage, stamp: Stamp, max_payload_bytes: int) -
         type="message",
         role=_ROLE_ALIASES.get(role, role),
         payload=data,
-        payload_data=payload,
+        payload_data=None,
         # What `extract_text` finds: the texts, unless the extra keys hold text of their own.
         text=(
             extract_text("message", payload)

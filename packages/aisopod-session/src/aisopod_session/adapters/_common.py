@@ -9,6 +9,7 @@ sync and async methods run the same engine code.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -212,11 +213,14 @@ class StoreHandle:
         encodes what the store cannot hold, or raises as a checked build does. Running
         it returns the last entry appended (`AppendRequest.only_last`)."""
         engine = engine_of(self.sync)
-        entries = build(False)
-        if not entries:
+        entries = iter(build(False))
+        first = next(entries, None)
+        if first is None:
             return None
         try:
-            return engine.prepare_append("", entries, key=target, only_last=True)
+            return engine.prepare_append(
+                "", itertools.chain((first,), entries), key=target, only_last=True
+            )
         except InvalidPayload:
             return engine.prepare_append("", build(True), key=target, only_last=True)
 
@@ -304,9 +308,10 @@ class StoreHandle:
 Target: TypeAlias = tuple[str, str]
 """A conversation's stored key and its agent (`Engine.key`)."""
 
-Build: TypeAlias = Callable[[bool], "list[Message | NewEntry | NativeMessage]"]
+Build: TypeAlias = Callable[[bool], "Iterable[Message | NewEntry | NativeMessage]"]
 """Makes the entries of an add; its argument is `checked`, passed on to `keep` and
-`storable` (see `StoreHandle.prepare`)."""
+`storable` (see `StoreHandle.prepare`). A generator does best: each entry is
+prepared as it is made, and none is kept alive for the garbage collector to walk."""
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:

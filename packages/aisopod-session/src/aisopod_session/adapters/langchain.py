@@ -161,7 +161,8 @@ def _messages(data: list[dict[str, Any]]) -> list[BaseMessage]:
 
 
 def _build(messages: Sequence[BaseMessage]) -> Build:
-    return lambda checked: [_entry_of(m, checked) for m in messages]
+    given = list(messages)  # read twice should the store refuse them as they are
+    return lambda checked: (_entry_of(m, checked) for m in given)
 
 
 def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry | NativeMessage:

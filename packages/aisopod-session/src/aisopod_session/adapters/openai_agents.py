@@ -216,8 +216,9 @@ class AisopodSession(KeyedConversation):
             PayloadTooLarge: for an item over the store's size limit.
         """
         store = self.open_store()
+        given = list(items)  # read twice should the store refuse them as they are
         appended = await store.add(
-            self._target, lambda checked: [_entry_of(item, checked) for item in items]
+            self._target, lambda checked: (_entry_of(item, checked) for item in given)
         )
         await self.compact_after(appended)
 
