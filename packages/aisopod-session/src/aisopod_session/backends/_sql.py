@@ -832,14 +832,22 @@ class SqlTx(abc.ABC):
     def payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
         """(seq, type, payload) of the entries `first..last`, in seq order: for reads
         that want payloads and nothing else of an entry (the adapters')."""
-        rows = self.execute(
+        decode = self.decode_json
+        # Plain tuples: this runs for every entry an adapter reads.
+        return [
+            (seq, kind, decode(payload))
+            for seq, kind, payload in self.stored_payloads_between(sid, first, last)
+        ]
+
+    def stored_payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
+        """`payloads_between`, each payload as the driver gives it (`decode_json` reads
+        it): a reader that decodes one at a time keeps only what it takes of each."""
+        rows: list[PayloadRow] = self.execute(
             "SELECT seq, type, payload FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
             " ORDER BY seq",
             (sid, first, last),
         ).fetchall()
-        decode = self.decode_json
-        # Plain tuples: this runs for every entry an adapter reads.
-        return [(seq, kind, decode(payload)) for seq, kind, payload in rows]
+        return rows
 
     def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
         """Copy entries `first..last` of one session to another as a straight run from
