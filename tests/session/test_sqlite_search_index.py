@@ -259,8 +259,9 @@ def test_the_index_matches_the_entries_after_any_mix_of_writes(
 
 
 def test_group_commits_keep_the_index_whole_when_some_appends_roll_back(tmp_path: Path) -> None:
-    """The async store commits concurrent appends together, each in a savepoint: a
-    refused one rolls back alone, even when its savepoint held a batch's indexing."""
+    """The async store commits concurrent appends together (again each in a savepoint,
+    when one is refused): a refused one rolls back alone, even when its savepoint held
+    a batch's indexing."""
 
     async def run() -> tuple[int, int]:
         store = open_async_store(tmp_path / "s.db")

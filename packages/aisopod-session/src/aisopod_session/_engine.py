@@ -36,7 +36,7 @@ from aisopod_session._compaction import (
     compaction_payload,
 )
 from aisopod_session._compaction import plan as plan_compaction
-from aisopod_session._entries import NewEntry, PreparedEntry, Stamp, prepare
+from aisopod_session._entries import NativeMessage, NewEntry, PreparedEntry, Stamp, prepare
 from aisopod_session._errors import (
     AccessDenied,
     ConflictError,
@@ -76,6 +76,7 @@ from aisopod_shared import (
     TokenUsage,
     dumps,
     from_micros,
+    loads,
     now_micros,
     to_micros,
 )
@@ -105,6 +106,9 @@ class AppendRequest(NamedTuple):
     key: tuple[str, str] | None = None
     """(agent, stored key) of an append to a key's current session (made if it has none);
     `session_id` is empty until the append runs and finds it."""
+    only_last: bool = False
+    """Return only the last entry appended, for callers that need no more (the
+    framework adapters): no `Entry` is built for the others."""
 
 
 class SharedChange(NamedTuple):
@@ -242,16 +246,18 @@ class Engine:
     def prepare_append(
         self,
         session_id: str,
-        entries: Message | NewEntry | Iterable[Message | NewEntry],
+        entries: Message | NewEntry | NativeMessage | Iterable[Message | NewEntry | NativeMessage],
         *,
         idempotency_key: str | None = None,
         expected_version: int | None = None,
         state: Mapping[str, Any] | None = None,
         key: tuple[str, str] | None = None,
+        only_last: bool = False,
     ) -> AppendRequest:
         """Check and serialize an append (and its state delta) before any transaction
         starts. With `key` (from `Engine.key`, as (stored key, agent)), the append goes
-        to the key's current session, made if it has none, and `session_id` is ignored."""
+        to the key's current session, made if it has none, and `session_id` is ignored.
+        With `only_last`, running it returns only the last entry appended."""
         if key is None:
             check_text(session_id, "session_id", max_length=256)
         if idempotency_key is not None:
@@ -262,7 +268,7 @@ class Engine:
         limit = self.max_payload_bytes
         given: object = entries
         prepared: tuple[PreparedEntry, ...]
-        if isinstance(given, Message | NewEntry):
+        if isinstance(given, Message | NewEntry | NativeMessage):
             # One entry, the commonest append: no generator, nothing to compare ids with.
             prepared = (prepare(given, stamp, max_payload_bytes=limit),)
         elif isinstance(given, Iterable) and not isinstance(given, str | bytes | Mapping):
@@ -291,6 +297,7 @@ class Engine:
             stamp.micros,
             delta,
             (key[1], key[0]) if key is not None else None,
+            only_last,
         )
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
@@ -388,6 +395,7 @@ class Engine:
         ids, parents = appended.ids, appended.parents
         created = from_micros(request.now)
         key = request.idempotency_key
+        skipped = len(entries) - 1 if request.only_last else 0
         # Positional, in Entry's field order: a third cheaper than keywords.
         return tuple(
             Entry(
@@ -397,14 +405,14 @@ class Engine:
                 parents[offset],
                 entry.type,
                 entry.role,
-                entry.payload_data,
+                entry.payload_data if entry.payload_data is not None else loads(entry.payload),
                 entry.text,
                 entry.usage,
                 created,
                 key,
                 entry.tokens,
             )
-            for offset, entry in enumerate(entries)
+            for offset, entry in enumerate(entries[skipped:], skipped)
         )
 
     def find_key_session(self, tx: SqlTx, request: AppendRequest) -> AppendRequest:

@@ -20,6 +20,7 @@ from aisopod_shared import InvalidInput, Message, TokenUsage, converter, dumps, 
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "NativeMessage",
     "NewEntry",
     "PreparedEntry",
     "Stamp",
@@ -139,6 +140,20 @@ class NewEntry:
         return cls("branch_summary", {"fromId": from_id, "summary": summary})
 
 
+class NativeMessage(NamedTuple):
+    """A message entry with text parts, given in the stored message's own shape: what
+    `Message(role, text parts, extra=extra)` stores, made without building the
+    `Message` (or a `NewEntry`). The framework adapters append one per item;
+    `prepare` writes its JSON directly, once.
+    """
+
+    role: str
+    texts: list[str]
+    """The text parts' texts, in order (empty ones are left out)."""
+    extra: dict[str, Any]
+    """Keys of the message beside role and content, kept as they are."""
+
+
 class PreparedEntry(NamedTuple):
     """A new entry ready for the database: serialized, measured and indexed.
 
@@ -150,7 +165,10 @@ class PreparedEntry(NamedTuple):
     type: str
     role: str | None
     payload: bytes
-    payload_data: Mapping[str, Any]
+    payload_data: Mapping[str, Any] | None
+    """The payload as data; `None` when only `payload` holds it (`NativeMessage`s: an
+    append of a thousand keeps no dicts alive for the garbage collector to walk),
+    decoded from there if an `Entry` is built of it."""
     text: str
     usage: TokenUsage | None
     tokens: int
@@ -186,7 +204,11 @@ class Stamp(NamedTuple):
 
 
 def prepare(
-    item: Message | NewEntry, stamp: Stamp, *, max_payload_bytes: int, verbatim: bool = False
+    item: Message | NewEntry | NativeMessage,
+    stamp: Stamp,
+    *,
+    max_payload_bytes: int,
+    verbatim: bool = False,
 ) -> PreparedEntry:
     """Serialize and index one entry to append.
 
@@ -200,6 +222,8 @@ def prepare(
         PayloadTooLarge: when the serialized entry is over `max_payload_bytes`.
     """
     usage: TokenUsage | None
+    if type(item) is NativeMessage:
+        return _prepare_native(item, stamp, max_payload_bytes)
     if isinstance(item, Message):
         entry_type, entry_id, role, usage = "message", None, item.role, item.usage
         message: Any = item.to_json()  # a fresh dict: ours to complete
@@ -223,16 +247,7 @@ def prepare(
         raise InvalidPayload(
             f"append takes Message or NewEntry values, got {type(item).__name__}", field="entries"
         )
-    try:
-        data = dumps(payload)
-    except InvalidInput as err:
-        raise InvalidPayload(err.reason, field="payload") from err
-    if holds_nul(data):
-        # PostgreSQL cannot store NUL in text or jsonb; refusing it everywhere
-        # keeps every backend's behaviour the same.
-        raise InvalidPayload("NUL characters cannot be stored", field="payload")
-    if len(data) > max_payload_bytes:
-        raise PayloadTooLarge(len(data), max_payload_bytes)
+    data = _serialized(payload, max_payload_bytes)
     return PreparedEntry(
         id=entry_id,
         type=entry_type,
@@ -248,6 +263,56 @@ def prepare(
         ),
         created_at=stamp.micros,
     )
+
+
+def _prepare_native(item: NativeMessage, stamp: Stamp, max_payload_bytes: int) -> PreparedEntry:
+    """`prepare` of a `NativeMessage`: the entry `prepare` makes of the `Message` it
+    stands for, built straight from its parts (this runs for every item an adapter adds)."""
+    role = item.role
+    if not isinstance(role, str):
+        raise InvalidPayload("a message role must be a string", field="role")
+    texts = [text for text in item.texts if text]
+    message: dict[str, Any] = {
+        "role": role,
+        "content": [{"type": "text", "text": text} for text in texts],
+    }
+    message.update(item.extra)
+    message.setdefault("timestamp", stamp.millis)
+    payload = {"message": message}
+    data = _serialized(payload, max_payload_bytes)
+    extra = item.extra
+    usage = extract_usage(payload) if "usage" in extra else None
+    return PreparedEntry(
+        id=None,
+        type="message",
+        role=_ROLE_ALIASES.get(role, role),
+        payload=data,
+        payload_data=None,
+        # What `extract_text` finds: the texts, unless the extra keys hold text of their own.
+        text=(
+            extract_text("message", payload)
+            if "command" in extra or "output" in extra
+            else "\n".join(texts)
+        ),
+        usage=usage,
+        tokens=usage.output if usage is not None and usage.output else _estimate_tokens(data),
+        created_at=stamp.micros,
+    )
+
+
+def _serialized(payload: dict[str, Any], max_payload_bytes: int) -> bytes:
+    """An entry's payload as JSON, refused when no backend can store it or it is too large."""
+    try:
+        data = dumps(payload)
+    except InvalidInput as err:
+        raise InvalidPayload(err.reason, field="payload") from err
+    if holds_nul(data):
+        # PostgreSQL cannot store NUL in text or jsonb; refusing it everywhere
+        # keeps every backend's behaviour the same.
+        raise InvalidPayload("NUL characters cannot be stored", field="payload")
+    if len(data) > max_payload_bytes:
+        raise PayloadTooLarge(len(data), max_payload_bytes)
+    return data
 
 
 def holds_nul(data: bytes) -> bool:

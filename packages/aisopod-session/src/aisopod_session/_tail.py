@@ -63,6 +63,7 @@ def read_tail(
     # pairs only when they are asked for.
     values: list[T] = []
     pairs: list[tuple[list[str], list[str]]] = []
+    read = tx.decode_json
     done = False  # the window was filled before the start of what the model sees
     for start, end in segments(tx, sid, leaf):
         start = max(start, first)
@@ -72,9 +73,12 @@ def read_tail(
             # most, when some were not items.
             wanted = _PAGE if limit is None else max(limit - len(values), _SLACK)
             low = max(start, high - min(wanted, _PAGE) + 1)
-            for _, kind, payload in reversed(tx.payloads_between(sid, low, high)):
+            # Decoded one at a time: what the decoder does not keep of a payload is
+            # freed at once, not held with a thousand others for the collector to walk.
+            for _, kind, stored in reversed(tx.stored_payloads_between(sid, low, high)):
                 if kind == "compaction":  # the latest one stands for them all
                     continue
+                payload = read(stored)
                 items = decode(kind, payload)
                 if items:
                     _collect(values, pairs, items, kind, payload, keep_pairs)

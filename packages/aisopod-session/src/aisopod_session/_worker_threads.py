@@ -20,11 +20,14 @@ from typing import Any, TypeVar
 from aisopod_session._errors import StoreUnavailable
 from aisopod_session._validate import check_int
 
-__all__ = ["WorkerThreads", "deliver"]
+__all__ = ["Outcome", "WorkerThreads", "deliver", "deliver_all"]
 
 T = TypeVar("T")
 
 _Job = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
+"""A future, and the result or the error that settles it."""
 
 
 class WorkerThreads:
@@ -135,6 +138,20 @@ def deliver(
         loop.call_soon_threadsafe(_settle, future, result, error)
     except RuntimeError:
         pass
+
+
+def deliver_all(loop: asyncio.AbstractEventLoop, outcomes: list[Outcome]) -> None:
+    """`deliver` for many futures of one loop, with one wake-up of the loop for all
+    (a group commit settles each of its appends' futures at once)."""
+    try:
+        loop.call_soon_threadsafe(_settle_all, outcomes)
+    except RuntimeError:
+        pass
+
+
+def _settle_all(outcomes: list[Outcome]) -> None:
+    for future, result, error in outcomes:
+        _settle(future, result, error)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -9,12 +9,13 @@ sync and async methods run the same engine code.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeAlias, TypeVar
 from urllib.parse import unquote
 
@@ -30,7 +31,8 @@ from aisopod_session._compaction import (
     headings_summarizer,
 )
 from aisopod_session._context import BRANCH_PREFIX, COMPACTION_PREFIX
-from aisopod_session._entries import NewEntry, holds_nul
+from aisopod_session._engine import AppendRequest
+from aisopod_session._entries import NativeMessage, NewEntry, holds_nul
 from aisopod_session._errors import (
     ConflictError,
     InvalidPayload,
@@ -46,6 +48,7 @@ from aisopod_shared import InvalidInput, Message, dumps
 
 __all__ = [
     "POP_ATTEMPTS",
+    "Build",
     "CompactionPolicy",
     "Decode",
     "KeyedConversation",
@@ -202,19 +205,39 @@ class StoreHandle:
         """`clear_now`, without blocking the event loop."""
         await in_worker(self.async_store, lambda _: self.clear_now(key))
 
-    def add_now(self, target: Target, entries: list[Message | NewEntry]) -> tuple[Entry, ...]:
-        """Append entries to the key's current session (made if it has none), in one
-        write; return them as stored."""
-        if not entries:
-            return ()
+    def prepare(self, target: Target, build: Build) -> AppendRequest | None:
+        """The append of the entries `build` makes, checked and serialized (`None` for
+        none): first with every framework value kept as given, unchecked (one
+        serialization per item, in the append's own); when that append is refused as
+        a payload the store cannot keep, again with each value checked (`keep`), which
+        encodes what the store cannot hold, or raises as a checked build does. Running
+        it returns the last entry appended (`AppendRequest.only_last`)."""
         engine = engine_of(self.sync)
-        return engine.run_append(engine.prepare_append("", entries, key=target))
+        entries = iter(build(False))
+        first = next(entries, None)
+        if first is None:
+            return None
+        try:
+            return engine.prepare_append(
+                "", itertools.chain((first,), entries), key=target, only_last=True
+            )
+        except InvalidPayload:
+            return engine.prepare_append("", build(True), key=target, only_last=True)
 
-    async def add(self, target: Target, entries: list[Message | NewEntry]) -> tuple[Entry, ...]:
-        """`add_now`, without blocking the event loop (concurrent adds share commits)."""
-        if not entries:
+    def add_now(self, target: Target, build: Build) -> tuple[Entry, ...]:
+        """Append the entries `build` makes (see `prepare`) to the key's current session
+        (made if it has none), in one write; return the last of them as stored (all
+        an adapter needs: where it went, for `compact_after`)."""
+        request = self.prepare(target, build)
+        if request is None:
             return ()
-        request = engine_of(self.sync).prepare_append("", entries, key=target)
+        return engine_of(self.sync).run_append(request)
+
+    async def add(self, target: Target, build: Build) -> tuple[Entry, ...]:
+        """`add_now`, without blocking the event loop (concurrent adds share commits)."""
+        request = self.prepare(target, build)
+        if request is None:
+            return ()
         return await submit_append(self.async_store, request)
 
     def read_now(
@@ -284,6 +307,11 @@ class StoreHandle:
 
 Target: TypeAlias = tuple[str, str]
 """A conversation's stored key and its agent (`Engine.key`)."""
+
+Build: TypeAlias = Callable[[bool], "Iterable[Message | NewEntry | NativeMessage]"]
+"""Makes the entries of an add; its argument is `checked`, passed on to `keep` and
+`storable` (see `StoreHandle.prepare`). A generator does best: each entry is
+prepared as it is made, and none is kept alive for the garbage collector to walk."""
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -457,17 +485,19 @@ class KeyedConversation:
 # --- lossless payloads ------------------------------------------------------------------
 
 
-def keep(value: Any, key: str) -> dict[str, Any]:
+def keep(value: Any, key: str, *, checked: bool = True) -> dict[str, Any]:
     """`{key: value}`, stored verbatim; `{key + "B64": ...}` for what the store cannot hold.
 
     The store refuses NUL characters, lone surrogates, NaN and infinities and
     integers beyond 64 bits. A value holding any of these is kept as the
     base64 of its JSON text (`json.dumps`, ASCII), which round-trips them all.
+    Unless `checked` is false: then the value is kept as given, for an append
+    that is made again checked if the store refuses it (`StoreHandle.prepare`).
 
     Raises:
         InvalidPayload: when the value is not JSON data at all.
     """
-    if storable(value):
+    if not checked or storable(value):
         return {key: value}
     try:
         text = json.dumps(value, ensure_ascii=True, allow_nan=True)
@@ -476,8 +506,11 @@ def keep(value: Any, key: str) -> dict[str, Any]:
     return {key + _ENCODED_SUFFIX: base64.b64encode(text.encode("ascii")).decode("ascii")}
 
 
-def storable(value: Any) -> bool:
-    """Whether the store keeps `value` verbatim (see `keep`)."""
+def storable(value: Any, *, checked: bool = True) -> bool:
+    """Whether the store keeps `value` verbatim (see `keep`); taken for granted when
+    not `checked`."""
+    if not checked:
+        return True
     try:
         return not holds_nul(dumps(value))
     except InvalidInput:

@@ -48,9 +48,10 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
     ) from _err
 
 from aisopod_session._compaction import Summarizer
-from aisopod_session._entries import NewEntry
+from aisopod_session._entries import NativeMessage, NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session.adapters._common import (
+    Build,
     CompactionPolicy,
     KeyedConversation,
     StoreLike,
@@ -139,12 +140,12 @@ class AisopodChatMessageHistory(KeyedConversation, BaseChatMessageHistory):
         """Append messages to the key's current session (made if need be), in one write;
         then compact, when a compaction policy is set and says so."""
         store = self.open_store()
-        self.compact_after_now(store.add_now(self._target, [_entry_of(m) for m in messages]))
+        self.compact_after_now(store.add_now(self._target, _build(messages)))
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """`add_messages`, without blocking the event loop."""
         store = self.open_store()
-        await self.compact_after(await store.add(self._target, [_entry_of(m) for m in messages]))
+        await self.compact_after(await store.add(self._target, _build(messages)))
 
     def clear(self) -> None:
         """Start the key on a new, empty session; the old one is archived, not deleted."""
@@ -159,8 +160,14 @@ def _messages(data: list[dict[str, Any]]) -> list[BaseMessage]:
     return messages_from_dict(data)
 
 
-def _entry_of(message: BaseMessage) -> Message | NewEntry:
-    """The entry that keeps a LangChain message (see the module docstring).
+def _build(messages: Sequence[BaseMessage]) -> Build:
+    given = list(messages)  # read twice should the store refuse them as they are
+    return lambda checked: (_entry_of(m, checked) for m in given)
+
+
+def _entry_of(message: BaseMessage, checked: bool = True) -> Message | NewEntry | NativeMessage:
+    """The entry that keeps a LangChain message (see the module docstring); `checked`
+    as for `keep`.
 
     Raises:
         InvalidPayload: for something that is not a LangChain message, or
@@ -172,25 +179,31 @@ def _entry_of(message: BaseMessage) -> Message | NewEntry:
         )
     data = message_to_dict(message)
     kind, body = data["type"], data["data"]
-    kept = keep(data, MESSAGE_KEY)
-    texts = tuple(TextPart(searchable(text)) for text in texts_of(body.get("content")) if text)
+    kept = keep(data, MESSAGE_KEY, checked=checked)
+    found = [searchable(text) for text in texts_of(body.get("content")) if text]
     role = _ROLES.get(kind)
     if role is None and kind in ("chat", "ChatMessageChunk"):
         role = _CHAT_ROLES.get(body.get("role"))
     if role == "assistant":
-        calls = tuple(_tool_calls(body.get("tool_calls")))
-        return Message("assistant", texts + calls, usage=_usage(body), extra=kept)
+        calls = tuple(_tool_calls(body.get("tool_calls"), checked))
+        usage = _usage(body)
+        if not calls and usage is None:
+            return NativeMessage(role, found, kept)
+        texts = tuple(TextPart(text) for text in found)
+        return Message("assistant", texts + calls, usage=usage, extra=kept)
     if role is not None:
-        return Message(role, texts, extra=kept)
+        # Text alone: prepared straight from its texts, no `Message` built.
+        return NativeMessage(role, found, kept)
     call_id = body.get("tool_call_id")
     if kind in ("tool", "ToolMessageChunk") and isinstance(call_id, str):
+        texts = tuple(TextPart(text) for text in found)
         return Message.tool_result(
             searchable(call_id), texts, is_error=body.get("status") == "error", extra=kept
         )
-    return NewEntry("custom", {"customType": MESSAGE_KEY, **keep(data, "data")})
+    return NewEntry("custom", {"customType": MESSAGE_KEY, **keep(data, "data", checked=checked)})
 
 
-def _tool_calls(calls: object) -> list[ToolCallPart]:
+def _tool_calls(calls: object, checked: bool) -> list[ToolCallPart]:
     if not isinstance(calls, list):
         return []
     parts = []
@@ -199,7 +212,7 @@ def _tool_calls(calls: object) -> list[ToolCallPart]:
             continue
         call_id, name, args = call.get("id"), call.get("name"), call.get("args")
         if isinstance(call_id, str) and isinstance(name, str):
-            arguments = args if isinstance(args, dict) and storable(args) else {}
+            arguments = args if isinstance(args, dict) and storable(args, checked=checked) else {}
             parts.append(ToolCallPart(searchable(call_id), searchable(name), arguments))
     return parts
 

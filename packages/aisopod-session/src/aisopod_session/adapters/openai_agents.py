@@ -51,7 +51,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
     ) from _err
 
 from aisopod_session._compaction import Summarizer
-from aisopod_session._entries import NewEntry
+from aisopod_session._entries import NativeMessage, NewEntry
 from aisopod_session._errors import InvalidPayload
 from aisopod_session.adapters._common import (
     CompactionPolicy,
@@ -216,8 +216,11 @@ class AisopodSession(KeyedConversation):
             PayloadTooLarge: for an item over the store's size limit.
         """
         store = self.open_store()
-        entries = [_entry_of(item) for item in items]
-        await self.compact_after(await store.add(self._target, entries))
+        given = list(items)  # read twice should the store refuse them as they are
+        appended = await store.add(
+            self._target, lambda checked: (_entry_of(item, checked) for item in given)
+        )
+        await self.compact_after(appended)
 
     async def store_run_usage(self, result: Any) -> None:
         """Record the token usage of a run (a `RunResult`, or its
@@ -229,7 +232,8 @@ class AisopodSession(KeyedConversation):
             InvalidPayload: for something that is neither.
         """
         store = self.open_store()
-        await store.add(self._target, [_usage_entry(result)])
+        entry = _usage_entry(result)
+        await store.add(self._target, lambda _: [entry])
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Take the latest item off the active branch and return it (`None` when empty)."""
@@ -241,26 +245,26 @@ class AisopodSession(KeyedConversation):
         await self.open_store().clear(self._key)
 
 
-def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
-    """The entry that keeps an SDK item (see the module docstring).
+def _entry_of(item: Mapping[str, Any], checked: bool = True) -> Message | NewEntry | NativeMessage:
+    """The entry that keeps an SDK item (see the module docstring); `checked` as for
+    `keep`.
 
     Raises:
         InvalidPayload: for an item that is not a JSON object.
     """
     if not isinstance(item, Mapping):
         raise InvalidPayload(f"an item must be a dict, got {type(item).__name__}", field="items")
-    value = dict(item)
+    # The item itself when it is a dict: it is serialized before the add returns.
+    value = item if type(item) is dict else dict(item)
     kind = value.get("type", "message")
-    kept = keep(value, ITEM_KEY)
+    kept = keep(value, ITEM_KEY, checked=checked)
     if kind == "message":
         given = value.get("role")
         role = _ROLES.get(given) if isinstance(given, str) else None
         if role is not None:
-            # The commonest item, written as the message's JSON directly (what
-            # `Message(role, text parts, extra=kept).to_json()` gives, without building it).
+            # The commonest item: prepared straight from its texts, no `Message` built.
             texts = texts_of(value.get("content"), ("text", "refusal"))
-            content = [{"type": "text", "text": searchable(text)} for text in texts if text]
-            return NewEntry("message", {"message": {"role": role, "content": content, **kept}})
+            return NativeMessage(role, [searchable(text) for text in texts if text], kept)
     elif kind in _CALLS:
         call_id = value.get("call_id")
         if isinstance(call_id, str):
@@ -268,7 +272,7 @@ def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
             part = ToolCallPart(
                 searchable(call_id),
                 searchable(name if isinstance(name, str) else kind),
-                _arguments(value),
+                _arguments(value, checked),
             )
             return Message("assistant", (part,), extra=kept)
     elif kind in _OUTPUTS:
@@ -282,7 +286,7 @@ def _entry_of(item: Mapping[str, Any]) -> Message | NewEntry:
     elif kind == "reasoning":
         thoughts = [ThinkingPart(searchable(text)) for text in texts_of(value.get("summary"))]
         return Message("assistant", tuple(thoughts), extra=kept)
-    return NewEntry("custom", {"customType": ITEM_KEY, **keep(value, "data")})
+    return NewEntry("custom", {"customType": ITEM_KEY, **keep(value, "data", checked=checked)})
 
 
 def _usage_entry(result: Any) -> NewEntry:
@@ -308,7 +312,7 @@ def _text_parts(texts: list[str]) -> tuple[TextPart, ...]:
     return tuple(TextPart(searchable(text)) for text in texts if text)
 
 
-def _arguments(item: Mapping[str, Any]) -> dict[str, Any]:
+def _arguments(item: Mapping[str, Any], checked: bool) -> dict[str, Any]:
     """A call's arguments as a JSON object, when the store can keep them as they are."""
     for field in _ARGUMENT_FIELDS:
         if field not in item:
@@ -320,7 +324,7 @@ def _arguments(item: Mapping[str, Any]) -> dict[str, Any]:
             except ValueError:
                 return {}
         arguments = value if isinstance(value, dict) else {field: value}
-        return arguments if storable(arguments) else {}
+        return arguments if storable(arguments, checked=checked) else {}
     return {}
 
 

@@ -9,7 +9,7 @@ row locks, JSON columns, full-text search.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
@@ -279,7 +279,7 @@ class SqlTx(abc.ABC):
         """Run one statement; return a cursor."""
 
     @abc.abstractmethod
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement for many parameter rows."""
 
     @contextmanager
@@ -660,8 +660,9 @@ class SqlTx(abc.ABC):
             if idempotency_key is None or isinstance(idempotency_key, str)
             else idempotency_key
         )
-        # A comprehension, not a loop of appends: this runs for every appended entry.
-        rows = [
+        # A generator: executemany takes each row as it is made, and a thousand rows
+        # never live at once for the garbage collector to walk.
+        rows = (
             (
                 sid,
                 first_seq + offset,
@@ -679,23 +680,24 @@ class SqlTx(abc.ABC):
             for offset, (entry, given_id, parent, key) in enumerate(
                 zip(entries, ids, parents, keys, strict=True)
             )
-        ]
+        )
         values = f"(?, ?, ?, ?, ?, ?, {self.json_param}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         sql = (
             "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
             " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
             " cost, created_at, idempotency_key) VALUES "
         )
-        if len(rows) <= _FEW_ROWS:
+        count = len(entries)
+        if count <= _FEW_ROWS:
             # A few rows (a turn, a message with its state change): one statement,
             # cheaper than executemany, and its cursor knows the last row.
             cursor = self.execute(
-                sql + ", ".join([values] * len(rows)), [v for row in rows for v in row]
+                sql + ", ".join([values] * count), [v for row in rows for v in row]
             )
-            self.entries_inserted(len(rows), cursor)
+            self.entries_inserted(count, cursor)
         else:
             self.executemany(sql + values, rows)
-            self.entries_inserted(len(rows))
+            self.entries_inserted(count)
 
     @abc.abstractmethod
     def entries_inserted(self, count: int, cursor: Any = None) -> None:
@@ -848,14 +850,22 @@ class SqlTx(abc.ABC):
     def payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
         """(seq, type, payload) of the entries `first..last`, in seq order: for reads
         that want payloads and nothing else of an entry (the adapters')."""
-        rows = self.execute(
+        decode = self.decode_json
+        # Plain tuples: this runs for every entry an adapter reads.
+        return [
+            (seq, kind, decode(payload))
+            for seq, kind, payload in self.stored_payloads_between(sid, first, last)
+        ]
+
+    def stored_payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
+        """`payloads_between`, each payload as the driver gives it (`decode_json` reads
+        it): a reader that decodes one at a time keeps only what it takes of each."""
+        rows: list[PayloadRow] = self.execute(
             "SELECT seq, type, payload FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
             " ORDER BY seq",
             (sid, first, last),
         ).fetchall()
-        decode = self.decode_json
-        # Plain tuples: this runs for every entry an adapter reads.
-        return [(seq, kind, decode(payload)) for seq, kind, payload in rows]
+        return rows
 
     def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
         """Copy entries `first..last` of one session to another as a straight run from

@@ -16,7 +16,7 @@ import re
 import select
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -387,7 +387,7 @@ class PostgresTx(SqlTx):
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
-    def executemany(self, sql_text: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql_text: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             with self._connection.cursor() as cursor:
                 cursor.executemany(self._sql(sql_text), rows)
