@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -117,7 +117,7 @@ def test_list_pages_are_stable_when_times_tie(store: Any) -> None:
 def test_list_filters(store: Any, clock: ManualClock) -> None:
     t0 = clock.now()
     tg = store.get_or_create("agent:main:telegram:direct:1", origin=Origin(channel="telegram"))
-    store.get_or_create("agent:ops:discord:group:g", origin=Origin(channel="discord"))
+    ops = store.get_or_create("agent:ops:discord:group:g", origin=Origin(channel="discord"))
     clock.advance(minutes=5)
     late = store.get_or_create("agent:main:slack:channel:c1", origin=Origin(channel="slack"))
     store.reset("agent:main:telegram:direct:1")
@@ -133,6 +133,17 @@ def test_list_filters(store: Any, clock: ManualClock) -> None:
     assert ids(key_prefix="agent:main:slack:") == {late.id}
     assert late.id in ids(updated_after=t0 + timedelta(minutes=1))
     assert tg.id not in ids(updated_after=t0 + timedelta(minutes=10))
+    # tg was archived by the reset, at t0 + 5 minutes: only ops kept t0.
+    assert ids(updated_before=t0 + timedelta(minutes=1)) == {ops.id}
+    window = {
+        "updated_after": t0 - timedelta(minutes=1),
+        "updated_before": t0 + timedelta(minutes=1),
+    }
+    assert ids(**window) == {ops.id}
+    assert ids(updated_after=t0, updated_before=t0) == set()
+    assert ids(agent_id="main", updated_before=t0 + timedelta(minutes=1)) == set()
+    assert len(ids(updated_before=t0 + timedelta(minutes=6))) == 4
+    assert store.for_agent("main").list(updated_before=t0 + timedelta(minutes=1)).sessions == ()
     assert len(ids(key="agent:main:telegram:direct:1")) == 2
 
 
@@ -217,3 +228,7 @@ def test_list_limit_is_bounded(store: Any) -> None:
         store.list(limit=1_000_000)
     with pytest.raises(InvalidInput):
         store.list(cursor="not-a-cursor")
+    with pytest.raises(InvalidInput, match="updated_before"):
+        store.list(updated_before="2026-01-01")
+    with pytest.raises(InvalidInput, match="updated_after"):
+        store.list(updated_after=datetime(2026, 1, 1))  # naive: ambiguous

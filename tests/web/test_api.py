@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from aisopod_session import Message, SessionStore, TokenUsage
@@ -28,6 +29,20 @@ def test_sessions_and_one_session(
         **session_row(store.get(seeded.hostile)),
         "state": dict(store.state(seeded.hostile)),
     }
+
+
+def test_sessions_in_an_updated_range(seeded: Seeded, client: ClientFactory) -> None:
+    web = client()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    every = web.get("/api/sessions", params={"updated_before": tomorrow}).json()
+    assert {s["id"] for s in every["sessions"]} == {seeded.chat, seeded.hostile, seeded.ops}
+    past = {"updated_after": "1999-01-01", "updated_before": "2000-01-01"}
+    assert web.get("/api/sessions", params=past).json()["sessions"] == []
+    scoped = client(agent="ops").get("/api/sessions", params={"updated_before": tomorrow})
+    assert [s["id"] for s in scoped.json()["sessions"]] == [seeded.ops]
+    page = web.get("/", params={"updated_before": tomorrow, "limit": "1"}).text
+    assert f'name="updated_before" type="date" value="{tomorrow}"' in page
+    assert f"updated_before={tomorrow}" in page  # kept in the next page's link
 
 
 def test_entries_page_back_and_forward(

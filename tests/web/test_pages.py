@@ -135,6 +135,7 @@ def test_bad_parameters_are_400_and_unknown_sessions_404(
     assert web.get(_page(seeded.chat, "?view=tree")).status_code == 400
     assert web.get("/", params={"status": "gone"}).status_code == 400
     assert web.get("/", params={"updated_after": "yesterday"}).status_code == 400
+    assert web.get("/", params={"updated_before": "2026-13-01"}).status_code == 400
     bad_query = web.get("/search", params={"q": '"unclosed'})
     assert bad_query.status_code == 400
     assert "quote" in audit(bad_query.text)[1]

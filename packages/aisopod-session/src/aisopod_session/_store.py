@@ -48,7 +48,7 @@ from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route, user_of
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchPage, parse_query
-from aisopod_session._validate import check_int, check_text, merge_patch
+from aisopod_session._validate import check_int, check_micros, check_text, merge_patch
 from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SqlTx
 from aisopod_session.keys import DEFAULT_AGENT_ID
 from aisopod_shared import (
@@ -235,6 +235,7 @@ class SessionStore:
         key: str | None = None,
         key_prefix: str | None = None,
         updated_after: Any = None,
+        updated_before: Any = None,
         user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
@@ -242,7 +243,8 @@ class SessionStore:
         """Sessions, most recently updated first, one bounded page at a time.
 
         Filters combine; `key` gives every session a key ever had (current and
-        archived), `user_id` every session with that user. Pass the page's
+        archived), `user_id` every session with that user; `updated_after` and
+        `updated_before` (aware datetimes, both exclusive) bound `updated_at`. Pass the page's
         `next` (also `cursor`) back as `cursor=` for the page after it, its
         `previous` for the page before it.
 
@@ -259,7 +261,14 @@ class SessionStore:
             channel=check_text(channel, "channel").strip().lower() if channel is not None else None,
             key=self._engine.key(key)[0] if key is not None else None,
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
-            updated_after=to_micros(updated_after) if updated_after is not None else None,
+            updated_after=(
+                check_micros(updated_after, "updated_after") if updated_after is not None else None
+            ),
+            updated_before=(
+                check_micros(updated_before, "updated_before")
+                if updated_before is not None
+                else None
+            ),
             user_id=check_text(user_id, "user_id", max_length=256) if user_id is not None else None,
         )
         side, at = read_list_cursor(cursor) if cursor is not None else ("after", None)

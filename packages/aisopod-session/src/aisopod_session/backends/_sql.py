@@ -215,6 +215,7 @@ class ListFilter:
     channel: str | None = None
     key_prefix: str | None = None
     updated_after: int | None = None
+    updated_before: int | None = None
     key: str | None = None
     user_id: str | None = None
 
@@ -512,6 +513,9 @@ class SqlTx(abc.ABC):
         if where.updated_after is not None:
             clauses.append("updated_at > ?")
             params.append(where.updated_after)
+        if where.updated_before is not None:
+            clauses.append("updated_at < ?")
+            params.append(where.updated_before)
         if after is not None:
             clauses.append("(updated_at < ? OR (updated_at = ? AND sid < ?))")
             params.extend((after[0], after[0], after[1]))
