@@ -78,6 +78,7 @@ def _session_calls(store: Any, session_id: str) -> dict[str, Callable[[], Any]]:
         "rewind": lambda: store.rewind(session_id, 1),
         "branches": lambda: store.branches(session_id),
         "fork": lambda: store.fork(session_id),
+        "forks": lambda: store.forks(session_id),
         "search": lambda: store.search("question", session_id=session_id),
         "state": lambda: store.state(session_id),
         "update_state": lambda: store.update_state(session_id, {"k": 1}),

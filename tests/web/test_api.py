@@ -45,6 +45,30 @@ def test_sessions_in_an_updated_range(seeded: Seeded, client: ClientFactory) -> 
     assert f"updated_before={tomorrow}" in page  # kept in the next page's link
 
 
+def test_forks_beside_the_fork_parent(
+    store: SessionStore, seeded: Seeded, client: ClientFactory
+) -> None:
+    first = store.fork(seeded.chat, 3, title="first <b>try</b>")
+    second = store.fork(seeded.chat)
+    web = client()
+    base = f"/api/sessions/{quote(seeded.chat, safe='')}"
+    found = web.get(f"{base}/forks").json()["forks"]
+    assert [f["id"] for f in found] == [second.id, first.id]
+    assert found[1] == session_row(store.get(first.id))
+    assert [f["id"] for f in web.get(f"{base}/forks", params={"limit": "1"}).json()["forks"]] == [
+        second.id
+    ]
+    page = web.get(f"/sessions/{quote(seeded.chat, safe='')}").text
+    assert (
+        f'href="/sessions/{quote(first.id, safe="")}">first &lt;b&gt;try&lt;/b&gt;</a> from #3'
+        in page
+    )
+    assert f'href="/sessions/{quote(second.id, safe="")}"' in page
+    child = web.get(f"/sessions/{quote(first.id, safe='')}").text
+    assert f'href="/sessions/{quote(seeded.chat, safe="")}">{seeded.chat}</a> at #3' in child
+    assert client(agent="ops").get(f"{base}/forks").status_code == 404
+
+
 def test_entries_page_back_and_forward(
     store: SessionStore, seeded: Seeded, client: ClientFactory
 ) -> None:

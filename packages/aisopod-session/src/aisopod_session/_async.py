@@ -547,6 +547,10 @@ class AsyncSessionStore:
             self._store.fork, session_id, at_seq, key=key, title=title, metadata=metadata
         )
 
+    async def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
+        """See `SessionStore.forks`."""
+        return await self._call(self._store.forks, session_id, limit=limit)
+
     # --- retention and routing ------------------------------------------------------
 
     async def maintain(

@@ -757,6 +757,20 @@ class SessionStore:
                 self._engine.rebind(tx, agent, stored[0], sid, now)
             return self._engine.by_sid(tx, sid).session
 
+    def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
+        """The sessions forked from this one (whose `fork_parent` names it), the
+        newest `limit` first; a scoped handle sees its own agent's only.
+
+        Raises:
+            SessionNotFound: when there is no such session.
+            AccessDenied: when a scoped handle asks about another agent's session.
+        """
+        limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        with self._backend.read() as tx:
+            parent = self._engine.record(tx, session_id)
+            records = tx.forks_of(parent.session.id, self.agent_id, limit)
+        return tuple(r.session for r in records)
+
     # --- retention ------------------------------------------------------------------
 
     def maintain(

@@ -535,6 +535,18 @@ class SqlTx(abc.ABC):
             records.reverse()
         return records
 
+    def forks_of(self, session_id: str, agent_id: str | None, limit: int) -> list[SessionRecord]:
+        """The sessions forked from `session_id` (of one agent, or any), the newest
+        `limit` first (by `sessions_by_fork_parent`)."""
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE fork_parent_id = ?"
+        params: list[Any] = [session_id]
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            params.append(agent_id)
+        sql += " ORDER BY created_at DESC, sid DESC LIMIT ?"
+        params.append(limit)
+        return [self._session(row) for row in self.execute(sql, params).fetchall()]
+
     def agent_stats(self, agent_id: str | None) -> list[AgentStats]:
         """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
         sql = (

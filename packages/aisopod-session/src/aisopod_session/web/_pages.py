@@ -31,6 +31,8 @@ from aisopod_shared import converter
 __all__ = ["page_routes", "render", "store_of"]
 
 MAX_BRANCHES_SHOWN = 20
+MAX_FORKS_SHOWN = 20
+"""The newest forks a session page lists (one more is read, to say there are more)."""
 
 
 def store_of(request: Request) -> SessionStore:
@@ -65,6 +67,7 @@ def session(request: Request) -> Response:
     view, page = entries_page(store, session_id, request.query_params)
     at, state = state_at(store, session_id, request.query_params)
     branches = store.branches(session_id)
+    forks = store.forks(session_id, limit=MAX_FORKS_SHOWN + 1)
     live = int_param(request.query_params, "before") is None
     return render(
         request,
@@ -79,6 +82,8 @@ def session(request: Request) -> Response:
             "state_at": at,
             "branches": branches[-MAX_BRANCHES_SHOWN:],
             "more_branches": max(len(branches) - MAX_BRANCHES_SHOWN, 0),
+            "forks": forks[:MAX_FORKS_SHOWN],
+            "more_forks": len(forks) > MAX_FORKS_SHOWN,
             "live": live,
         },
     )
