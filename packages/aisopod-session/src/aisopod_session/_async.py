@@ -38,6 +38,7 @@ from aisopod_session._entries import NewEntry
 from aisopod_session._errors import StoreUnavailable
 from aisopod_session._model import (
     AgentStats,
+    DailyUsage,
     Entry,
     Origin,
     Page,
@@ -322,6 +323,14 @@ class AsyncSessionStore:
     async def stats(self) -> list[AgentStats]:
         """See `SessionStore.stats`."""
         return await self._call(self._store.stats)
+
+    async def usage_by_day(
+        self, *, since: datetime, until: datetime | None = None, agent_id: str | None = None
+    ) -> tuple[DailyUsage, ...]:
+        """See `SessionStore.usage_by_day`."""
+        return await self._call(
+            self._store.usage_by_day, since=since, until=until, agent_id=agent_id
+        )
 
     # --- sessions -------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from aisopod_session._errors import ConflictError
 from aisopod_session._model import (
     SESSION_STATUSES,
     AgentStats,
+    DailyUsage,
     Entry,
     ForkRef,
     Origin,
@@ -65,6 +66,9 @@ __all__ = ["UNSET", "AgentStats", "SchemaInfo", "SessionStore", "Unset", "engine
 
 MAX_PAGE: Final = 10_000
 """The most entries or sessions one page may hold: every read is bounded."""
+
+MAX_USAGE_DAYS: Final = 366
+"""The longest range `usage_by_day` sums over: its answer grows with the days."""
 
 MAX_SEARCH_PAGE: Final = 100
 MAX_SEARCH_DEPTH: Final = 10_000
@@ -178,6 +182,33 @@ class SessionStore:
         """Sessions, entries, tokens, cost and size, per agent (one agent when scoped)."""
         with self._backend.read() as tx:
             return tx.agent_stats(self.agent_id)
+
+    def usage_by_day(
+        self, *, since: datetime, until: datetime | None = None, agent_id: str | None = None
+    ) -> tuple[DailyUsage, ...]:
+        """Tokens and cost per agent per day (UTC), summed from the entries made in
+        `since <= created_at < until` (default: up to now) that carry usage, by day then
+        agent; days without usage are left out. One agent's with `agent_id` (a
+        scoped handle: its own). Entries a fork copied count once, in the session
+        they were appended to. The range is at most `MAX_USAGE_DAYS` days.
+
+        Raises:
+            InvalidInput: for a naive or missing datetime, a `until` before `since`,
+                or a range longer than `MAX_USAGE_DAYS` days.
+        """
+        start = check_micros(since, "since")
+        if until is not None:
+            end = check_micros(until, "until")
+            if end < start:
+                raise InvalidInput("must not be before since", field="until")
+        else:  # up to now included: an entry made this microsecond counts
+            until = self._clock.now()
+            end = to_micros(until) + 1
+        if until - since > timedelta(days=MAX_USAGE_DAYS):
+            raise InvalidInput(f"the range is at most {MAX_USAGE_DAYS} days", field="until")
+        agent = self._engine.agent_filter(agent_id)
+        with self._backend.read() as tx:
+            return tuple(tx.usage_by_day(agent, start, end))
 
     # --- sessions -------------------------------------------------------------------
 
