@@ -106,6 +106,10 @@ def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFac
     assert usage["complete"] is True
     today = store.clock.now().date().isoformat()
     assert usage["daily"] == [{"agent": "ops", "day": today, "tokens": 120, "cost": 0.25}]
+    forked = store.fork(seeded.ops)  # its copy of the priced reply is not counted again
+    assert web.get("/api/usage").json()["daily"] == usage["daily"]
+    assert client(agent="main").get("/api/usage").json()["daily"] == []
+    store.delete(forked.id)
     assert usage["largest"][0]["id"] == seeded.ops
     chart = web.get("/usage").text
     assert f"<title>ops · {today} · 120 tokens · 0.2500</title>" in chart
