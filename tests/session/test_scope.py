@@ -68,6 +68,7 @@ def _session_calls(store: Any, session_id: str) -> dict[str, Callable[[], Any]]:
         "get": lambda: store.get(session_id),
         "patch": lambda: store.patch(session_id, title="x"),
         "delete": lambda: store.delete(session_id),
+        "archive": lambda: store.archive(session_id),
         "append": lambda: store.append(session_id, Message.user("x")),
         "history": lambda: store.history(session_id),
         "entry_ids": lambda: store.entry_ids(session_id, [1]),

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from aisopod_session import (
@@ -17,6 +18,7 @@ from aisopod_session import (
     SessionNotFound,
 )
 from aisopod_shared import ManualClock, Message
+from tests.session.snapshot import snapshot
 
 KEY = "agent:main:telegram:direct:123"
 
@@ -232,3 +234,39 @@ def test_list_limit_is_bounded(store: Any) -> None:
         store.list(updated_before="2026-01-01")
     with pytest.raises(InvalidInput, match="updated_after"):
         store.list(updated_after=datetime(2026, 1, 1))  # naive: ambiguous
+
+
+def test_archive_marks_a_session_no_key_points_at(store: Any, clock: ManualClock) -> None:
+    main = store.get_or_create(KEY)
+    store.append(main.id, [Message.user("q"), Message.assistant("a")])
+    fork = store.fork(main.id)
+    clock.advance(minutes=1)
+    archived = store.archive(fork.id, expected_version=fork.version)
+    assert archived == attrs.evolve(
+        fork, status="archived", version=fork.version + 1, updated_at=clock.now()
+    )
+    assert store.get(fork.id) == archived
+    assert store.archive(fork.id) == archived  # already archived: nothing written
+    assert [e.id for e in store.history(fork.id).entries] == [
+        e.id for e in store.history(main.id).entries
+    ]
+    assert {s.id for s in store.list(status="archived").sessions} == {fork.id}
+    assert store.for_agent("main").archive(fork.id) == archived
+
+
+def test_archive_refuses_a_keys_current_session(store: Any) -> None:
+    main = store.get_or_create(KEY)
+    other = store.fork(main.id)
+    before = snapshot(store)
+    with pytest.raises(InvalidInput, match="reset the key") as caught:
+        store.archive(main.id)
+    assert caught.value.field == "session_id"
+    with pytest.raises(ConflictError):
+        store.archive(other.id, expected_version=other.version + 1)
+    with pytest.raises(SessionNotFound):
+        store.archive("no-such-session")
+    assert snapshot(store) == before
+    new = store.reset(KEY)
+    assert store.archive(main.id) == store.get(main.id)  # the reset archived it
+    assert store.get(main.id).status == "archived"
+    assert store.current(KEY) == new

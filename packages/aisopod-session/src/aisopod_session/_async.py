@@ -556,6 +556,10 @@ class AsyncSessionStore:
             self._store.fork, session_id, at_seq, key=key, title=title, metadata=metadata
         )
 
+    async def archive(self, session_id: str, *, expected_version: int | None = None) -> Session:
+        """See `SessionStore.archive`."""
+        return await self._call(self._store.archive, session_id, expected_version=expected_version)
+
     async def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
         """See `SessionStore.forks`."""
         return await self._call(self._store.forks, session_id, limit=limit)

@@ -383,6 +383,38 @@ class SessionStore:
             self._engine.visible(found.session)
             return self._engine.delete_in(tx, found.sid)
 
+    def archive(self, session_id: str, *, expected_version: int | None = None) -> Session:
+        """Mark a session no key points at (a fork made without a key, say) archived;
+        nothing else changes, and an archived session stays as it is.
+
+        A key's current session is archived only by resetting the key, which starts
+        the new session it then points at: a key always has one current session.
+
+        Raises:
+            InvalidInput: when the session is a key's current session (field
+                `session_id`); nothing is written.
+            ConflictError: when `expected_version` is given and is not the
+                session's version.
+        """
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        now = to_micros(self._clock.now())
+        with self._backend.write() as tx:
+            sid = self._engine.sid(tx, session_id)
+            tx.lock_bindings_of(sid)  # bindings before sessions, as every write
+            record = self._engine.by_sid(tx, sid, lock=True)
+            _check_version(record.session, expected_version)
+            if tx.is_bound(sid):
+                raise InvalidInput(
+                    f"is the current session of key {record.session.key!r}: reset the key"
+                    " to archive it (a key always has one current session)",
+                    field="session_id",
+                )
+            if record.session.status == "archived":
+                return record.session
+            tx.update_session(sid, now=now, status="archived")
+            return self._engine.by_sid(tx, sid).session
+
     # --- entries --------------------------------------------------------------------
 
     def append(

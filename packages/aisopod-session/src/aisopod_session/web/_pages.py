@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from aisopod_session._model import Session
 from aisopod_session._store import SessionStore
 from aisopod_session.transfer import export_transcript
 from aisopod_session.web._reads import (
@@ -60,6 +61,16 @@ def sessions(request: Request) -> Response:
     return render(request, "sessions.html", {"filters": filters, "page": page})
 
 
+def _write_actions(store: SessionStore, session: Session) -> list[str]:
+    """The write actions a session page offers: archive only for a session that is
+    not archived and that no key points at (a key's current session is archived
+    by resetting the key)."""
+    current = store.current(session.key) if session.key is not None else None
+    bound = current is not None and current.id == session.id
+    archive = ["archive"] if session.status != "archived" and not bound else []
+    return ["reset", "compact", "rewind", "fork", *archive, "delete"]
+
+
 def session(request: Request) -> Response:
     store = store_of(request)
     session_id = request.path_params["session_id"]
@@ -69,6 +80,7 @@ def session(request: Request) -> Response:
     branches = store.branches(session_id)
     forks = store.forks(session_id, limit=MAX_FORKS_SHOWN + 1)
     live = int_param(request.query_params, "before") is None
+    writes = request.app.state.settings.allow_writes
     return render(
         request,
         "session.html",
@@ -85,6 +97,7 @@ def session(request: Request) -> Response:
             "forks": forks[:MAX_FORKS_SHOWN],
             "more_forks": len(forks) > MAX_FORKS_SHOWN,
             "live": live,
+            "actions": _write_actions(store, found) if writes else [],
         },
     )
 
