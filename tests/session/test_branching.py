@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import ConflictError, ForkRef, InvalidInput, KeepLastTurns, NewEntry
+from aisopod_session import (
+    ConflictError,
+    ForkRef,
+    InvalidInput,
+    KeepLastTurns,
+    NewEntry,
+    SessionNotFound,
+)
 from aisopod_shared import Message
 from tests.session.conversation import conversation
 
@@ -127,6 +134,29 @@ def test_fork_at_an_earlier_entry_with_a_key(store: Any) -> None:
     assert more[0].seq == 3
     with pytest.raises(InvalidInput):
         store.fork(session.id, 99)
+
+
+def test_forks_lists_the_sessions_forked_from_a_session(store: Any, clock: Any) -> None:
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(t) for t in "abcd"])
+    assert store.forks(session.id) == ()
+    first = store.fork(session.id, 2)
+    clock.advance(seconds=1)
+    second = store.fork(session.id, key="agent:main:side")
+    grandchild = store.fork(first.id)
+    other = store.get_or_create("agent:main:other")
+    store.fork(other.id)  # an empty session's fork has no parent
+    assert [s.id for s in store.forks(session.id)] == [second.id, first.id]
+    assert store.forks(session.id, limit=1) == (store.get(second.id),)
+    assert [s.id for s in store.forks(first.id)] == [grandchild.id]
+    assert store.forks(other.id) == ()
+    assert [s.id for s in store.for_agent("main").forks(session.id)] == [second.id, first.id]
+    store.delete(second.id)
+    assert [s.id for s in store.forks(session.id)] == [first.id]
+    with pytest.raises(InvalidInput):
+        store.forks(session.id, limit=0)
+    with pytest.raises(SessionNotFound):
+        store.forks("no-such-session")
 
 
 def test_a_fork_keeps_compaction_working(store: Any) -> None:

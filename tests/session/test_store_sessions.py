@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from aisopod_session import (
@@ -17,6 +18,7 @@ from aisopod_session import (
     SessionNotFound,
 )
 from aisopod_shared import ManualClock, Message
+from tests.session.snapshot import snapshot
 
 KEY = "agent:main:telegram:direct:123"
 
@@ -117,7 +119,7 @@ def test_list_pages_are_stable_when_times_tie(store: Any) -> None:
 def test_list_filters(store: Any, clock: ManualClock) -> None:
     t0 = clock.now()
     tg = store.get_or_create("agent:main:telegram:direct:1", origin=Origin(channel="telegram"))
-    store.get_or_create("agent:ops:discord:group:g", origin=Origin(channel="discord"))
+    ops = store.get_or_create("agent:ops:discord:group:g", origin=Origin(channel="discord"))
     clock.advance(minutes=5)
     late = store.get_or_create("agent:main:slack:channel:c1", origin=Origin(channel="slack"))
     store.reset("agent:main:telegram:direct:1")
@@ -133,6 +135,17 @@ def test_list_filters(store: Any, clock: ManualClock) -> None:
     assert ids(key_prefix="agent:main:slack:") == {late.id}
     assert late.id in ids(updated_after=t0 + timedelta(minutes=1))
     assert tg.id not in ids(updated_after=t0 + timedelta(minutes=10))
+    # tg was archived by the reset, at t0 + 5 minutes: only ops kept t0.
+    assert ids(updated_before=t0 + timedelta(minutes=1)) == {ops.id}
+    window = {
+        "updated_after": t0 - timedelta(minutes=1),
+        "updated_before": t0 + timedelta(minutes=1),
+    }
+    assert ids(**window) == {ops.id}
+    assert ids(updated_after=t0, updated_before=t0) == set()
+    assert ids(agent_id="main", updated_before=t0 + timedelta(minutes=1)) == set()
+    assert len(ids(updated_before=t0 + timedelta(minutes=6))) == 4
+    assert store.for_agent("main").list(updated_before=t0 + timedelta(minutes=1)).sessions == ()
     assert len(ids(key="agent:main:telegram:direct:1")) == 2
 
 
@@ -217,3 +230,43 @@ def test_list_limit_is_bounded(store: Any) -> None:
         store.list(limit=1_000_000)
     with pytest.raises(InvalidInput):
         store.list(cursor="not-a-cursor")
+    with pytest.raises(InvalidInput, match="updated_before"):
+        store.list(updated_before="2026-01-01")
+    with pytest.raises(InvalidInput, match="updated_after"):
+        store.list(updated_after=datetime(2026, 1, 1))  # naive: ambiguous
+
+
+def test_archive_marks_a_session_no_key_points_at(store: Any, clock: ManualClock) -> None:
+    main = store.get_or_create(KEY)
+    store.append(main.id, [Message.user("q"), Message.assistant("a")])
+    fork = store.fork(main.id)
+    clock.advance(minutes=1)
+    archived = store.archive(fork.id, expected_version=fork.version)
+    assert archived == attrs.evolve(
+        fork, status="archived", version=fork.version + 1, updated_at=clock.now()
+    )
+    assert store.get(fork.id) == archived
+    assert store.archive(fork.id) == archived  # already archived: nothing written
+    assert [e.id for e in store.history(fork.id).entries] == [
+        e.id for e in store.history(main.id).entries
+    ]
+    assert {s.id for s in store.list(status="archived").sessions} == {fork.id}
+    assert store.for_agent("main").archive(fork.id) == archived
+
+
+def test_archive_refuses_a_keys_current_session(store: Any) -> None:
+    main = store.get_or_create(KEY)
+    other = store.fork(main.id)
+    before = snapshot(store)
+    with pytest.raises(InvalidInput, match="reset the key") as caught:
+        store.archive(main.id)
+    assert caught.value.field == "session_id"
+    with pytest.raises(ConflictError):
+        store.archive(other.id, expected_version=other.version + 1)
+    with pytest.raises(SessionNotFound):
+        store.archive("no-such-session")
+    assert snapshot(store) == before
+    new = store.reset(KEY)
+    assert store.archive(main.id) == store.get(main.id)  # the reset archived it
+    assert store.get(main.id).status == "archived"
+    assert store.current(KEY) == new

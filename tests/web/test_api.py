@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from aisopod_session import Message, SessionStore, TokenUsage
@@ -28,6 +29,44 @@ def test_sessions_and_one_session(
         **session_row(store.get(seeded.hostile)),
         "state": dict(store.state(seeded.hostile)),
     }
+
+
+def test_sessions_in_an_updated_range(seeded: Seeded, client: ClientFactory) -> None:
+    web = client()
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    every = web.get("/api/sessions", params={"updated_before": tomorrow}).json()
+    assert {s["id"] for s in every["sessions"]} == {seeded.chat, seeded.hostile, seeded.ops}
+    past = {"updated_after": "1999-01-01", "updated_before": "2000-01-01"}
+    assert web.get("/api/sessions", params=past).json()["sessions"] == []
+    scoped = client(agent="ops").get("/api/sessions", params={"updated_before": tomorrow})
+    assert [s["id"] for s in scoped.json()["sessions"]] == [seeded.ops]
+    page = web.get("/", params={"updated_before": tomorrow, "limit": "1"}).text
+    assert f'name="updated_before" type="date" value="{tomorrow}"' in page
+    assert f"updated_before={tomorrow}" in page  # kept in the next page's link
+
+
+def test_forks_beside_the_fork_parent(
+    store: SessionStore, seeded: Seeded, client: ClientFactory
+) -> None:
+    first = store.fork(seeded.chat, 3, title="first <b>try</b>")
+    second = store.fork(seeded.chat)
+    web = client()
+    base = f"/api/sessions/{quote(seeded.chat, safe='')}"
+    found = web.get(f"{base}/forks").json()["forks"]
+    assert [f["id"] for f in found] == [second.id, first.id]
+    assert found[1] == session_row(store.get(first.id))
+    assert [f["id"] for f in web.get(f"{base}/forks", params={"limit": "1"}).json()["forks"]] == [
+        second.id
+    ]
+    page = web.get(f"/sessions/{quote(seeded.chat, safe='')}").text
+    assert (
+        f'href="/sessions/{quote(first.id, safe="")}">first &lt;b&gt;try&lt;/b&gt;</a> from #3'
+        in page
+    )
+    assert f'href="/sessions/{quote(second.id, safe="")}"' in page
+    child = web.get(f"/sessions/{quote(first.id, safe='')}").text
+    assert f'href="/sessions/{quote(seeded.chat, safe="")}">{seeded.chat}</a> at #3' in child
+    assert client(agent="ops").get(f"{base}/forks").status_code == 404
 
 
 def test_entries_page_back_and_forward(
@@ -67,6 +106,10 @@ def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFac
     assert usage["complete"] is True
     today = store.clock.now().date().isoformat()
     assert usage["daily"] == [{"agent": "ops", "day": today, "tokens": 120, "cost": 0.25}]
+    forked = store.fork(seeded.ops)  # its copy of the priced reply is not counted again
+    assert web.get("/api/usage").json()["daily"] == usage["daily"]
+    assert client(agent="main").get("/api/usage").json()["daily"] == []
+    store.delete(forked.id)
     assert usage["largest"][0]["id"] == seeded.ops
     chart = web.get("/usage").text
     assert f"<title>ops · {today} · 120 tokens · 0.2500</title>" in chart

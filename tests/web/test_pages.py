@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import orjson
 
-from aisopod_session import Message, SessionStore
+from aisopod_session import Message, SessionStore, TokenUsage
 from tests.web.conftest import ClientFactory
 from tests.web.hostile import Seeded, audit
 
@@ -113,7 +113,8 @@ def test_the_transcript_is_a_download_not_a_page(seeded: Seeded, client: ClientF
     assert len(lines) > 10
 
 
-def test_search_and_usage(seeded: Seeded, client: ClientFactory) -> None:
+def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFactory) -> None:
+    store.append(seeded.chat, Message.assistant("priced", usage=TokenUsage(input=40, output=2)))
     web = client()
     response = web.get("/search", params={"q": "deploy"})
     assert f'href="/sessions/{quote(seeded.chat, safe="")}?view=log' in response.text
@@ -121,7 +122,8 @@ def test_search_and_usage(seeded: Seeded, client: ClientFactory) -> None:
     usage = web.get("/usage")
     assert usage.status_code == 200
     assert "<svg" in usage.text
-    assert "<rect" in usage.text
+    today = store.clock.now().date().isoformat()
+    assert f"<title>main · {today} · 42 tokens · 0.0000</title></rect>" in usage.text
     _, text = audit(usage.text)
     assert "Release chat" in text
     assert "ops" in text
@@ -135,6 +137,7 @@ def test_bad_parameters_are_400_and_unknown_sessions_404(
     assert web.get(_page(seeded.chat, "?view=tree")).status_code == 400
     assert web.get("/", params={"status": "gone"}).status_code == 400
     assert web.get("/", params={"updated_after": "yesterday"}).status_code == 400
+    assert web.get("/", params={"updated_before": "2026-13-01"}).status_code == 400
     bad_query = web.get("/search", params={"q": '"unclosed'})
     assert bad_query.status_code == 400
     assert "quote" in audit(bad_query.text)[1]

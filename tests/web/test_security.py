@@ -126,7 +126,7 @@ def test_a_read_only_server_refuses_every_write(
     assert "/do/" not in page.text
     assert 'name="csrf"' not in page.text
     before = store.get(seeded.chat)
-    for action in ("reset", "compact", "rewind", "fork", "delete"):
+    for action in ("reset", "compact", "rewind", "fork", "archive", "delete"):
         assert web.get(f"/sessions/{sid}/do/{action}").status_code == 403
         refused = web.post(f"/sessions/{sid}/do/{action}", data={"csrf": token, "seq": "3"})
         assert refused.status_code == 403
@@ -162,6 +162,27 @@ def test_each_write_action_does_what_it_confirms(
     assert current is not None
     assert current.id == new_page.rsplit("/", 1)[1]
     assert web.get(f"/sessions/{sid}/do/explode").status_code == 404
+
+
+def test_archive_is_offered_for_a_session_no_key_points_at(
+    store: SessionStore, seeded: Seeded, client: ClientFactory
+) -> None:
+    web = client(allow_writes=True)
+    sid = quote(seeded.chat, safe="")
+    token = _csrf(web.get(f"/sessions/{sid}/do/archive").text)
+    assert f"/sessions/{sid}/do/archive" not in web.get(f"/sessions/{sid}").text
+    before = store.get(seeded.chat)
+    refused = web.post(f"/sessions/{sid}/do/archive", data={"csrf": token})
+    assert refused.status_code == 400
+    assert "reset the key" in audit(refused.text)[1]
+    assert store.get(seeded.chat) == before
+    fork = quote(store.fork(seeded.chat).id, safe="")
+    assert f"/sessions/{fork}/do/archive" in web.get(f"/sessions/{fork}").text
+    done = web.post(f"/sessions/{fork}/do/archive", data={"csrf": token})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/sessions/{fork}"
+    assert store.get(done.headers["location"].rsplit("/", 1)[1]).status == "archived"
+    assert f"/sessions/{fork}/do/archive" not in web.get(f"/sessions/{fork}").text
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ from aisopod_session._model import (
     ENTRY_TYPES,
     SESSION_STATUSES,
     AgentStats,
+    DailyUsage,
     Entry,
     ForkRef,
     Origin,
@@ -92,6 +93,7 @@ __all__ = [
     "AsyncSessionStore",
     "SchemaInfo",
     "AgentStats",
+    "DailyUsage",
     # values
     "Session",
     "SessionStatus",

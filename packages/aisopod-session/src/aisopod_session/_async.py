@@ -39,6 +39,7 @@ from aisopod_session._entries import NewEntry
 from aisopod_session._errors import StoreUnavailable
 from aisopod_session._model import (
     AgentStats,
+    DailyUsage,
     Entry,
     Origin,
     Page,
@@ -381,6 +382,14 @@ class AsyncSessionStore:
         """See `SessionStore.stats`."""
         return await self._call(self._store.stats)
 
+    async def usage_by_day(
+        self, *, since: datetime, until: datetime | None = None, agent_id: str | None = None
+    ) -> tuple[DailyUsage, ...]:
+        """See `SessionStore.usage_by_day`."""
+        return await self._call(
+            self._store.usage_by_day, since=since, until=until, agent_id=agent_id
+        )
+
     # --- sessions -------------------------------------------------------------------
 
     async def get_or_create(
@@ -419,6 +428,7 @@ class AsyncSessionStore:
         key: str | None = None,
         key_prefix: str | None = None,
         updated_after: Any = None,
+        updated_before: Any = None,
         user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
@@ -432,6 +442,7 @@ class AsyncSessionStore:
             key=key,
             key_prefix=key_prefix,
             updated_after=updated_after,
+            updated_before=updated_before,
             user_id=user_id,
             limit=limit,
             cursor=cursor,
@@ -602,6 +613,14 @@ class AsyncSessionStore:
         return await self._call(
             self._store.fork, session_id, at_seq, key=key, title=title, metadata=metadata
         )
+
+    async def archive(self, session_id: str, *, expected_version: int | None = None) -> Session:
+        """See `SessionStore.archive`."""
+        return await self._call(self._store.archive, session_id, expected_version=expected_version)
+
+    async def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
+        """See `SessionStore.forks`."""
+        return await self._call(self._store.forks, session_id, limit=limit)
 
     # --- retention and routing ------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
@@ -13,6 +13,7 @@ from aisopod_shared import Message, TokenUsage, structure
 
 __all__ = [
     "AgentStats",
+    "DailyUsage",
     "ENTRY_TYPES",
     "SESSION_STATUSES",
     "Entry",
@@ -248,3 +249,16 @@ class AgentStats:
     tokens: int
     cost: float
     size_bytes: int
+
+
+@attrs.frozen
+class DailyUsage:
+    """One agent's usage on one day (UTC): the entries appended that day with usage."""
+
+    agent_id: str
+    day: date
+    tokens: int
+    """The entries' total tokens."""
+    cost: float
+    entries: int
+    """How many entries carried usage."""

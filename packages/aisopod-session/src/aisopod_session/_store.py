@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from aisopod_session._errors import ConflictError
 from aisopod_session._model import (
     SESSION_STATUSES,
     AgentStats,
+    DailyUsage,
     Entry,
     ForkRef,
     Origin,
@@ -48,7 +49,7 @@ from aisopod_session._paths import find_on_path, path_ranges, path_tail
 from aisopod_session._resolver import Inbound, Resolution, decide, origin_of, route, user_of
 from aisopod_session._retention import MaintenanceReport, plan_removals, removal
 from aisopod_session._search import SearchPage, parse_query
-from aisopod_session._validate import check_int, check_text, merge_patch
+from aisopod_session._validate import check_int, check_micros, check_text, merge_patch
 from aisopod_session.backends._sql import Backend, ListFilter, SearchFilter, SqlTx
 from aisopod_session.keys import DEFAULT_AGENT_ID
 from aisopod_shared import (
@@ -65,6 +66,9 @@ __all__ = ["UNSET", "AgentStats", "SchemaInfo", "SessionStore", "Unset", "engine
 
 MAX_PAGE: Final = 10_000
 """The most entries or sessions one page may hold: every read is bounded."""
+
+MAX_USAGE_DAYS: Final = 366
+"""The longest range `usage_by_day` sums over: its answer grows with the days."""
 
 MAX_SEARCH_PAGE: Final = 100
 MAX_SEARCH_DEPTH: Final = 10_000
@@ -179,6 +183,33 @@ class SessionStore:
         with self._backend.read() as tx:
             return tx.agent_stats(self.agent_id)
 
+    def usage_by_day(
+        self, *, since: datetime, until: datetime | None = None, agent_id: str | None = None
+    ) -> tuple[DailyUsage, ...]:
+        """Tokens and cost per agent per day (UTC), summed from the entries made in
+        `since <= created_at < until` (default: up to now) that carry usage, by day then
+        agent; days without usage are left out. One agent's with `agent_id` (a
+        scoped handle: its own). Entries a fork copied count once, in the session
+        they were appended to. The range is at most `MAX_USAGE_DAYS` days.
+
+        Raises:
+            InvalidInput: for a naive or missing datetime, a `until` before `since`,
+                or a range longer than `MAX_USAGE_DAYS` days.
+        """
+        start = check_micros(since, "since")
+        if until is not None:
+            end = check_micros(until, "until")
+            if end < start:
+                raise InvalidInput("must not be before since", field="until")
+        else:  # up to now included: an entry made this microsecond counts
+            until = self._clock.now()
+            end = to_micros(until) + 1
+        if until - since > timedelta(days=MAX_USAGE_DAYS):
+            raise InvalidInput(f"the range is at most {MAX_USAGE_DAYS} days", field="until")
+        agent = self._engine.agent_filter(agent_id)
+        with self._backend.read() as tx:
+            return tuple(tx.usage_by_day(agent, start, end))
+
     # --- sessions -------------------------------------------------------------------
 
     def get_or_create(
@@ -235,6 +266,7 @@ class SessionStore:
         key: str | None = None,
         key_prefix: str | None = None,
         updated_after: Any = None,
+        updated_before: Any = None,
         user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
@@ -242,7 +274,8 @@ class SessionStore:
         """Sessions, most recently updated first, one bounded page at a time.
 
         Filters combine; `key` gives every session a key ever had (current and
-        archived), `user_id` every session with that user. Pass the page's
+        archived), `user_id` every session with that user; `updated_after` and
+        `updated_before` (aware datetimes, both exclusive) bound `updated_at`. Pass the page's
         `next` (also `cursor`) back as `cursor=` for the page after it, its
         `previous` for the page before it.
 
@@ -259,7 +292,14 @@ class SessionStore:
             channel=check_text(channel, "channel").strip().lower() if channel is not None else None,
             key=self._engine.key(key)[0] if key is not None else None,
             key_prefix=check_text(key_prefix, "key_prefix") if key_prefix is not None else None,
-            updated_after=to_micros(updated_after) if updated_after is not None else None,
+            updated_after=(
+                check_micros(updated_after, "updated_after") if updated_after is not None else None
+            ),
+            updated_before=(
+                check_micros(updated_before, "updated_before")
+                if updated_before is not None
+                else None
+            ),
             user_id=check_text(user_id, "user_id", max_length=256) if user_id is not None else None,
         )
         side, at = read_list_cursor(cursor) if cursor is not None else ("after", None)
@@ -342,6 +382,38 @@ class SessionStore:
                 return False
             self._engine.visible(found.session)
             return self._engine.delete_in(tx, found.sid)
+
+    def archive(self, session_id: str, *, expected_version: int | None = None) -> Session:
+        """Mark a session no key points at (a fork made without a key, say) archived;
+        nothing else changes, and an archived session stays as it is.
+
+        A key's current session is archived only by resetting the key, which starts
+        the new session it then points at: a key always has one current session.
+
+        Raises:
+            InvalidInput: when the session is a key's current session (field
+                `session_id`); nothing is written.
+            ConflictError: when `expected_version` is given and is not the
+                session's version.
+        """
+        if expected_version is not None:
+            check_int(expected_version, "expected_version")
+        now = to_micros(self._clock.now())
+        with self._backend.write() as tx:
+            sid = self._engine.sid(tx, session_id)
+            tx.lock_bindings_of(sid)  # bindings before sessions, as every write
+            record = self._engine.by_sid(tx, sid, lock=True)
+            _check_version(record.session, expected_version)
+            if tx.is_bound(sid):
+                raise InvalidInput(
+                    f"is the current session of key {record.session.key!r}: reset the key"
+                    " to archive it (a key always has one current session)",
+                    field="session_id",
+                )
+            if record.session.status == "archived":
+                return record.session
+            tx.update_session(sid, now=now, status="archived")
+            return self._engine.by_sid(tx, sid).session
 
     # --- entries --------------------------------------------------------------------
 
@@ -747,6 +819,20 @@ class SessionStore:
             if stored is not None:
                 self._engine.rebind(tx, agent, stored[0], sid, now)
             return self._engine.by_sid(tx, sid).session
+
+    def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
+        """The sessions forked from this one (whose `fork_parent` names it), the
+        newest `limit` first; a scoped handle sees its own agent's only.
+
+        Raises:
+            SessionNotFound: when there is no such session.
+            AccessDenied: when a scoped handle asks about another agent's session.
+        """
+        limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        with self._backend.read() as tx:
+            parent = self._engine.record(tx, session_id)
+            records = tx.forks_of(parent.session.id, self.agent_id, limit)
+        return tuple(r.session for r in records)
 
     # --- retention ------------------------------------------------------------------
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from aisopod_session._errors import InvalidSessionKey
 from aisopod_session.keys import parse_session_key, request_key
-from aisopod_shared import InvalidInput
+from aisopod_shared import InvalidInput, to_micros
 
-__all__ = ["check_int", "check_text", "merge_patch", "session_key"]
+__all__ = ["check_int", "check_micros", "check_text", "merge_patch", "session_key"]
 
 MAX_KEY_LENGTH = 1024
 
@@ -43,6 +44,19 @@ def check_int(value: object, field: str, *, minimum: int = 0, maximum: int | Non
         bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise InvalidInput(f"must be {bound}, got {value}", field=field)
     return value
+
+
+def check_micros(value: object, field: str) -> int:
+    """An aware datetime, as the microseconds stores keep time in.
+
+    Raises:
+        InvalidInput: naming `field`, for anything else (naive datetimes too).
+    """
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"must be a datetime, got {type(value).__name__}", field=field)
+    if value.tzinfo is None:
+        raise InvalidInput("naive datetimes are ambiguous; pass an aware one", field=field)
+    return to_micros(value)
 
 
 def session_key(key: object, agent_id: str | None) -> tuple[str, str]:

@@ -11,14 +11,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
 
 import attrs
 
 from aisopod_session._entries import PreparedEntry
 from aisopod_session._ids import entry_id
-from aisopod_session._model import AgentStats, Entry, ForkRef, Origin, Session, role_name
+from aisopod_session._model import (
+    AgentStats,
+    DailyUsage,
+    Entry,
+    ForkRef,
+    Origin,
+    Session,
+    role_name,
+)
 from aisopod_session._search import Clause, SearchHit
 from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_micros
 
@@ -215,6 +223,7 @@ class ListFilter:
     channel: str | None = None
     key_prefix: str | None = None
     updated_after: int | None = None
+    updated_before: int | None = None
     key: str | None = None
     user_id: str | None = None
 
@@ -512,6 +521,9 @@ class SqlTx(abc.ABC):
         if where.updated_after is not None:
             clauses.append("updated_at > ?")
             params.append(where.updated_after)
+        if where.updated_before is not None:
+            clauses.append("updated_at < ?")
+            params.append(where.updated_before)
         if after is not None:
             clauses.append("(updated_at < ? OR (updated_at = ? AND sid < ?))")
             params.extend((after[0], after[0], after[1]))
@@ -530,6 +542,18 @@ class SqlTx(abc.ABC):
         if before is not None:
             records.reverse()
         return records
+
+    def forks_of(self, session_id: str, agent_id: str | None, limit: int) -> list[SessionRecord]:
+        """The sessions forked from `session_id` (of one agent, or any), the newest
+        `limit` first (by `sessions_by_fork_parent`)."""
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE fork_parent_id = ?"
+        params: list[Any] = [session_id]
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            params.append(agent_id)
+        sql += " ORDER BY created_at DESC, sid DESC LIMIT ?"
+        params.append(limit)
+        return [self._session(row) for row in self.execute(sql, params).fetchall()]
 
     def agent_stats(self, agent_id: str | None) -> list[AgentStats]:
         """Per agent: sessions, active sessions, entries, messages, tokens, cost, bytes."""
@@ -554,6 +578,38 @@ class SqlTx(abc.ABC):
                 int(row[7] or 0),
             )
             for row in self.execute(sql + " GROUP BY agent_id ORDER BY agent_id", params)
+        ]
+
+    def usage_by_day(self, agent_id: str | None, since: int, until: int) -> list[DailyUsage]:
+        """Per agent per day (UTC): total tokens, cost and count of the entries with
+        usage made in `since <= created_at < until`, by day then agent.
+
+        Only sessions updated since `since` can hold such entries (an append moves
+        `updated_at` to its entries' time), found by the `updated_at` indexes; their
+        entries are read by session. Entries a fork copied (older than the fork)
+        were counted in their own session and are left out."""
+        sql = (
+            f"SELECT s.agent_id, e.created_at / {_MICROS_PER_DAY} AS day,"
+            " sum(coalesce(e.total_tokens, 0)), sum(coalesce(e.cost, 0)), count(*)"
+            " FROM sessions s JOIN entries e ON e.sid = s.sid"
+            " WHERE s.updated_at >= ? AND e.created_at >= ? AND e.created_at < ?"
+            " AND (e.total_tokens IS NOT NULL OR e.cost IS NOT NULL)"
+            " AND (s.fork_parent_id IS NULL OR e.created_at >= s.created_at)"
+        )
+        params: list[Any] = [since, since, until]
+        if agent_id is not None:
+            sql += " AND s.agent_id = ?"
+            params.append(agent_id)
+        sql += " GROUP BY s.agent_id, day ORDER BY day, s.agent_id"
+        return [
+            DailyUsage(
+                str(row[0]),
+                _EPOCH_DAY + timedelta(days=int(row[1])),
+                int(row[2] or 0),
+                float(row[3] or 0.0),
+                int(row[4]),
+            )
+            for row in self.execute(sql, params).fetchall()
         ]
 
     def maintenance_rows(self, agent_id: str | None) -> list[MaintenanceRow]:
@@ -1210,6 +1266,8 @@ def may_append(target: AppendTarget, agent_id: str | None, expected_version: int
     )
 
 
+_MICROS_PER_DAY: Final = 86_400_000_000
+_EPOCH_DAY: Final = date(1970, 1, 1)
 _NO_USAGE = (None,) * 6
 _FEW_ROWS: Final = 16
 """Entries inserted by one multi-row statement; more go through executemany."""

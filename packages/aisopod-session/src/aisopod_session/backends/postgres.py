@@ -202,6 +202,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    Migration(
+        "index sessions by the session they were forked from",
+        # `forks` reads a session's children; without it, a scan of every session.
+        # Partial: most sessions are not forks, and the column never changes (so
+        # appends, which update the row, keep their heap-only updates).
+        (
+            "CREATE INDEX sessions_by_fork_parent ON sessions (fork_parent_id, created_at, sid)"
+            " WHERE fork_parent_id IS NOT NULL",
+        ),
+    ),
 )
 
 _BEGIN_ATTEMPTS = 3

@@ -197,6 +197,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        "index sessions by the session they were forked from",
+        # `forks` reads a session's children; without it, a scan of every session.
+        # Partial: most sessions are not forks, and the column never changes.
+        (
+            "CREATE INDEX sessions_by_fork_parent ON sessions (fork_parent_id, created_at, sid)"
+            " WHERE fork_parent_id IS NOT NULL",
+        ),
+    ),
 )
 
 INDEX_BATCH: Final = 256

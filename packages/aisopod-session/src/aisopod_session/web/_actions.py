@@ -1,6 +1,7 @@
 """Write actions, offered only with `--allow-writes`: reset a key, compact,
-rewind, fork, delete. Each is a confirmation page (GET) and a form POST that
-carries the app's CSRF token; a POST from another origin is refused."""
+rewind, fork, archive (a session no key points at), delete. Each is a
+confirmation page (GET) and a form POST that carries the app's CSRF token; a
+POST from another origin is refused."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def _fork(store: SessionStore, session_id: str, seq: int | None) -> str:
     return _page(store.fork(session_id, seq).id)
 
 
+def _archive(store: SessionStore, session_id: str, _: int | None) -> str:
+    store.archive(session_id)
+    return _page(session_id)
+
+
 def _delete(store: SessionStore, session_id: str, _: int | None) -> str:
     store.delete(session_id)
     return "/"
@@ -92,6 +98,12 @@ ACTIONS: Mapping[str, Action] = {
         "seq",
         _fork,
         required=False,
+    ),
+    "archive": Action(
+        "Archive",
+        "Mark this session archived? No key points at it; its entries stay.",
+        None,
+        _archive,
     ),
     "delete": Action(
         "Delete", "Delete this session and all its entries? This cannot be undone.", None, _delete

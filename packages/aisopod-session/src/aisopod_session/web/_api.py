@@ -74,6 +74,13 @@ def _branches(request: Request) -> Response:
     return _Json({"branches": list(store_of(request).branches(request.path_params["session_id"]))})
 
 
+def _forks(request: Request) -> Response:
+    """`?limit=N`: the newest N sessions forked from this one (50 by default)."""
+    limit = int_param(request.query_params, "limit", minimum=1) or PAGE_SIZE
+    forks = store_of(request).forks(request.path_params["session_id"], limit=limit)
+    return _Json({"forks": [session_row(s) for s in forks]})
+
+
 def _search(request: Request) -> Response:
     page = search_page(store_of(request), request.query_params)
     if page is None:
@@ -113,6 +120,7 @@ def api_routes() -> list[Route]:
         Route("/api/sessions/{session_id}/entries", _entries),
         Route("/api/sessions/{session_id}/state", _state),
         Route("/api/sessions/{session_id}/branches", _branches),
+        Route("/api/sessions/{session_id}/forks", _forks),
         Route("/api/search", _search),
         Route("/api/usage", _usage),
     ]

@@ -87,7 +87,7 @@ def add_serve_command(sub: Any, command: Callable[..., argparse.ArgumentParser])
     p.add_argument(
         "--allow-writes",
         action="store_true",
-        help="offer reset, compact, rewind, fork and delete (each confirmed)",
+        help="offer reset, compact, rewind, fork, archive and delete (each confirmed)",
     )
     p.add_argument(
         "--token",

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from aisopod_session._model import Session
 from aisopod_session._store import SessionStore
 from aisopod_session.transfer import export_transcript
 from aisopod_session.web._reads import (
@@ -31,6 +32,8 @@ from aisopod_shared import converter
 __all__ = ["page_routes", "render", "store_of"]
 
 MAX_BRANCHES_SHOWN = 20
+MAX_FORKS_SHOWN = 20
+"""The newest forks a session page lists (one more is read, to say there are more)."""
 
 
 def store_of(request: Request) -> SessionStore:
@@ -58,6 +61,16 @@ def sessions(request: Request) -> Response:
     return render(request, "sessions.html", {"filters": filters, "page": page})
 
 
+def _write_actions(store: SessionStore, session: Session) -> list[str]:
+    """The write actions a session page offers: archive only for a session that is
+    not archived and that no key points at (a key's current session is archived
+    by resetting the key)."""
+    current = store.current(session.key) if session.key is not None else None
+    bound = current is not None and current.id == session.id
+    archive = ["archive"] if session.status != "archived" and not bound else []
+    return ["reset", "compact", "rewind", "fork", *archive, "delete"]
+
+
 def session(request: Request) -> Response:
     store = store_of(request)
     session_id = request.path_params["session_id"]
@@ -65,7 +78,9 @@ def session(request: Request) -> Response:
     view, page = entries_page(store, session_id, request.query_params)
     at, state = state_at(store, session_id, request.query_params)
     branches = store.branches(session_id)
+    forks = store.forks(session_id, limit=MAX_FORKS_SHOWN + 1)
     live = int_param(request.query_params, "before") is None
+    writes = request.app.state.settings.allow_writes
     return render(
         request,
         "session.html",
@@ -79,7 +94,10 @@ def session(request: Request) -> Response:
             "state_at": at,
             "branches": branches[-MAX_BRANCHES_SHOWN:],
             "more_branches": max(len(branches) - MAX_BRANCHES_SHOWN, 0),
+            "forks": forks[:MAX_FORKS_SHOWN],
+            "more_forks": len(forks) > MAX_FORKS_SHOWN,
             "live": live,
+            "actions": _write_actions(store, found) if writes else [],
         },
     )
 

@@ -20,6 +20,7 @@ from aisopod_session.web._text import HIGHLIGHT
 __all__ = [
     "PAGE_SIZE",
     "View",
+    "date_param",
     "entries_page",
     "int_param",
     "session_filters",
@@ -64,6 +65,7 @@ class SessionFilters:
     key_prefix: str | None = None
     user: str | None = None
     updated_after: datetime | None = None
+    updated_before: datetime | None = None
 
     def query(self) -> dict[str, str]:
         """The filters as query parameters (for the next page's link)."""
@@ -73,8 +75,27 @@ class SessionFilters:
             "key_prefix": self.key_prefix,
             "user": self.user,
             "updated_after": self.updated_after.date().isoformat() if self.updated_after else None,
+            "updated_before": (
+                self.updated_before.date().isoformat() if self.updated_before else None
+            ),
         }
         return {k: v for k, v in values.items() if v}
+
+
+def date_param(params: Mapping[str, str], name: str) -> datetime | None:
+    """A query parameter as the start (00:00 UTC) of a day, or `None` when absent.
+
+    Raises:
+        InvalidInput: for anything but a date, YYYY-MM-DD (a time is allowed too).
+    """
+    value = text_param(params, name)
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput("must be a date, YYYY-MM-DD", field=name) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def session_filters(params: Mapping[str, str]) -> SessionFilters:
@@ -86,21 +107,13 @@ def session_filters(params: Mapping[str, str]) -> SessionFilters:
     status = text_param(params, "status")
     if status is not None and status not in SESSION_STATUSES:
         raise InvalidInput(f"must be one of {', '.join(SESSION_STATUSES)}", field="status")
-    after = text_param(params, "updated_after")
-    updated_after = None
-    if after is not None:
-        try:
-            updated_after = datetime.fromisoformat(after)
-        except ValueError:
-            raise InvalidInput("must be a date, YYYY-MM-DD", field="updated_after") from None
-        if updated_after.tzinfo is None:
-            updated_after = updated_after.replace(tzinfo=UTC)
     return SessionFilters(
         agent=text_param(params, "agent"),
         status=status,  # checked against SESSION_STATUSES above
         key_prefix=text_param(params, "key_prefix"),
         user=text_param(params, "user"),
-        updated_after=updated_after,
+        updated_after=date_param(params, "updated_after"),
+        updated_before=date_param(params, "updated_before"),
     )
 
 
@@ -115,6 +128,7 @@ def sessions_page(
         key_prefix=filters.key_prefix,
         user_id=filters.user,
         updated_after=filters.updated_after,
+        updated_before=filters.updated_before,
         limit=int_param(params, "limit", minimum=1) or PAGE_SIZE,
         cursor=text_param(params, "cursor"),
     )

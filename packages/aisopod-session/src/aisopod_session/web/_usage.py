@@ -1,15 +1,14 @@
 """Tokens and cost per agent per day, and the largest sessions, as data for a
 server-drawn SVG chart.
 
-The store's API has per-agent totals (`stats`) but no usage by day, so the
-days come from the sessions themselves: each recently active session's usage
-counts on the day of its last activity. The scan is bounded (`MAX_SESSIONS`)
-and says when it stopped early.
+The days come from the store's `usage_by_day` (each entry's usage on the day
+it was made). The store has no read of its largest sessions, so those come
+from a bounded scan (`MAX_SESSIONS`) of the sessions active in the window,
+which says when it stopped early.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 
 import attrs
@@ -20,7 +19,8 @@ from aisopod_session._store import SessionStore
 __all__ = ["Bar", "Chart", "Usage", "usage"]
 
 MAX_SESSIONS = 5_000
-"""The most sessions one usage page reads (ten pages of the store's list)."""
+"""The most sessions one usage page reads for its largest sessions (ten pages of
+the store's list)."""
 
 _PAGE = 500
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
@@ -68,8 +68,8 @@ class Usage:
     largest: tuple[Session, ...]
     scanned: int
     complete: bool
-    """Whether every session active in the window was read (else the first
-    `MAX_SESSIONS`, most recently active first)."""
+    """Whether the largest sessions are of every session active in the window
+    (else of the first `MAX_SESSIONS`, most recently active first)."""
 
 
 def _days_ago(store: SessionStore, days: int) -> datetime:
@@ -81,7 +81,10 @@ def _days_ago(store: SessionStore, days: int) -> datetime:
 def usage(store: SessionStore, days: int = 30, *, agent: str | None = None) -> Usage:
     """Usage of the last `days` days, per agent per day, and the ten largest sessions."""
     start = _days_ago(store, days)
-    per_day: dict[tuple[str, date], list[float]] = defaultdict(lambda: [0, 0.0])
+    per_day: dict[tuple[str, date], list[float]] = {
+        (d.agent_id, d.day): [d.tokens, d.cost]
+        for d in store.usage_by_day(since=start, agent_id=agent)
+    }
     sessions: list[Session] = []
     cursor: str | None = None
     while len(sessions) < MAX_SESSIONS:
@@ -90,10 +93,6 @@ def usage(store: SessionStore, days: int = 30, *, agent: str | None = None) -> U
         cursor = page.cursor
         if cursor is None:
             break
-    for session in sessions:
-        cell = per_day[(session.agent_id, session.active_at.date())]
-        cell[0] += session.usage.total
-        cell[1] += session.usage.cost
     largest = sorted(sessions, key=lambda s: (s.usage.total, s.size_bytes), reverse=True)[:10]
     return Usage(
         days=days,
