@@ -184,3 +184,23 @@ def test_path_pages_backwards_along_the_branch(store: Any) -> None:
     page = store.path(session.id, last=3, before=page.cursor)
     assert _texts(page.entries) == ["1"]
     assert page.cursor is None
+
+
+def test_path_reads_any_branch_by_its_leaf(store: Any) -> None:
+    """`leaf=` reads the branch ending at an entry (an abandoned tip, or the path to
+    any entry), pages back along it, and refuses an entry that is not there."""
+    session = store.get_or_create("agent:main:main")
+    store.append(session.id, [Message.user(str(n)) for n in range(1, 6)])  # 1..5
+    store.rewind(session.id, 2)
+    store.append(session.id, [Message.user("6"), Message.user("7")])  # 6 <- 2
+    assert _texts(store.path(session.id).entries) == ["1", "2", "6", "7"]
+    abandoned = store.path(session.id, leaf=5, last=2)
+    assert _texts(abandoned.entries) == ["4", "5"]
+    assert _texts(store.path(session.id, cursor=abandoned.next).entries) == ["1", "2", "3"]
+    assert _texts(store.path(session.id, leaf=3).entries) == ["1", "2", "3"]
+    for leaf in (0, 8, -1):
+        with pytest.raises(InvalidInput) as refused:
+            store.path(session.id, leaf=leaf)
+        assert refused.value.field == "leaf"
+    with pytest.raises(InvalidInput):
+        store.path(session.id, leaf=5, before=4)

@@ -4,6 +4,7 @@ search, the live feed and the transcript."""
 
 from __future__ import annotations
 
+import html
 import re
 from urllib.parse import quote
 
@@ -77,6 +78,14 @@ def test_compactions_branches_and_state_are_visible(
     assert "branches from #" in log
     assert response.text.count('<li class="abandoned">') == 1
     assert response.text.count('<li class="active">') == 1
+    # The tree links the abandoned branch to its own path, which has no live feed.
+    link = re.search(r'<li class="abandoned">\s*<a href="([^"]+)"', response.text)
+    assert link is not None
+    branch = web.get(_page(seeded.chat, html.unescape(link.group(1))))
+    _, branch_text = audit(branch.text)
+    assert "a thought I take back" in branch_text
+    assert "<strong>Branch to #" in branch.text
+    assert 'id="live"' not in branch.text
     assert '"mood": "calm"' in log
     state = re.search(r"<h2>State</h2>.*?<pre>(.*?)</pre>", response.text, re.S)
     assert state is not None

@@ -550,10 +550,11 @@ class AsyncSessionStore:
         last: int = 50,
         before: int | None = None,
         cursor: str | None = None,
+        leaf: int | None = None,
     ) -> Page:
         """See `SessionStore.path`."""
         return await self._call(
-            self._store.path, session_id, last=last, before=before, cursor=cursor
+            self._store.path, session_id, last=last, before=before, cursor=cursor, leaf=leaf
         )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:

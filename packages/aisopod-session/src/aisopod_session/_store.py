@@ -595,12 +595,15 @@ class SessionStore:
         last: int = 50,
         before: int | None = None,
         cursor: str | None = None,
+        leaf: int | None = None,
     ) -> Page:
         """The last entries of the active branch (root to leaf), chronological.
 
         Unlike `history`, which reads the whole log, this follows the tree:
-        entries of abandoned branches are not on it. Pass `cursor=page.next`
-        (or `before=page.cursor`) for the entries before a page. The cost does
+        entries of abandoned branches are not on it. `leaf=SEQ` reads the branch
+        that ends at that entry instead (an abandoned branch's tip, or any entry:
+        the path to it). Pass `cursor=page.next` (or `before=page.cursor`) for
+        the entries before a page; they are on the same branch. The cost does
         not depend on the length of the session.
         """
         if cursor is not None:
@@ -608,10 +611,18 @@ class SessionStore:
             if side != "before" or before is not None:
                 raise InvalidInput("a path pages backwards: cursor=page.next alone", field="cursor")
             before = seq
+        if leaf is not None and before is not None:
+            raise InvalidInput(
+                "leaf or before, not both: a page before an entry is on its branch", field="leaf"
+            )
         last = check_int(last, "last", minimum=1, maximum=MAX_PAGE)
         with self._backend.read() as tx:
             record = self._engine.record(tx, session_id)
-            if before is None:
+            if leaf is not None:
+                leaf = check_int(leaf, "leaf", minimum=1)
+                if leaf > record.session.entry_count:
+                    raise InvalidInput(f"there is no entry {leaf}", field="leaf")
+            elif before is None:
                 leaf = record.session.leaf_seq
             else:
                 check_int(before, "before", minimum=1)

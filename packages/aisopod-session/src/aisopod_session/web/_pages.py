@@ -79,7 +79,9 @@ def session(request: Request) -> Response:
     at, state = state_at(store, session_id, request.query_params)
     branches = store.branches(session_id)
     forks = store.forks(session_id, limit=MAX_FORKS_SHOWN + 1)
-    live = int_param(request.query_params, "before") is None
+    leaf = int_param(request.query_params, "leaf", minimum=1) if view == "path" else None
+    # New entries go on the active branch: an earlier page or another branch has no feed.
+    live = int_param(request.query_params, "before") is None and leaf is None
     writes = request.app.state.settings.allow_writes
     return render(
         request,
@@ -88,6 +90,7 @@ def session(request: Request) -> Response:
             "session": found,
             "origin": converter.unstructure(found.origin),
             "view": view,
+            "branch_leaf": leaf,
             "page": page,
             "entries": entry_views(page.entries),
             "state": dict(state),

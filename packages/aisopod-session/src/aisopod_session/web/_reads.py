@@ -138,15 +138,17 @@ def sessions_page(
 def entries_page(
     store: SessionStore, session_id: str, params: Mapping[str, str]
 ) -> tuple[View, Page]:
-    """A page of a session: the active path (`view=path`, the default) or the whole
-    log (`view=log`), its end unless `before=SEQ` asks for an earlier page."""
+    """A page of a session: the active path (`view=path`, the default; `leaf=SEQ`
+    for the branch ending at that entry) or the whole log (`view=log`), its end
+    unless `before=SEQ` asks for an earlier page."""
     view = text_param(params, "view") or "path"
     if view not in ("path", "log"):
         raise InvalidInput("must be path or log", field="view")
     before = int_param(params, "before", minimum=1)
     limit = int_param(params, "limit", minimum=1) or PAGE_SIZE
     if view == "path":
-        return "path", store.path(session_id, last=limit, before=before)
+        leaf = int_param(params, "leaf", minimum=1)
+        return "path", store.path(session_id, last=limit, before=before, leaf=leaf)
     if before is None:
         return "log", store.history(session_id, last=limit)
     return "log", store.history(session_id, before=before, limit=limit)
