@@ -132,6 +132,20 @@ def test_commands_that_change_sessions_never_create_a_store(
     assert not target.parent.exists()
 
 
+def test_the_command_itself_changes_and_imports_nothing_that_is_not_there(
+    no_store: str, tmp_path: Path
+) -> None:
+    """The same rule through the installed command, a process of its own: a change
+    on a missing store, and an import of a missing path, are one-line errors that
+    make no store."""
+    compact = one_line_error(cli("--db", no_store, "compact", "agent:main:main"))
+    assert compact == f"aisopod-session: error: no sessions yet: there is no store at {no_store}"
+    missing = tmp_path / "nothing-here"
+    imported = one_line_error(cli("--db", no_store, "import", str(missing)))
+    assert imported == f"aisopod-session: error: PATH: {missing} does not exist"
+    assert not store_exists(no_store)
+
+
 def test_a_read_of_no_store_gives_empty_json_and_a_note(
     no_store: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
