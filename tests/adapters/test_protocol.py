@@ -252,6 +252,31 @@ def test_a_compaction_is_what_the_frameworks_read(
     assert len(inspect.history(sid, limit=100).entries) == 13
 
 
+def test_after_a_rewind_the_frameworks_read_the_active_branch(
+    sdk: Callable[..., AisopodSession],
+    chat: Callable[..., AisopodChatMessageHistory],
+    inspect: SessionStore,
+) -> None:
+    """A rewound and continued conversation reads as its active branch only, whatever
+    the window: across the branch point, within one page and over several."""
+    session = sdk()
+    run(add(session, [user(f"old {n}") for n in range(1, 21)]))  # seqs 1..20
+    sid = inspect.get_or_create(session.key).id
+    inspect.rewind(sid, 5)
+    run(add(session, [user(f"new {n}") for n in range(1, 11)]))  # seqs 21..30, 21 <- 5
+    inspect.rewind(sid, 25)
+    run(add(session, [user(f"newer {n}") for n in range(1, 4)]))  # seqs 31..33, 31 <- 25
+    active = [
+        *(f"old {n}" for n in range(1, 6)),
+        *(f"new {n}" for n in range(1, 6)),
+        *(f"newer {n}" for n in range(1, 4)),
+    ]
+    assert [item["content"] for item in run(get(session))] == active
+    for limit in (1, 3, 4, 8, 9, 12, 13, 40):
+        assert [item["content"] for item in run(get(session, limit))] == active[-limit:]
+    assert [m.content for m in chat(session.key).messages] == active
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_an_adapter_compacts_by_its_policy(
     sdk: Callable[..., AisopodSession],

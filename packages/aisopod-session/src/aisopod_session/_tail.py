@@ -5,7 +5,9 @@ N items of this conversation". That read is one call here, made on a
 worker thread: the key's session in the statement that finds its binding,
 the latest compaction on its active path (`_view`), then the path read
 backwards a page at a time, each row decoded by the adapter straight from
-its payload (no typed `Entry` is built). What it returns is what the model
+its payload (no typed `Entry` is built); the rows carry their parents, so
+the path is followed from the rows read, one statement a page, with no
+lookup of where each straight run starts. What it returns is what the model
 should see: a compaction's carried system entries and summary, then the
 entries it kept and those after it.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
-from aisopod_session._paths import segments
 from aisopod_session._toolpairs import calls_in, results_in
 from aisopod_session._view import compaction_view
 from aisopod_session.backends._sql import BoundSession, SqlTx
@@ -65,27 +66,26 @@ def read_tail(
     pairs: list[tuple[list[str], list[str]]] = []
     read = tx.decode_json
     done = False  # the window was filled before the start of what the model sees
-    for start, end in segments(tx, sid, leaf):
-        start = max(start, first)
-        high = end
-        while high >= start and not done:
-            # The window's items first (most entries are one item); more, a page at
-            # most, when some were not items.
-            wanted = _PAGE if limit is None else max(limit - len(values), _SLACK)
-            low = max(start, high - min(wanted, _PAGE) + 1)
-            # Decoded one at a time: what the decoder does not keep of a payload is
-            # freed at once, not held with a thousand others for the collector to walk.
-            for _, kind, stored in reversed(tx.stored_payloads_between(sid, low, high)):
-                if kind == "compaction":  # the latest one stands for them all
-                    continue
+    high = leaf  # the newest entry on the path not read yet
+    while high >= first and not done:
+        # The window's items first (most entries are one item); more, a page at most,
+        # when some were not items.
+        wanted = _PAGE if limit is None else max(limit - len(values), _SLACK)
+        low = max(first, high - min(wanted, _PAGE) + 1)
+        below = low - 1  # where the path goes on while each entry hangs from the one before
+        # Decoded one at a time: what the decoder does not keep of a payload is freed
+        # at once, not held with a thousand others for the collector to walk.
+        for seq, kind, stored, parent in reversed(tx.stored_path_payloads(sid, low, high)):
+            if kind != "compaction":  # the latest one stands for them all
                 payload = read(stored)
                 items = decode(kind, payload)
                 if items:
                     _collect(values, pairs, items, kind, payload, keep_pairs)
-            high = low - 1
-            done = _enough(values, pairs, limit, keep_pairs)
-        if done or start <= first:
-            break
+            if parent != seq - 1:  # a jump: the path goes on at its parent (the root: none)
+                below = parent or 0
+                break  # what is older in these rows lies on other branches
+        high = below
+        done = _enough(values, pairs, limit, keep_pairs)
     if view is not None and not done:
         # Newest first: the summary, then the system entries it carried.
         head = tx.payloads_between(sid, view.seq, view.seq)

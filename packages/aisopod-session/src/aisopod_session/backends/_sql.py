@@ -147,6 +147,9 @@ PayloadRow: TypeAlias = tuple[int, str, Any]
 """An entry as a read of payloads alone needs it, (seq, type, payload): no `Entry` is
 built."""
 
+PathPayloadRow: TypeAlias = tuple[int, str, Any, "int | None"]
+"""A `PayloadRow` with the entry's parent seq: (seq, type, payload, parent_seq)."""
+
 
 class MaintenanceRow(NamedTuple):
     """A session as retention sees it."""
@@ -919,6 +922,17 @@ class SqlTx(abc.ABC):
         rows: list[PayloadRow] = self.execute(
             "SELECT seq, type, payload FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
             " ORDER BY seq",
+            (sid, first, last),
+        ).fetchall()
+        return rows
+
+    def stored_path_payloads(self, sid: int, first: int, last: int) -> list[PathPayloadRow]:
+        """`stored_payloads_between` with each entry's parent: a reader walking a path
+        back from its leaf sees where it jumps from the rows themselves, without
+        looking up the start of each straight run in a statement of its own."""
+        rows: list[PathPayloadRow] = self.execute(
+            "SELECT seq, type, payload, parent_seq FROM entries"
+            " WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
             (sid, first, last),
         ).fetchall()
         return rows
