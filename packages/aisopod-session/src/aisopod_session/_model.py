@@ -184,6 +184,8 @@ class Items(Generic[_T]):
     __slots__ = ()
 
     def _items(self) -> tuple[_T, ...]:
+        """The field holding the result's items: each result class names its own
+        (`entries`, `sessions`, `hits`, `messages`); this base has none."""
         raise NotImplementedError
 
     def __len__(self) -> int:

@@ -913,23 +913,15 @@ class SqlTx(abc.ABC):
         # Plain tuples: this runs for every entry an adapter reads.
         return [
             (seq, kind, decode(payload))
-            for seq, kind, payload in self.stored_payloads_between(sid, first, last)
+            for seq, kind, payload, _ in self.stored_path_payloads(sid, first, last)
         ]
 
-    def stored_payloads_between(self, sid: int, first: int, last: int) -> list[PayloadRow]:
-        """`payloads_between`, each payload as the driver gives it (`decode_json` reads
-        it): a reader that decodes one at a time keeps only what it takes of each."""
-        rows: list[PayloadRow] = self.execute(
-            "SELECT seq, type, payload FROM entries WHERE sid = ? AND seq BETWEEN ? AND ?"
-            " ORDER BY seq",
-            (sid, first, last),
-        ).fetchall()
-        return rows
-
     def stored_path_payloads(self, sid: int, first: int, last: int) -> list[PathPayloadRow]:
-        """`stored_payloads_between` with each entry's parent: a reader walking a path
-        back from its leaf sees where it jumps from the rows themselves, without
-        looking up the start of each straight run in a statement of its own."""
+        """(seq, type, payload, parent_seq) of the entries `first..last`, in seq order,
+        each payload as the driver gives it (`decode_json` reads it, so a reader that
+        decodes one at a time keeps only what it takes of each). With the parents, a
+        reader walking a path back from its leaf sees where it jumps from the rows
+        themselves, without looking up the start of each straight run on its own."""
         rows: list[PathPayloadRow] = self.execute(
             "SELECT seq, type, payload, parent_seq FROM entries"
             " WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",

@@ -61,7 +61,7 @@ def _entries(request: Request) -> Response:
         page = store.history(session_id, after=after, limit=limit)
         view = "log"
     else:
-        view, page = entries_page(store, session_id, request.query_params)
+        view, page, _ = entries_page(store, session_id, request.query_params)
     return _Json({"view": view, "entries": list(page.entries), "cursor": page.cursor})
 
 

@@ -75,11 +75,10 @@ def session(request: Request) -> Response:
     store = store_of(request)
     session_id = request.path_params["session_id"]
     found = store.get(session_id)
-    view, page = entries_page(store, session_id, request.query_params)
+    view, page, leaf = entries_page(store, session_id, request.query_params)
     at, state = state_at(store, session_id, request.query_params)
     branches = store.branches(session_id)
     forks = store.forks(session_id, limit=MAX_FORKS_SHOWN + 1)
-    leaf = int_param(request.query_params, "leaf", minimum=1) if view == "path" else None
     # New entries go on the active branch: an earlier page or another branch has no feed.
     live = int_param(request.query_params, "before") is None and leaf is None
     writes = request.app.state.settings.allow_writes

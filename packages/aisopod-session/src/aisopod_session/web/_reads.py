@@ -137,10 +137,11 @@ def sessions_page(
 
 def entries_page(
     store: SessionStore, session_id: str, params: Mapping[str, str]
-) -> tuple[View, Page]:
+) -> tuple[View, Page, int | None]:
     """A page of a session: the active path (`view=path`, the default; `leaf=SEQ`
     for the branch ending at that entry) or the whole log (`view=log`), its end
-    unless `before=SEQ` asks for an earlier page."""
+    unless `before=SEQ` asks for an earlier page. Returns the view, the page, and
+    the leaf of the branch it read when the query named one."""
     view = text_param(params, "view") or "path"
     if view not in ("path", "log"):
         raise InvalidInput("must be path or log", field="view")
@@ -148,10 +149,10 @@ def entries_page(
     limit = int_param(params, "limit", minimum=1) or PAGE_SIZE
     if view == "path":
         leaf = int_param(params, "leaf", minimum=1)
-        return "path", store.path(session_id, last=limit, before=before, leaf=leaf)
+        return "path", store.path(session_id, last=limit, before=before, leaf=leaf), leaf
     if before is None:
-        return "log", store.history(session_id, last=limit)
-    return "log", store.history(session_id, before=before, limit=limit)
+        return "log", store.history(session_id, last=limit), None
+    return "log", store.history(session_id, before=before, limit=limit), None
 
 
 def search_page(store: SessionStore, params: Mapping[str, str]) -> SearchPage | None:
