@@ -10,7 +10,9 @@ the same store calls made directly:
 
 - the session list (`GET /`): `list(limit=50)`;
 - a session page (`GET /sessions/ID`) of the long session, opened at its
-  end: `get`, `path(last=50)`, `state`, `branches`;
+  end: `get`, `path(last=50)` with each entry's message read (`Entry.message`,
+  the store's decoding of what it returned, which the page reads to draw it),
+  `state`, `branches`, `forks(limit=21)`;
 - a search (`GET /search?q=...`) over the long session's messages:
   `search(q, limit=20)`.
 
@@ -163,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                 lambda n: asgi.get(f"/sessions/{long_id}", times=n),
                 lambda: (
                     store.get(long_id),
-                    store.path(long_id, last=50),
+                    [entry.message for entry in store.path(long_id, last=50).entries],
                     store.state(long_id),
                     store.branches(long_id),
+                    store.forks(long_id, limit=21),
                 ),
             ),
             (
