@@ -103,7 +103,6 @@ def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFac
     assert web.get("/api/search").status_code == 400
     usage = web.get("/api/usage").json()
     assert {a["agent_id"] for a in usage["agents"]} == {"main", "ops"}
-    assert usage["complete"] is True
     today = store.clock.now().date().isoformat()
     assert usage["daily"] == [{"agent": "ops", "day": today, "tokens": 120, "cost": 0.25}]
     forked = store.fork(seeded.ops)  # its copy of the priced reply is not counted again
@@ -111,5 +110,9 @@ def test_search_and_usage(store: SessionStore, seeded: Seeded, client: ClientFac
     assert client(agent="main").get("/api/usage").json()["daily"] == []
     store.delete(forked.id)
     assert usage["largest"][0]["id"] == seeded.ops
+    one = web.get("/api/usage", params={"agent": "main"}).json()
+    assert [a["agent_id"] for a in one["agents"]] == ["main"]
+    assert seeded.ops not in {s["id"] for s in one["largest"]}
+    assert "<td>ops</td>" not in web.get("/usage", params={"agent": "main"}).text
     chart = web.get("/usage").text
     assert f"<title>ops · {today} · 120 tokens · 0.2500</title>" in chart

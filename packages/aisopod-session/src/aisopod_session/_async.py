@@ -623,6 +623,14 @@ class AsyncSessionStore:
         """See `SessionStore.forks`."""
         return await self._call(self._store.forks, session_id, limit=limit)
 
+    async def largest(
+        self, *, limit: int = 10, agent_id: str | None = None, updated_after: Any = None
+    ) -> tuple[Session, ...]:
+        """See `SessionStore.largest`."""
+        return await self._call(
+            self._store.largest, limit=limit, agent_id=agent_id, updated_after=updated_after
+        )
+
     # --- retention and routing ------------------------------------------------------
 
     async def maintain(

@@ -831,6 +831,24 @@ class SessionStore:
                 self._engine.rebind(tx, agent, stored[0], sid, now)
             return self._engine.by_sid(tx, sid).session
 
+    def largest(
+        self, *, limit: int = 10, agent_id: str | None = None, updated_after: Any = None
+    ) -> tuple[Session, ...]:
+        """The sessions with the most tokens, most first (ties: the most bytes), of
+        one agent (`agent_id`; a scoped handle: its own) or every agent, only those
+        updated after `updated_after` (an aware datetime, exclusive) when given.
+
+        Raises:
+            InvalidInput: for a limit outside 1..MAX_PAGE or a naive datetime.
+            AccessDenied: when a scoped handle asks for another agent.
+        """
+        limit = check_int(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        agent = self._engine.agent_filter(agent_id)
+        after = check_micros(updated_after, "updated_after") if updated_after is not None else None
+        with self._backend.read() as tx:
+            records = tx.largest_sessions(agent, after, limit)
+        return tuple(r.session for r in records)
+
     def forks(self, session_id: str, *, limit: int = 50) -> tuple[Session, ...]:
         """The sessions forked from this one (whose `fork_parent` names it), the
         newest `limit` first; a scoped handle sees its own agent's only.

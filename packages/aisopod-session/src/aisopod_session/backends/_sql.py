@@ -546,6 +546,27 @@ class SqlTx(abc.ABC):
             records.reverse()
         return records
 
+    def largest_sessions(
+        self, agent_id: str | None, updated_after: int | None, limit: int
+    ) -> list[SessionRecord]:
+        """The `limit` sessions with the most tokens (then the most bytes), of one
+        agent or any, updated after `updated_after` when given. No index orders by
+        tokens: the database reads the matching rows once and keeps the top `limit`."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if agent_id is not None:
+            clauses.append("agent_id = ?")
+            params.append(agent_id)
+        if updated_after is not None:
+            clauses.append("updated_at > ?")
+            params.append(updated_after)
+        sql = f"SELECT {SESSION_COLUMNS} FROM sessions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY total_tokens DESC, size_bytes DESC, sid DESC LIMIT ?"
+        params.append(limit)
+        return [self._session(row) for row in self.execute(sql, params).fetchall()]
+
     def forks_of(self, session_id: str, agent_id: str | None, limit: int) -> list[SessionRecord]:
         """The sessions forked from `session_id` (of one agent, or any), the newest
         `limit` first (by `sessions_by_fork_parent`)."""

@@ -24,6 +24,7 @@ from aisopod_session.web._reads import (
     search_page,
     sessions_page,
     state_at,
+    text_param,
 )
 from aisopod_session.web._text import HIGHLIGHT
 from aisopod_session.web._usage import usage
@@ -97,7 +98,8 @@ def _search(request: Request) -> Response:
 
 def _usage(request: Request) -> Response:
     days = int_param(request.query_params, "days", minimum=1) or 30
-    found = usage(store_of(request), min(days, 366))
+    agent = text_param(request.query_params, "agent")
+    found = usage(store_of(request), min(days, 366), agent=agent)
     return _Json(
         {
             "days": found.days,
@@ -107,7 +109,6 @@ def _usage(request: Request) -> Response:
                 for b in found.chart.bars
             ],
             "largest": [session_row(s) for s in found.largest],
-            "complete": found.complete,
         }
     )
 

@@ -2,9 +2,8 @@
 server-drawn SVG chart.
 
 The days come from the store's `usage_by_day` (each entry's usage on the day
-it was made). The store has no read of its largest sessions, so those come
-from a bounded scan (`MAX_SESSIONS`) of the sessions active in the window,
-which says when it stopped early.
+it was made), the largest sessions from its `largest`, the totals from its
+`stats`: three store reads, each of the agent the page is filtered to.
 """
 
 from __future__ import annotations
@@ -18,11 +17,9 @@ from aisopod_session._store import SessionStore
 
 __all__ = ["Bar", "Chart", "Usage", "usage"]
 
-MAX_SESSIONS = 5_000
-"""The most sessions one usage page reads for its largest sessions (ten pages of
-the store's list)."""
+LARGEST = 10
+"""The sessions the page lists, the most tokens first."""
 
-_PAGE = 500
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
 CHART_WIDTH = 720
@@ -66,10 +63,7 @@ class Usage:
     totals: tuple[AgentStats, ...]
     chart: Chart
     largest: tuple[Session, ...]
-    scanned: int
-    complete: bool
-    """Whether the largest sessions are of every session active in the window
-    (else of the first `MAX_SESSIONS`, most recently active first)."""
+    """Of the sessions active in the window."""
 
 
 def _days_ago(store: SessionStore, days: int) -> datetime:
@@ -85,22 +79,11 @@ def usage(store: SessionStore, days: int = 30, *, agent: str | None = None) -> U
         (d.agent_id, d.day): [d.tokens, d.cost]
         for d in store.usage_by_day(since=start, agent_id=agent)
     }
-    sessions: list[Session] = []
-    cursor: str | None = None
-    while len(sessions) < MAX_SESSIONS:
-        page = store.list(agent_id=agent, updated_after=start, limit=_PAGE, cursor=cursor)
-        sessions.extend(page.sessions)
-        cursor = page.cursor
-        if cursor is None:
-            break
-    largest = sorted(sessions, key=lambda s: (s.usage.total, s.size_bytes), reverse=True)[:10]
     return Usage(
         days=days,
-        totals=tuple(store.stats()),
+        totals=tuple(s for s in store.stats() if agent is None or s.agent_id == agent),
         chart=_chart(per_day, start.date(), days),
-        largest=tuple(largest),
-        scanned=len(sessions),
-        complete=cursor is None,
+        largest=store.largest(limit=LARGEST, agent_id=agent, updated_after=start),
     )
 
 
