@@ -248,12 +248,28 @@ def prepare(
             f"append takes Message or NewEntry values, got {type(item).__name__}", field="entries"
         )
     data = _serialized(payload, max_payload_bytes)
+    return _prepared(entry_type, entry_id, role, payload, data, usage, stamp, keep_payload=True)
+
+
+def _prepared(
+    entry_type: str,
+    entry_id: str | None,
+    role: str | None,
+    payload: dict[str, Any],
+    data: bytes,
+    usage: TokenUsage | None,
+    stamp: Stamp,
+    *,
+    keep_payload: bool,
+) -> PreparedEntry:
+    """The entry to append, from its checked and serialized payload: the one place
+    its role, searchable text and token count are derived."""
     return PreparedEntry(
         id=entry_id,
         type=entry_type,
         role=_ROLE_ALIASES.get(role, role) if role is not None else None,
         payload=data,
-        payload_data=payload,
+        payload_data=payload if keep_payload else None,
         text=extract_text(entry_type, payload),
         usage=usage,
         tokens=(
@@ -280,24 +296,8 @@ def _prepare_native(item: NativeMessage, stamp: Stamp, max_payload_bytes: int) -
     message.setdefault("timestamp", stamp.millis)
     payload = {"message": message}
     data = _serialized(payload, max_payload_bytes)
-    extra = item.extra
-    usage = extract_usage(payload) if "usage" in extra else None
-    return PreparedEntry(
-        id=None,
-        type="message",
-        role=_ROLE_ALIASES.get(role, role),
-        payload=data,
-        payload_data=None,
-        # What `extract_text` finds: the texts, unless the extra keys hold text of their own.
-        text=(
-            extract_text("message", payload)
-            if "command" in extra or "output" in extra
-            else "\n".join(texts)
-        ),
-        usage=usage,
-        tokens=usage.output if usage is not None and usage.output else _estimate_tokens(data),
-        created_at=stamp.micros,
-    )
+    usage = extract_usage(payload) if "usage" in item.extra else None
+    return _prepared("message", None, role, payload, data, usage, stamp, keep_payload=False)
 
 
 def _serialized(payload: dict[str, Any], max_payload_bytes: int) -> bytes:
