@@ -42,14 +42,14 @@ def test_the_list_shows_sessions_newest_first_with_filters(
 def test_a_session_opens_at_its_end_and_pages_back(seeded: Seeded, client: ClientFactory) -> None:
     web = client()
     response = web.get(_page(seeded.chat, "?view=log"))
-    seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', response.text)]
+    seqs = [int(s) for s in re.findall(r'<article [^>]*id="e(\d+)"', response.text)]
     # 110 messages, a compaction, a message taken back, 4 more: the last 50 entries,
     # less the tool result (115) shown inside its call (114).
     assert seqs == [s for s in range(67, 117) if s != 115]
     earlier = re.search(r'class="earlier" href="\?([^"]*)"', response.text)
     assert earlier is not None
     back = web.get(_page(seeded.chat, "?" + earlier.group(1).replace("&amp;", "&")))
-    back_seqs = [int(s) for s in re.findall(r'data-seq="(\d+)"', back.text)]
+    back_seqs = [int(s) for s in re.findall(r'<article [^>]*id="e(\d+)"', back.text)]
     assert back_seqs[-1] == seqs[0] - 1
     assert 'id="live"' not in back.text  # an earlier page does not follow new entries
 

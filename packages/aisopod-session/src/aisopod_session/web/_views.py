@@ -11,7 +11,7 @@ import base64
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 import orjson
@@ -28,7 +28,7 @@ from aisopod_shared import (
     content_text,
 )
 
-__all__ = ["Block", "EntryView", "entry_views", "pretty_json"]
+__all__ = ["Block", "EntryView", "block", "entry_views", "pretty_json"]
 
 TOOL_ROLES = ("tool", "toolResult")
 """Roles of messages that carry one tool call's result."""
@@ -52,35 +52,45 @@ def _cut_optional(text: str | None) -> str | None:
     return None if text is None else text[:MAX_SHOWN]
 
 
-@attrs.frozen
-class Block:
+class Block(NamedTuple):
     """One thing an entry shows. `text` is untrusted and escaped by the template;
     it and `result` are cut at `MAX_SHOWN` characters (`left_out` says how many
-    were left out)."""
+    were left out). Made by `block`, which does the cutting.
+
+    A named tuple: a page builds one or more per entry, and tuples are the
+    cheapest records Python makes."""
 
     kind: BlockKind
-    text: str = attrs.field(default="")
-    title: str = ""
-    result: str | None = None
+    text: str
+    title: str
+    result: str | None
     """A tool call's result (its text), when it is on the page."""
-    left_out: int = attrs.field(init=False)
-    is_error: bool = False
-    image_url: str | None = None
+    left_out: int
+    is_error: bool
+    image_url: str | None
     """A data: URL of a raster image; only built from decoded, re-encoded bytes."""
 
-    def __attrs_post_init__(self) -> None:
-        whole = len(self.text) + len(self.result or "")
-        object.__setattr__(self, "left_out", 0)
-        if whole > MAX_SHOWN:
-            object.__setattr__(self, "text", _cut(self.text))
-            object.__setattr__(self, "result", _cut_optional(self.result))
-            shown = len(self.text) + len(self.result or "")
-            object.__setattr__(self, "left_out", whole - shown)
+
+def block(
+    kind: BlockKind,
+    text: str = "",
+    *,
+    title: str = "",
+    result: str | None = None,
+    is_error: bool = False,
+    image_url: str | None = None,
+) -> Block:
+    """A `Block`, its text and result cut to `MAX_SHOWN` characters together."""
+    whole = len(text) + (len(result) if result is not None else 0)
+    if whole <= MAX_SHOWN:
+        return Block(kind, text, title, result, 0, is_error, image_url)
+    text, result = _cut(text), _cut_optional(result)
+    shown = len(text) + (len(result) if result is not None else 0)
+    return Block(kind, text, title, result, whole - shown, is_error, image_url)
 
 
-@attrs.frozen
-class EntryView:
-    """One entry of a page, ready for the template."""
+class EntryView(NamedTuple):
+    """One entry of a page, ready for the template (a named tuple, as `Block`)."""
 
     seq: int
     id: str
@@ -130,13 +140,13 @@ def _results_on_page(messages: Mapping[int, Message]) -> dict[str, tuple[str, bo
 
 def _image(part: ImagePart) -> Block:
     if part.mime_type not in _IMAGE_TYPES:
-        return Block("note", f"[image of type {part.mime_type}, not shown]")
+        return block("note", f"[image of type {part.mime_type}, not shown]")
     try:
         data = base64.b64decode(part.data, validate=True)
     except (binascii.Error, ValueError):
-        return Block("note", "[image with undecodable data, not shown]")
+        return block("note", "[image with undecodable data, not shown]")
     encoded = base64.b64encode(data).decode("ascii")
-    return Block("image", image_url=f"data:{part.mime_type};base64,{encoded}")
+    return block("image", image_url=f"data:{part.mime_type};base64,{encoded}")
 
 
 def _message_blocks(
@@ -144,14 +154,14 @@ def _message_blocks(
 ) -> list[Block]:
     content = message.content
     if content is None or isinstance(content, str):
-        return [Block("text", content)] if content else []
+        return [block("text", content)] if content else []
     blocks: list[Block] = []
     for part in content:
         if isinstance(part, TextPart):
             if part.text:
-                blocks.append(Block("text", part.text))
+                blocks.append(block("text", part.text))
         elif isinstance(part, ThinkingPart):
-            blocks.append(Block("thinking", part.thinking))
+            blocks.append(block("thinking", part.thinking))
         elif isinstance(part, ImagePart):
             blocks.append(_image(part))
         elif isinstance(part, ToolCallPart):
@@ -159,7 +169,7 @@ def _message_blocks(
             if found is not None:
                 folded.add(part.id)
             blocks.append(
-                Block(
+                block(
                     "tool",
                     pretty_json(dict(part.arguments)),
                     title=part.name,
@@ -170,7 +180,7 @@ def _message_blocks(
         elif isinstance(part, ToolResultPart):
             if part.tool_call_id not in folded:
                 blocks.append(
-                    Block(
+                    block(
                         "tool",
                         title=f"result of {part.tool_call_id}",
                         result=_result_text(part.content),
@@ -178,7 +188,7 @@ def _message_blocks(
                     )
                 )
         else:
-            blocks.append(Block("raw", pretty_json(attrs.asdict(part)), title="part"))
+            blocks.append(block("raw", pretty_json(attrs.asdict(part)), title="part"))
     return blocks
 
 
@@ -186,12 +196,12 @@ def _other_blocks(entry: Entry) -> list[Block]:
     payload = dict(entry.payload)
     if entry.type == "compaction":
         return [
-            Block("note", str(payload.get("summary", "")), title="compaction summary"),
-            Block("note", f"kept from entry {payload.get('firstKeptEntryId', '?')}"),
+            block("note", str(payload.get("summary", "")), title="compaction summary"),
+            block("note", f"kept from entry {payload.get('firstKeptEntryId', '?')}"),
         ]
     if entry.type == "branch_summary":
-        return [Block("note", str(payload.get("summary", "")), title="abandoned branch")]
-    return [Block("raw", pretty_json(payload), title=entry.type)]
+        return [block("note", str(payload.get("summary", "")), title="abandoned branch")]
+    return [block("raw", pretty_json(payload), title=entry.type)]
 
 
 def entry_views(entries: Iterable[Entry]) -> list[EntryView]:
@@ -204,7 +214,7 @@ def entry_views(entries: Iterable[Entry]) -> list[EntryView]:
     for entry in page:
         message = messages.get(entry.seq)
         if message is None and entry.type == "message":
-            blocks = [Block("raw", pretty_json(dict(entry.payload)), title="message")]
+            blocks = [block("raw", pretty_json(dict(entry.payload)), title="message")]
         elif message is None:
             blocks = _other_blocks(entry)
         else:
@@ -218,7 +228,7 @@ def entry_views(entries: Iterable[Entry]) -> list[EntryView]:
             continue
         if message is not None and message.role in TOOL_ROLES and message.tool_call_id:
             blocks = [
-                Block(
+                block(
                     "tool",
                     title=message.tool_name or f"result of {message.tool_call_id}",
                     result=message.text,
