@@ -2,8 +2,9 @@
 
 A conversation's reads and appends are one call each on the store's engine
 (`Engine.read_key_tail`, an append to a key): the key's session is found in
-the same call, so a turn costs one hand-off to a worker thread, and the
-sync and async methods run the same engine code.
+the same call, so a turn costs one hand-off to a worker thread (none, for
+a small read of an SQLite file: `read_small`), and the sync and async
+methods run the same engine code.
 """
 
 from __future__ import annotations

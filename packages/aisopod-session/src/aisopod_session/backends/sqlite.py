@@ -589,8 +589,7 @@ class SqliteBackend:
     def _inline_connection(self) -> sqlite3.Connection:
         """The calling thread's connection for reads run inline: read-only, a busy
         timeout of zero (SQLite fails at once where it would wait for a lock), no
-        value longer than INLINE_BYTES."""
-        self._check_open()
+        value longer than INLINE_BYTES (the `_Inline` block checked the store is open)."""
         connection: sqlite3.Connection | None = getattr(self._local, "inline_connection", None)
         if connection is None:
             connection = self._raw_connection(read_only=True, timeout=0)
@@ -834,7 +833,9 @@ class _Inline:
         self.checks_left = INLINE_STEPS // _STEPS_PER_CHECK
 
     def __enter__(self) -> None:
-        self._backend._local.inline = self
+        backend = self._backend
+        backend._check_open()  # in a forked child, this thread's state starts afresh first
+        backend._local.inline = self
 
     def __exit__(self, *exc: object) -> None:
         self._backend._local.inline = None
