@@ -68,6 +68,11 @@ def test_a_small_read_runs_on_the_loop_thread_and_reads_what_the_sync_call_reads
             assert page == store.sync.history(session_id, **kwargs)
         more = await store.history(session_id, cursor=page.next, limit=INLINE_ENTRIES)
         assert more == store.sync.history(session_id, cursor=page.next, limit=INLINE_ENTRIES)
+        path = await store.path(session_id, last=20)
+        assert path == store.sync.path(session_id, last=20)
+        assert await store.path(session_id, last=20, before=path.cursor) == store.sync.path(
+            session_id, last=20, before=path.cursor
+        )
         # Its errors are the call's own.
         with pytest.raises(SessionNotFound):
             await store.history("no-such-session", last=5)

@@ -9,13 +9,15 @@ and the group committed again, each append in its own savepoint, so that it
 fails alone): with many concurrent writers, one durable commit (one fsync)
 serves many appends.
 
-On an SQLite file, a small read (a page of at most INLINE_ENTRIES entries)
-runs on the event loop's own thread when it can without waiting: a thread
-hand-off costs a third of such a read, and more on a loaded machine. Such a
-read never waits for a lock or a busy file (it fails at once and goes to a
-worker thread instead) and stops, to go there too, past a bound on what it
-reads (`SqliteBackend.inline`). PostgreSQL reads, which go over the network,
-always run on worker threads.
+On an SQLite file, a small read (a page of `history` or `path`, or an
+adapter's window, of at most INLINE_ENTRIES entries) runs on the event
+loop's own thread when it can without waiting: a thread hand-off costs a
+third of such a read, and more on a loaded machine. Such a read never waits
+for a lock or a busy file (it fails at once and goes to a worker thread
+instead) and stops, to go there too, past a bound on what it reads
+(`SqliteBackend.inline`): what it costs the loop is what the synchronous
+call costs its caller. PostgreSQL reads, which go over the network, always
+run on worker threads.
 """
 
 from __future__ import annotations
@@ -295,8 +297,10 @@ class AsyncSessionStore:
     or `async with`, or `close()` from synchronous code. `borrowing(store)`
     makes one over a synchronous store that stays its owner's.
 
-    The calls run on threads of the store's own; a store dropped unclosed
-    stops them once no handle on it (or made by `for_agent`) is left.
+    The calls run on threads of the store's own (a small read of an SQLite
+    file, on the event loop's thread when it can without waiting: see the
+    module docstring); a store dropped unclosed stops them once no handle on
+    it (or made by `for_agent`) is left.
     """
 
     def __init__(
@@ -584,8 +588,14 @@ class AsyncSessionStore:
         leaf: int | None = None,
     ) -> Page:
         """See `SessionStore.path`."""
-        return await self._call(
-            self._store.path, session_id, last=last, before=before, cursor=cursor, leaf=leaf
+        return await self._read(
+            _few(last, default=True),
+            self._store.path,
+            session_id,
+            last=last,
+            before=before,
+            cursor=cursor,
+            leaf=leaf,
         )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
