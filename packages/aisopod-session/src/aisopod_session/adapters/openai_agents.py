@@ -335,7 +335,12 @@ def _decode(kind: str, payload: Any) -> list[dict[str, Any]] | None:
     (see the module docstring); a compaction is its summary, as a user message."""
     if kind == "message":
         message = payload.get("message")
-        value = message.get(ITEM_KEY) if isinstance(message, dict) else None
+        try:
+            value = message[ITEM_KEY]
+        except (KeyError, TypeError):  # not a dict, or no item in it
+            value = None
+        if type(value) is dict:  # the commonest entry (this runs for every one read)
+            return [value]
         if value is None:  # kept encoded, or not an item: the slow way
             value = restore(message, ITEM_KEY)
             if is_missing(value):
