@@ -219,3 +219,31 @@ def test_other_reads_run_on_worker_threads(
     loop_thread = asyncio.run(main())
     assert loop_thread in threads  # the sync call's, on this thread
     assert len(threads) == 2  # and the async call's, on a worker
+
+
+def test_the_inline_connections_of_threads_that_ended_are_closed(tmp_path: Path) -> None:
+    """An event loop per thread (per request, say): each thread reads on a connection
+    of its own, and those of threads that have ended do not pile up."""
+    store = open_async_store(tmp_path / "s.db")
+    session_id = store.sync.get_or_create("agent:main:main").id
+    store.sync.append(session_id, Message.user("hi"))
+    backend = sqlite_backend(store.sync)
+    seen: list[sqlite3.Connection] = []
+
+    def one_loop() -> None:
+        page = asyncio.run(store.history(session_id, last=5))
+        assert [entry.text for entry in page.entries] == ["hi"]
+        seen.append(backend._local.inline_connection)
+
+    for _ in range(3):
+        thread = threading.Thread(target=one_loop)
+        thread.start()
+        thread.join(timeout=WAIT)
+    assert len(seen) == 3
+    assert list(backend._inline_connections.values()) == [seen[-1]]
+    for ended in seen[:-1]:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            ended.execute("SELECT 1")
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        seen[-1].execute("SELECT 1")

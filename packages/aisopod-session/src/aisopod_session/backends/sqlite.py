@@ -420,6 +420,7 @@ class SqliteBackend:
         self._immutable = False
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._inline_connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         # One writer at a time inside this process: threads queue here
         # instead of polling SQLite's lock; other processes are kept out by
@@ -570,6 +571,7 @@ class SqliteBackend:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
+            self._inline_connections = {}
             self._memory = None
             self._write_lock = threading.RLock()
             self._registry_lock = threading.Lock()
@@ -595,7 +597,12 @@ class SqliteBackend:
             connection = self._raw_connection(read_only=True, timeout=0)
             connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, INLINE_BYTES)
             with self._registry_lock:
-                self._connections.append(connection)
+                # Event loops may come and go with their threads (a loop per
+                # request): the connections of threads that ended are closed.
+                ended = [t for t in self._inline_connections if not t.is_alive()]
+                for thread in ended:
+                    self._inline_connections.pop(thread).close()
+                self._inline_connections[threading.current_thread()] = connection
             self._local.inline_connection = connection
         return connection
 
@@ -603,6 +610,8 @@ class SqliteBackend:
         """Close every connection this backend opened."""
         with self._registry_lock:
             connections, self._connections = self._connections, []
+            connections += self._inline_connections.values()
+            self._inline_connections = {}
             self._closed = True
         for connection in connections:
             connection.close()
