@@ -792,3 +792,37 @@ def test_the_event_loop_is_not_blocked(
     loop_thread = run(main())
     assert threads
     assert loop_thread not in threads
+
+
+def test_on_a_file_only_small_reads_run_on_the_event_loop(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an SQLite file, `get_items(limit)` of a few items reads on the loop's own
+    thread, on the connection that never waits; every other transaction (adds, a
+    read of every item, pops, clears) runs on the store's worker threads."""
+    normal: set[int] = set()
+    inline: set[int] = set()
+    with open_store(sqlite_url) as store:
+        backend = engine_of(store).backend
+        for name, threads in (("_connection", normal), ("_inline_connection", inline)):
+            method = getattr(backend, name)
+
+            def spy(*args: Any, _method: Any = method, _threads: set[int] = threads) -> Any:
+                _threads.add(threading.get_ident())
+                return _method(*args)
+
+            monkeypatch.setattr(backend, name, spy)
+        session = AisopodSession(fresh_name(), store)
+
+        async def main() -> int:
+            await add(session, [user("hi"), assistant("hello"), user("again")])
+            assert await get(session, 2) == [assistant("hello"), user("again")]
+            assert await get(session) == [user("hi"), assistant("hello"), user("again")]
+            assert await pop(session) == user("again")
+            await session.clear_session()
+            return threading.get_ident()
+
+        loop_thread = run(main())
+    assert loop_thread in inline
+    assert loop_thread not in normal
+    assert normal  # the worker threads'
