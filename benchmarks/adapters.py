@@ -17,7 +17,10 @@ comparison would flatter us), and ours run at the store's default, FULL.
   `SQLAlchemySession` on asyncpg, on PostgreSQL);
 - LangChain: `AisopodChatMessageHistory` against `SQLChatMessageHistory`
   (SQLAlchemy, psycopg on PostgreSQL);
-- the async store's `history(last=50)` against the same call on the sync store.
+- the async store's `history(last=50)` against the same call on the sync store
+  (on SQLite such a small read runs on the event loop's own thread when it
+  can without waiting, see `AsyncSessionStore`; on PostgreSQL it goes to a
+  worker thread, and the row measures that hand-off).
 
 "ratio" is their time over ours (for the async row: the async call's time over
 the sync call's), and "target" what the row must reach. The 1,000-item add also

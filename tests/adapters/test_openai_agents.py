@@ -32,6 +32,7 @@ from aisopod_session import (
 )
 from aisopod_session._store import engine_of
 from aisopod_session.adapters.openai_agents import ITEM_KEY, AisopodSession
+from aisopod_session.backends.sqlite import INLINE_BYTES, INLINE_STEPS
 from tests.adapters.conftest import StoreArg, fresh_name
 from tests.adapters.strategies import extra_fields, json_values, texts
 from tests.adapters.workers import agents_turns
@@ -287,6 +288,32 @@ def test_items_come_back_in_the_order_added(make_session: Callable[..., AisopodS
         return await get(session)
 
     assert run(main()) == [item for batch in batches for item in batch]
+
+
+def test_windows_small_and_large_read_the_same_items(
+    make_session: Callable[..., AisopodSession], inspect: SessionStore
+) -> None:
+    """A small window of an SQLite file is read on the event loop's thread, one past
+    its bounds (long items, many entries that are no items) on a worker thread: the
+    items are the same either way, on every backend."""
+    session = make_session()
+    long_items = [user(str(n) * (INLINE_BYTES // 2)) for n in range(4)]
+    short_items = [user(str(n)) for n in range(3)]
+    # More rows than an inline read may step through (about 10 steps a row).
+    notes = [NewEntry("custom", {"customType": "note", "data": {}})] * (INLINE_STEPS // 8)
+
+    async def main() -> None:
+        await add(session, long_items)
+        assert await get(session, 3) == long_items[1:]
+        await add(session, short_items)
+        assert await get(session, 4) == long_items[3:] + short_items
+        stored = inspect.current(session.key)
+        assert stored is not None
+        inspect.append(stored.id, notes)
+        await add(session, [user("last")])
+        assert await get(session, 5) == long_items[3:] + short_items + [user("last")]
+
+    run(main())
 
 
 def test_limit_is_resolved_as_the_sdk_sessions_do(
@@ -765,3 +792,37 @@ def test_the_event_loop_is_not_blocked(
     loop_thread = run(main())
     assert threads
     assert loop_thread not in threads
+
+
+def test_on_a_file_only_small_reads_run_on_the_event_loop(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an SQLite file, `get_items(limit)` of a few items reads on the loop's own
+    thread, on the connection that never waits; every other transaction (adds, a
+    read of every item, pops, clears) runs on the store's worker threads."""
+    normal: set[int] = set()
+    inline: set[int] = set()
+    with open_store(sqlite_url) as store:
+        backend = engine_of(store).backend
+        for name, threads in (("_connection", normal), ("_inline_connection", inline)):
+            method = getattr(backend, name)
+
+            def spy(*args: Any, _method: Any = method, _threads: set[int] = threads) -> Any:
+                _threads.add(threading.get_ident())
+                return _method(*args)
+
+            monkeypatch.setattr(backend, name, spy)
+        session = AisopodSession(fresh_name(), store)
+
+        async def main() -> int:
+            await add(session, [user("hi"), assistant("hello"), user("again")])
+            assert await get(session, 2) == [assistant("hello"), user("again")]
+            assert await get(session) == [user("hi"), assistant("hello"), user("again")]
+            assert await pop(session) == user("again")
+            await session.clear_session()
+            return threading.get_ident()
+
+        loop_thread = run(main())
+    assert loop_thread in inline
+    assert loop_thread not in normal
+    assert normal  # the worker threads'

@@ -8,6 +8,16 @@ single transaction (should one of them fail, that transaction is rolled back
 and the group committed again, each append in its own savepoint, so that it
 fails alone): with many concurrent writers, one durable commit (one fsync)
 serves many appends.
+
+On an SQLite file, a small read (a page of `history` or `path`, or an
+adapter's window, of at most INLINE_ENTRIES entries) runs on the event
+loop's own thread when it can without waiting: a thread hand-off costs a
+third of such a read, and more on a loaded machine. Such a read never waits
+for a lock or a busy file (it fails at once and goes to a worker thread
+instead) and stops, to go there too, past a bound on what it reads
+(`SqliteBackend.inline`): what it costs the loop is what the synchronous
+call costs its caller. PostgreSQL reads, which go over the network, always
+run on worker threads.
 """
 
 from __future__ import annotations
@@ -52,15 +62,20 @@ from aisopod_session._retention import MaintenanceReport
 from aisopod_session._search import SearchPage
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import Outcome, WorkerThreads, deliver, deliver_all
-from aisopod_session.backends._sql import SqlTx
+from aisopod_session.backends._sql import SqlTx, WouldWait
+from aisopod_session.backends.sqlite import SqliteBackend
 from aisopod_shared import Clock, Message, logger, now_micros
 
-__all__ = ["AsyncSessionStore", "in_worker", "submit_append"]
+__all__ = ["INLINE_ENTRIES", "AsyncSessionStore", "in_worker", "read_small", "submit_append"]
 
 T = TypeVar("T")
 
 MAX_GROUP: Final = 512
 """The most appends one group commit takes."""
+
+INLINE_ENTRIES: Final = 100
+"""The most entries a read may ask for to run on the event loop's thread (see the
+module docstring)."""
 
 
 @attrs.define
@@ -282,8 +297,10 @@ class AsyncSessionStore:
     or `async with`, or `close()` from synchronous code. `borrowing(store)`
     makes one over a synchronous store that stays its owner's.
 
-    The calls run on threads of the store's own; a store dropped unclosed
-    stops them once no handle on it (or made by `for_agent`) is left.
+    The calls run on threads of the store's own (a small read of an SQLite
+    file, on the event loop's thread when it can without waiting: see the
+    module docstring); a store dropped unclosed stops them once no handle on
+    it (or made by `for_agent`) is left.
     """
 
     def __init__(
@@ -301,6 +318,8 @@ class AsyncSessionStore:
             _threads = _Threads.start(self._engine, max_workers)
         self._threads = _threads
         self._workers, self._committer = _threads.workers, _threads.committer
+        backend = self._engine.backend
+        self._sqlite = backend if isinstance(backend, SqliteBackend) else None
 
     @classmethod
     def borrowing(cls, store: SessionStore, *, max_workers: int = 8) -> AsyncSessionStore:
@@ -365,6 +384,21 @@ class AsyncSessionStore:
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._workers.run(functools.partial(fn, *args, **kwargs))
+
+    async def _read(self, small: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the read `fn(*args, **kwargs)`: at once, on this thread, when it is
+        `small` (`_few`) and the store's SQLite file lets it run here without waiting
+        (see the module docstring); else on a worker thread."""
+        inline = self._sqlite.inline() if small and self._sqlite is not None else None
+        if inline is not None:
+            if self._workers.closed:
+                raise StoreUnavailable("the store is closed")
+            try:
+                with inline:
+                    return fn(*args, **kwargs)
+            except WouldWait:
+                pass  # a worker thread may wait, or read more
+        return await self._call(fn, *args, **kwargs)
 
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""
@@ -531,7 +565,8 @@ class AsyncSessionStore:
         cursor: str | None = None,
     ) -> Page:
         """See `SessionStore.history`."""
-        return await self._call(
+        return await self._read(
+            _few(last if last is not None else limit, default=True),
             self._store.history,
             session_id,
             last=last,
@@ -553,8 +588,14 @@ class AsyncSessionStore:
         leaf: int | None = None,
     ) -> Page:
         """See `SessionStore.path`."""
-        return await self._call(
-            self._store.path, session_id, last=last, before=before, cursor=cursor, leaf=leaf
+        return await self._read(
+            _few(last, default=True),
+            self._store.path,
+            session_id,
+            last=last,
+            before=before,
+            cursor=cursor,
+            leaf=leaf,
         )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
@@ -685,6 +726,24 @@ async def in_worker(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
     (the adapters' reads) as one call, without blocking the event loop."""
     engine = store._engine
     return await store._workers.run(functools.partial(work, engine))
+
+
+async def read_small(
+    store: AsyncSessionStore, entries: int | None, work: Callable[[Engine], T]
+) -> T:
+    """Run the read `work(engine)` of at most `entries` entries (`None`: no bound) as the
+    store runs its own reads of a page: on the event loop's thread when it is small
+    and can run there without waiting, else on a worker thread (the module docstring)."""
+    return await store._read(_few(entries, default=False), work, store._engine)
+
+
+def _few(entries: object, *, default: bool) -> bool:
+    """Whether a read of `entries` entries is small enough to run on the event loop's
+    thread: at most INLINE_ENTRIES; `default` when the read gives no number (a
+    bad one is left to the call, which says what is wrong with it)."""
+    if entries is None:
+        return default
+    return type(entries) is int and 0 < entries <= INLINE_ENTRIES
 
 
 async def submit_append(store: AsyncSessionStore, request: AppendRequest) -> tuple[Entry, ...]:

@@ -52,6 +52,11 @@ class WorkerThreads:
         self._closed = False
         self._pid = os.getpid()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `shutdown` was called."""
+        return self._closed
+
     async def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` on a worker thread and return (or raise) what it does.
 

@@ -2,8 +2,9 @@
 
 A conversation's reads and appends are one call each on the store's engine
 (`Engine.read_key_tail`, an append to a key): the key's session is found in
-the same call, so a turn costs one hand-off to a worker thread, and the
-sync and async methods run the same engine code.
+the same call, so a turn costs one hand-off to a worker thread (none, for
+a small read of an SQLite file: `read_small`), and the sync and async
+methods run the same engine code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import unquote
 
 import attrs
 
-from aisopod_session._async import AsyncSessionStore, in_worker, submit_append
+from aisopod_session._async import AsyncSessionStore, in_worker, read_small, submit_append
 from aisopod_session._compaction import (
     CompactionResult,
     KeepLastTurns,
@@ -251,10 +252,12 @@ class StoreHandle:
     async def read(
         self, target: Target, limit: int | None, decode: Decode[T], *, pairs: bool
     ) -> list[T]:
-        """`read_now`, without blocking the event loop (one call on a worker thread)."""
+        """`read_now`, without blocking the event loop: one call, on a worker thread or,
+        for a small read of an SQLite file, on the loop's thread (`read_small`)."""
         stored, agent = target
-        return await in_worker(
+        return await read_small(
             self.async_store,
+            limit,
             lambda engine: engine.read_key_tail(agent, stored, limit, decode, keep_pairs=pairs),
         )
 

@@ -165,10 +165,12 @@ class AisopodSession(KeyedConversation):
     Items are read along the active path, so popped items are not returned.
     Entries written by other means (the store's API, another framework's
     adapter, an import) are items too, as their messages map (see the module
-    docstring). Each call is one hand-off to the store's worker threads, so
+    docstring). Each call is one call on the store: on its worker threads, so
     the event loop never waits on the database and items added by concurrent
-    coroutines share commits; the key is looked up on every call, so
-    processes sharing the store see each other's items, pops and clears.
+    coroutines share commits, except that `get_items` of up to 100 items from
+    an SQLite file runs on the loop's own thread when it can without waiting
+    (`AsyncSessionStore`); the key is looked up on every call, so processes
+    sharing the store see each other's items, pops and clears.
     """
 
     session_id: str
@@ -333,7 +335,12 @@ def _decode(kind: str, payload: Any) -> list[dict[str, Any]] | None:
     (see the module docstring); a compaction is its summary, as a user message."""
     if kind == "message":
         message = payload.get("message")
-        value = message.get(ITEM_KEY) if isinstance(message, dict) else None
+        try:
+            value = message[ITEM_KEY]
+        except (KeyError, TypeError):  # not a dict, or no item in it
+            value = None
+        if type(value) is dict:  # the commonest entry (this runs for every one read)
+            return [value]
         if value is None:  # kept encoded, or not an item: the slow way
             value = restore(message, ITEM_KEY)
             if is_missing(value):

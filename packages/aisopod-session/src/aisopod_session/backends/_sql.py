@@ -51,6 +51,7 @@ __all__ = [
     "ListFilter",
     "SessionRecord",
     "SqlTx",
+    "WouldWait",
 ]
 
 
@@ -229,6 +230,12 @@ class ListFilter:
     updated_before: int | None = None
     key: str | None = None
     user_id: str | None = None
+
+
+class WouldWait(Exception):
+    """A read run on the calling thread without waiting (`SqliteBackend.inline`) stopped
+    where it would have waited, or grown past what such a read may be: nothing was
+    changed (it is a read), and the caller runs it on a worker thread instead."""
 
 
 class Backend(Protocol):

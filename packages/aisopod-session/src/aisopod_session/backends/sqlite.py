@@ -32,7 +32,14 @@ from aisopod_session._errors import (
 )
 from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
-from aisopod_session.backends._sql import SearchFilter, SqlTx, StateEdit, StateOwner, search_hit
+from aisopod_session.backends._sql import (
+    SearchFilter,
+    SqlTx,
+    StateEdit,
+    StateOwner,
+    WouldWait,
+    search_hit,
+)
 from aisopod_shared import logger
 
 __all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
@@ -207,6 +214,14 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         ),
     ),
 )
+
+INLINE_BYTES: Final = 128 * 1024
+"""The most payload bytes a read run inline (`SqliteBackend.inline`) parses, and the
+longest value it reads: a few hundred typical entries."""
+INLINE_STEPS: Final = 10_000
+"""The most steps of SQLite's virtual machine a read run inline takes (a 50-entry
+page takes about a thousand)."""
+_STEPS_PER_CHECK: Final = 500
 
 INDEX_BATCH: Final = 256
 """Appends index pending entries when a row id crosses a multiple of this."""
@@ -405,6 +420,7 @@ class SqliteBackend:
         self._immutable = False
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._inline_connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._registry_lock = threading.Lock()
         # One writer at a time inside this process: threads queue here
         # instead of polling SQLite's lock; other processes are kept out by
@@ -490,15 +506,19 @@ class SqliteBackend:
 
     # --- connections ------------------------------------------------------------
 
-    def _raw_connection(self, *, read_only: bool) -> sqlite3.Connection:
+    def _raw_connection(
+        self, *, read_only: bool, timeout: float | None = None
+    ) -> sqlite3.Connection:
         """A connection to the file (read-only: `mode=ro`, which never writes it;
-        `immutable=1` where SQLite cannot even make the -shm file of a WAL store)."""
+        `immutable=1` where SQLite cannot even make the -shm file of a WAL store);
+        its busy timeout is the store's unless `timeout` is given."""
+        timeout = self.busy_timeout if timeout is None else timeout
         if self.path is None:
             return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         if not read_only:
             return sqlite3.connect(
                 str(self.path),
-                timeout=self.busy_timeout,
+                timeout=timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -507,7 +527,7 @@ class SqliteBackend:
             connection = sqlite3.connect(
                 target,
                 uri=True,
-                timeout=self.busy_timeout,
+                timeout=timeout,
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -543,7 +563,7 @@ class SqliteBackend:
             self._connections.append(connection)
         return connection
 
-    def _connection(self) -> sqlite3.Connection:
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreUnavailable("the store is closed")
         if os.getpid() != self._pid:
@@ -551,9 +571,13 @@ class SqliteBackend:
             self._pid = os.getpid()
             self._local = threading.local()
             self._connections = []
+            self._inline_connections = {}
             self._memory = None
             self._write_lock = threading.RLock()
             self._registry_lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        self._check_open()
         if self.path is None:
             if self._memory is None:
                 self._memory = self._connect()
@@ -564,18 +588,47 @@ class SqliteBackend:
             self._local.connection = connection
         return connection
 
+    def _inline_connection(self) -> sqlite3.Connection:
+        """The calling thread's connection for reads run inline: read-only, a busy
+        timeout of zero (SQLite fails at once where it would wait for a lock), no
+        value longer than INLINE_BYTES (the `_Inline` block checked the store is open)."""
+        connection: sqlite3.Connection | None = getattr(self._local, "inline_connection", None)
+        if connection is None:
+            connection = self._raw_connection(read_only=True, timeout=0)
+            connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, INLINE_BYTES)
+            with self._registry_lock:
+                # Event loops may come and go with their threads (a loop per
+                # request): the connections of threads that ended are closed.
+                ended = [t for t in self._inline_connections if not t.is_alive()]
+                for thread in ended:
+                    self._inline_connections.pop(thread).close()
+                self._inline_connections[threading.current_thread()] = connection
+            self._local.inline_connection = connection
+        return connection
+
     def close(self) -> None:
         """Close every connection this backend opened."""
         with self._registry_lock:
             connections, self._connections = self._connections, []
+            connections += self._inline_connections.values()
+            self._inline_connections = {}
             self._closed = True
         for connection in connections:
             connection.close()
 
     # --- transactions -----------------------------------------------------------
 
-    def read(self) -> _Transaction:
+    def inline(self) -> _Inline | None:
+        """Reads that run on the calling thread without ever waiting, for an event
+        loop to run small reads on its own thread (`None` in memory, where readers
+        queue with writers): see `_Inline`."""
+        return _Inline(self) if self.path is not None else None
+
+    def read(self) -> _Transaction | _InlineRead:
         """A read transaction: one consistent snapshot (WAL lets it run beside a writer)."""
+        inline: _Inline | None = getattr(self._local, "inline", None)
+        if inline is not None:
+            return _InlineRead(inline)
         # An in-memory database is one connection: its readers queue with its writers.
         lock = self._write_lock if self.path is None else None
         return _Transaction(self, "BEGIN", lock)
@@ -588,13 +641,15 @@ class SqliteBackend:
         """
         if self.read_only:
             raise StoreReadOnly(f"{self.url}: the store is read-only")
+        if getattr(self._local, "inline", None) is not None:
+            raise WouldWait("a write waits for the write lock")  # nothing was attempted
         return _Transaction(self, "BEGIN IMMEDIATE", self._write_lock)
 
     def write_append(self) -> _Transaction:
         """An append: a write like any other here."""
         return self.write()
 
-    def read_statement(self) -> _Transaction:
+    def read_statement(self) -> _Transaction | _InlineRead:
         """A one-statement read: a read like any other here."""
         return self.read()
 
@@ -761,6 +816,105 @@ class _Transaction:
     def _release(self) -> None:
         if self._lock is not None:
             self._lock.release()
+
+
+class _Inline:
+    """Reads on the calling thread that never wait and stay small, inside
+    `with backend.inline():` (an event loop runs small reads so, on its own thread).
+
+    The block's reads run on a connection of the thread's own that only reads
+    and never waits: where SQLite would wait for a lock (another process's
+    exclusive lock, a recovery under way), it fails at once. A read also stops
+    once it has taken INLINE_STEPS steps of SQLite's virtual machine, met a
+    value longer than INLINE_BYTES or parsed INLINE_BYTES of payloads; a write
+    is refused before it starts. Each of these raises `WouldWait`, with nothing
+    changed, and the caller runs the read on a worker thread instead, where it
+    may wait; any other error is the read's own. What is left is what the
+    synchronous call does: parsing what it reads, from the operating system's
+    page cache or, for pages not in it, the disk.
+    """
+
+    __slots__ = ("_backend", "bytes_left", "checks_left")
+
+    def __init__(self, backend: SqliteBackend) -> None:
+        self._backend = backend
+        self.bytes_left = INLINE_BYTES
+        self.checks_left = INLINE_STEPS // _STEPS_PER_CHECK
+
+    def __enter__(self) -> None:
+        backend = self._backend
+        backend._check_open()  # in a forked child, this thread's state starts afresh first
+        backend._local.inline = self
+
+    def __exit__(self, *exc: object) -> None:
+        self._backend._local.inline = None
+
+    def connection(self) -> sqlite3.Connection:
+        connection = self._backend._inline_connection()
+        connection.set_progress_handler(self._step, _STEPS_PER_CHECK)
+        return connection
+
+    def _step(self) -> int:
+        """SQLite's progress handler: nonzero interrupts the statement (SQLITE_INTERRUPT)."""
+        self.checks_left -= 1
+        return self.checks_left < 0
+
+    @property
+    def url(self) -> str:
+        return self._backend.url
+
+
+class _InlineRead:
+    """One read transaction of an `_Inline` block."""
+
+    __slots__ = ("_connection", "_inline")
+
+    def __init__(self, inline: _Inline) -> None:
+        self._inline = inline
+
+    def __enter__(self) -> SqliteTx:
+        try:
+            self._connection = connection = self._inline.connection()
+            connection.execute("BEGIN")
+        except (sqlite3.Error, AisopodError) as err:
+            raise WouldWait(str(err)) from err
+        return _InlineTx(connection, self._inline)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            try:
+                self._connection.execute("COMMIT")
+            except sqlite3.Error as err:
+                _rollback(self._connection)
+                raise WouldWait(str(err)) from err
+            return
+        _rollback(self._connection)
+        # A database error here (busy, interrupted, a value too long, ...) is one a
+        # worker thread may not meet: the read is made again there.
+        if isinstance(error, sqlite3.Error) or isinstance(
+            getattr(error, "__cause__", None), sqlite3.Error
+        ):
+            raise WouldWait(str(error)) from error
+
+
+class _InlineTx(SqliteTx):
+    """The statements of an inline read, counting the payload bytes it parses."""
+
+    def __init__(self, connection: sqlite3.Connection, inline: _Inline) -> None:
+        super().__init__(connection, inline.url)
+        self._inline = inline
+
+    def decode_json(self, value: Any) -> Any:
+        inline = self._inline
+        inline.bytes_left -= len(value)
+        if inline.bytes_left < 0:
+            raise WouldWait(f"over {INLINE_BYTES} bytes of payloads")
+        return orjson.loads(value)
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
