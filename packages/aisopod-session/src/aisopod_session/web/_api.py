@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aisopod_session.cli import session_row
+from aisopod_session.web._at_once import read_route
 from aisopod_session.web._pages import store_of
 from aisopod_session.web._reads import (
     PAGE_SIZE,
@@ -116,12 +117,12 @@ def _usage(request: Request) -> Response:
 def api_routes() -> list[Route]:
     """The JSON API's routes (all GET: writes are forms, with their CSRF token)."""
     return [
-        Route("/api/sessions", _sessions),
-        Route("/api/sessions/{session_id}", _session),
-        Route("/api/sessions/{session_id}/entries", _entries),
-        Route("/api/sessions/{session_id}/state", _state),
-        Route("/api/sessions/{session_id}/branches", _branches),
-        Route("/api/sessions/{session_id}/forks", _forks),
-        Route("/api/search", _search),
-        Route("/api/usage", _usage),
+        read_route("/api/sessions", _sessions),
+        read_route("/api/sessions/{session_id}", _session),
+        read_route("/api/sessions/{session_id}/entries", _entries),
+        read_route("/api/sessions/{session_id}/state", _state),
+        read_route("/api/sessions/{session_id}/branches", _branches),
+        read_route("/api/sessions/{session_id}/forks", _forks),
+        read_route("/api/search", _search),
+        read_route("/api/usage", _usage),
     ]

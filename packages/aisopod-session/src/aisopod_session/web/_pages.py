@@ -16,6 +16,7 @@ from starlette.routing import Route
 from aisopod_session._model import Session
 from aisopod_session._store import SessionStore
 from aisopod_session.transfer import export_transcript
+from aisopod_session.web._at_once import read_route
 from aisopod_session.web._reads import (
     PAGE_SIZE,
     entries_page,
@@ -201,10 +202,10 @@ def usage_page(request: Request) -> Response:
 def page_routes() -> list[Route]:
     """The HTML pages' routes."""
     return [
-        Route("/", sessions, name="sessions"),
-        Route("/sessions/{session_id}", session, name="session"),
-        Route("/sessions/{session_id}/entries", new_entries, name="new_entries"),
-        Route("/sessions/{session_id}/transcript.jsonl", transcript, name="transcript"),
-        Route("/search", search, name="search"),
-        Route("/usage", usage_page, name="usage"),
+        read_route("/", sessions, name="sessions"),
+        read_route("/sessions/{session_id}", session, name="session"),
+        read_route("/sessions/{session_id}/entries", new_entries, name="new_entries"),
+        read_route("/sessions/{session_id}/transcript.jsonl", transcript, name="transcript"),
+        read_route("/search", search, name="search"),
+        read_route("/usage", usage_page, name="usage"),
     ]
