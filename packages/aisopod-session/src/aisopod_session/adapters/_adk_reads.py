@@ -44,20 +44,24 @@ class NotNow(Exception):
 
 
 class AtOnce:
-    """Reads of a SQLite file made on the calling thread (the event loop's), for the
-    reads that are a few index lookups: a hand-off to a worker thread and back costs
-    more than they do (about 60 µs on a quiet two-core machine, far more on a busy
-    one, against 20-50 µs for the read).
+    """Small reads of a SQLite file (listings, user state, a window of recent events)
+    made on the calling thread, the event loop's, rather than on a worker thread. The
+    hand-off there and back costs about as much as such a read (60 µs on a quiet
+    two-core machine, several times that on a busy one, against 30-80 µs for a
+    listing), and most of a window's time is the Python work of making ADK's
+    objects, which holds the interpreter on a worker thread as well: the loop would
+    not run meanwhile anyway.
 
-    Why the event loop never waits here: the reads go through a read-only
-    connection of their own (one per thread) whose busy timeout is zero, so
-    where SQLite would wait for a lock (a checkpoint, recovery) it reports
-    busy at once, and the read is handed to a worker thread instead. In WAL
-    mode a reader takes no lock a writer holds: the group committer's commits
-    and fsyncs never hold it up. No lock of this process is taken (only the
-    backend's registry lock, while a thread opens its connection). PostgreSQL
-    (a network round trip) and a store in memory (one connection, shared
-    under a lock) always use the worker threads.
+    Why the event loop never waits here: the reads go through read-only
+    connections of their own (one per thread) whose busy timeout is zero, so
+    where SQLite would wait for a lock (recovery after a crash, another process
+    holding the file in exclusive mode) it says so at once, and the read goes
+    to a worker thread instead. In WAL mode a reader takes no lock a writer
+    holds: the group committer's commits and fsyncs never hold it up. No lock
+    of this process is waited on (the backend's registry lock is held only
+    while a thread opens or closes a connection). PostgreSQL (a network round
+    trip) and a store in memory (one connection, shared under a lock) always
+    use the worker threads.
     """
 
     def __init__(self, store: AsyncSessionStore) -> None:

@@ -46,8 +46,12 @@ How ADK's sessions map onto the store (and back, for every read):
   (the session row, its state and the last events, each event rebuilt from
   its stored JSON without validating it again); `list_sessions` reads only
   the session rows of the app (of one user, through the user index) and
-  their `app:` and `user:` state. Appends go through the store's group
-  committer, like every adapter's.
+  their `app:` and `user:` state. On a SQLite file, listings, user state and
+  `get_session` with `num_recent_events` up to 100 are read on the calling
+  thread, through a read-only connection that never waits: where SQLite
+  would wait for a lock it says so at once and the read goes to a worker
+  thread, as every other read does (and every read on PostgreSQL). Appends
+  go through the store's group committer, like every adapter's.
 
 Deliberate differences from ADK's SQL services (and ADK's own contract tests
 that fail because of them):
@@ -177,7 +181,8 @@ class AisopodSessionService(BaseSessionService):
         agent_id: serve only this app (agent): any other `app_name` is refused.
             By default, the agent the store handle is scoped to, else any.
 
-    Every read is one call on the store's worker threads and every append goes to
+    Every read is one call on the store's worker threads, but for the small ones
+    SQLite can answer at once (see the module docstring), and every append goes to
     its group committer: the event loop never waits on the database. See the
     module docstring for the mapping and the deliberate differences from ADK's
     own services.
@@ -556,7 +561,7 @@ def role_of(event: Event) -> str:
     return "user" if content is not None and content.role == "user" else "assistant"
 
 
-# --- the work, on a worker thread -------------------------------------------------------
+# --- the work: on a worker thread, or at once (`AtOnce`) --------------------------------
 
 
 def _marker(session_id: str, version: int) -> str:
@@ -652,32 +657,32 @@ def _get(
 def _decoder(after: float | None) -> Decode[dict[str, Any]]:
     """The tail read's decoder: an entry's event as its JSON data (none older than
     `after`)."""
+    if after is None:
+        return _kept_event
 
-    def decode(kind: str, payload: Any) -> list[dict[str, Any]] | None:
-        value = _kept_event(kind, payload)
-        if value is None:
+    def since(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+        kept = _kept_event(kind, payload)
+        if kept is None:
             return None
-        if after is not None:
-            stamp = value.get("timestamp")
-            if isinstance(stamp, int | float) and stamp < after:
-                return None
-        return [value]
+        stamp = kept[0].get("timestamp")
+        return None if isinstance(stamp, int | float) and stamp < after else kept
 
-    return decode
+    return since
 
 
-def _kept_event(kind: str, payload: Any) -> dict[str, Any] | None:
-    """The event (its JSON data) an entry keeps, or `None` (not an ADK event, or a later
-    tool result of one)."""
+def _kept_event(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+    """The event (its JSON data, alone in a list) an entry keeps, or `None` (not an ADK
+    event, or a later tool result of one)."""
     # Payloads are parsed JSON: a JSON object is a dict. Most entries read are messages
-    # or state changes, told apart here by their type alone.
+    # or state changes, told apart here by their type alone. This runs for every entry
+    # a read looks at.
     if kind == "message":
         value = restore(payload.get("message"), EVENT_KEY) if type(payload) is dict else None
     elif kind == "custom" and type(payload) is dict and payload.get("customType") == EVENT_KEY:
         value = restore(payload, "data")
     else:
         return None
-    return value if type(value) is dict else None  # `restore` found none: not a dict
+    return [value] if type(value) is dict else None  # `restore` found none: not a dict
 
 
 def _with_shared(
