@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticUndefined
 
 __all__ = ["construct", "rebuild"]
 
@@ -61,8 +62,9 @@ def construct(cls: type[M], values: dict[str, Any], **private: Any) -> M:
     for name, factory in factories:
         if state[name] is _FACTORY:
             state[name] = factory()
-    if any(state[name] is _REQUIRED for name in required):
-        raise ValueError(f"{cls.__name__}: a required field is missing")
+    for name in required:
+        if state[name] is _REQUIRED:
+            raise ValueError(f"{cls.__name__}: a required field is missing: {name}")
     model = _maker(cls)(state, set(values))
     for name, value in private.items():
         if name not in cls.__private_attributes__:
@@ -85,13 +87,14 @@ _MAKERS: Final[dict[type[BaseModel], Make]] = {}
 
 def _maker(cls: type[BaseModel]) -> Make:
     """How `model_construct` makes a model of `cls` from its state, worked out once per
-    class: no extra fields, and `model_post_init` when the class has one (Pydantic's
-    own gives the private attributes their defaults)."""
+    class: no extra fields, then `model_post_init` when the class has one. Pydantic's
+    own (a class with private attributes and no `model_post_init` of its own) gives
+    them their defaults: when those are immutable values, they are set directly."""
     found = _MAKERS.get(cls)
     if found is not None:
         return found
     post_init = bool(cls.__pydantic_post_init__)
-    defaults = {k: v.get_default() for k, v in cls.__private_attributes__.items()}
+    defaults = _private_defaults(cls)
     new = object.__new__
 
     def make(state: dict[str, Any], fields_set: set[str]) -> Any:
@@ -99,15 +102,47 @@ def _maker(cls: type[BaseModel]) -> Make:
         _SET_DICT(model, state)
         _SET_FIELDS_SET(model, fields_set)
         _SET_EXTRA(model, None)
-        _SET_PRIVATE(model, None)
-        if post_init:
-            model.model_post_init(None)
-        elif defaults:
+        if defaults is not None:
             _SET_PRIVATE(model, defaults.copy())
+        else:
+            _SET_PRIVATE(model, None)
+            if post_init:
+                model.model_post_init(None)
         return model
 
     _MAKERS[cls] = make
     return make
+
+
+def _private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
+    """The private attributes Pydantic's own `model_post_init` would give a new model
+    of `cls`, when they are immutable defaults; else `None` (`model_post_init` runs)."""
+    if cls.model_post_init is not _PYDANTIC_POST_INIT:
+        return None
+    defaults: dict[str, Any] = {}
+    for name, attribute in cls.__private_attributes__.items():
+        default: Any = attribute.default
+        if attribute.default_factory is not None:
+            return None
+        if default is PydanticUndefined:
+            continue  # no default: Pydantic leaves it unset
+        if not isinstance(default, _ATOMIC):
+            return None  # Pydantic gives each model a copy of its own
+        defaults[name] = default
+    return defaults
+
+
+def _pydantic_post_init() -> object:
+    """What Pydantic installs as `model_post_init` on a class with private attributes
+    and none of its own (an object no class has, should a Pydantic lack it)."""
+    try:
+        from pydantic._internal import _model_construction
+    except ImportError:  # pragma: no cover - another layout: model_post_init always runs
+        return object()
+    return getattr(_model_construction, "init_private_attributes", object())
+
+
+_PYDANTIC_POST_INIT: Final = _pydantic_post_init()
 
 
 _PLANS: Final[dict[type[BaseModel], Convert]] = {}
@@ -184,7 +219,8 @@ def _field(tp: Any) -> _Field:
     return same, _converter(tp)
 
 
-_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
+_ATOMIC: Final = (type(None), bool, int, float, str, bytes, enum.Enum)
+_IMMUTABLE: Final = (*_ATOMIC, tuple, frozenset)
 _REQUIRED: Final = object()
 _FACTORY: Final = object()
 
