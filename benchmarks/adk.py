@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -99,6 +100,10 @@ async def main() -> None:
         for name, service in services.items():
             print(f"filling {name}: {sessions} sessions, {events} events ...", flush=True)
             writers[name] = await prepare(service, sessions, events)
+        # Ours is CPU work, theirs mostly waiting on threads and files: another
+        # process's load slows ours more, so the table says what the machine was doing
+        # (this one's filling counts in the first figure).
+        load_before = os.getloadavg()[0]
 
         results: dict[str, dict[str, list[float]]] = {}
         config = GetSessionConfig(num_recent_events=50)
@@ -143,6 +148,7 @@ async def main() -> None:
         "get": f"get_session, last 50 of {events}",
         "list": f"list_sessions, 1 user of {sessions}",
     }
+    print(f"\nload average {load_before:.1f} before the rounds, {os.getloadavg()[0]:.1f} after")
     header = f"{'operation':40} {'peer':24} {'ours ms':>9} {'theirs ms':>10}"
     print(f"\n{header} {'ratio':>7} {'target':>7}")
     for peer in ("DatabaseSessionService", "SqliteSessionService"):

@@ -55,7 +55,15 @@ from google.adk.sessions.base_session_service import BaseSessionService, GetSess
 from google.adk.sessions.session import Session as AdkSession
 from google.genai import types
 
-from aisopod_session import InvalidInput, InvalidPayload, PayloadTooLarge, SessionStore, open_store
+from aisopod_session import (
+    AsyncSessionStore,
+    InvalidInput,
+    InvalidPayload,
+    PayloadTooLarge,
+    SessionStore,
+    StoreUnavailable,
+    open_store,
+)
 from aisopod_session.adapters.adk import EVENT_KEY, AisopodSessionService, adk_key
 from aisopod_session.transfer import export_transcript
 from tests.adapters.conftest import BACKENDS
@@ -587,3 +595,93 @@ def test_a_runner_keeps_its_conversation(store: SessionStore, app: str, tmp_path
         return answers
 
     assert run(go())[-1] == "turn 2"
+
+
+async def finished_at_once(coroutine: Coroutine[Any, Any, T]) -> tuple[bool, T]:
+    """Drive `coroutine` to its end as the event loop would, and say whether it ended in
+    its first step: without waiting for anything (a worker thread, say)."""
+    first = True
+    while True:
+        try:
+            waited = coroutine.send(None)
+        except StopIteration as done:
+            return first, done.value
+        first = False
+        if waited is None:  # a bare yield: the loop runs once
+            await asyncio.sleep(0)
+        else:  # a future it waits on: resumed once it is done, as a task would be
+            await asyncio.wait([waited])
+
+
+def test_small_reads_of_a_sqlite_file_need_no_worker_thread(
+    service: AisopodSessionService, store: SessionStore, app: str
+) -> None:
+    """On a SQLite file, listings, user state and a window of up to 100 events are read
+    at once on the event loop's thread (SQLite answers them without waiting); a whole
+    session, and every read on PostgreSQL, go to a worker thread. The answers are the
+    same either way."""
+    on_file = store.url.startswith("sqlite://")
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u", state={"user:k": 1})
+        for n in range(3):
+            await service.append_event(session, text_event("user", f"message {n}"))
+        listed = await finished_at_once(service.list_sessions(app_name=app, user_id="u"))
+        assert listed[0] is on_file
+        assert [s.id for s in listed[1].sessions] == [session.id]
+        user_state = await finished_at_once(service.get_user_state(app_name=app, user_id="u"))
+        assert user_state == (on_file, {"k": 1})
+        for config, small in [
+            (GetSessionConfig(num_recent_events=2), True),
+            (GetSessionConfig(num_recent_events=100), True),
+            (GetSessionConfig(num_recent_events=101), False),
+            (None, False),
+        ]:
+            at_once, got = await finished_at_once(
+                service.get_session(app_name=app, user_id="u", session_id=session.id, config=config)
+            )
+            assert at_once is (on_file and small)
+            assert got is not None
+            limit = config.num_recent_events if config is not None else None
+            assert got.events == session.events[-limit if limit else 0 :]
+            assert got.state == session.state
+        # A writer without a marker reads the session's version the same way.
+        stale = session.model_copy(deep=True)
+        stale._storage_update_marker = None
+        appended = await finished_at_once(
+            service.append_event(stale, text_event("user", "no marker"))
+        )
+        assert appended[0] is False  # the append itself goes to the group committer
+
+    run(go())
+
+
+@pytest.mark.parametrize("handed", ["sync", "async"])
+def test_a_store_its_owner_closed_refuses_reads(store_url: str, handed: str) -> None:
+    """Once the store handed in is closed by its owner, every read says so, the ones
+    made at once included."""
+    sync = open_store(store_url)
+    given: SessionStore | AsyncSessionStore = (
+        sync if handed == "sync" else AsyncSessionStore.borrowing(sync)
+    )
+    service = AisopodSessionService(given)
+    try:
+        session = run(service.create_session(app_name="app", user_id="u"))
+        run(service.append_event(session, text_event("user", "hi")))
+        given.close()
+        reads: list[Coroutine[Any, Any, Any]] = [
+            service.list_sessions(app_name="app", user_id="u"),
+            service.get_user_state(app_name="app", user_id="u"),
+            service.get_session(
+                app_name="app",
+                user_id="u",
+                session_id=session.id,
+                config=GetSessionConfig(num_recent_events=5),
+            ),
+        ]
+        for read in reads:
+            with pytest.raises(StoreUnavailable, match="closed"):
+                run(read)
+    finally:
+        run(service.close())
+        sync.close()

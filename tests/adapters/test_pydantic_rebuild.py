@@ -1,5 +1,6 @@
 """`rebuild`: a model rebuilt from its own JSON dump equals what Pydantic's validation
-of that dump gives, for every shape of ADK event the adapter reads back."""
+of that dump gives, for every shape of ADK event the adapter reads back; `construct`
+equals `model_construct`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 import pytest
 from google.adk.events.event import Event
 from google.adk.events.event_actions import EventActions
+from google.adk.sessions.session import Session as AdkSession
 from google.adk.tools.tool_confirmation import ToolConfirmation
 from google.genai import types
-from pydantic import ValidationError
+from pydantic import BaseModel, PrivateAttr, ValidationError
 
-from aisopod_session.adapters._pydantic_rebuild import rebuild
+from aisopod_session.adapters._pydantic_rebuild import construct, rebuild
 
 EVENTS = [
     Event(author="user", content=types.Content(role="user", parts=[types.Part(text="hi")])),
@@ -94,3 +96,36 @@ def test_what_it_is_not_sure_of_is_validated() -> None:
         rebuild(Event, {**data, "content": {"parts": "not a list"}})
     with pytest.raises(ValidationError, match="author"):
         rebuild(Event, {**data, "author": 5})
+
+
+class _WithPrivate(BaseModel):
+    n: int = 0
+    _marker: str | None = PrivateAttr(default=None)
+    _seen: list[int] = PrivateAttr(default_factory=list)
+
+
+class _Marked(BaseModel):
+    n: int = 0
+    _marker: str | None = PrivateAttr(default=None)
+
+
+@pytest.mark.parametrize("cls", [_WithPrivate, _Marked, AdkSession])
+def test_construct_is_model_construct(cls: type[BaseModel]) -> None:
+    """`construct` gives what `model_construct` gives, private attributes too (each model
+    its own, whether Pydantic's defaults are set directly or through model_post_init),
+    then sets the private values given; a private name the class lacks is refused."""
+    values: dict[str, Any] = (
+        {"id": "s", "app_name": "a", "user_id": "u"} if cls is AdkSession else {"n": 1}
+    )
+    built, again = construct(cls, dict(values)), construct(cls, dict(values))
+    expected = cls.model_construct(**values)
+    assert built == expected
+    assert built.__pydantic_private__ == expected.__pydantic_private__
+    assert built.model_fields_set == expected.model_fields_set
+    assert built.__pydantic_private__ is not again.__pydantic_private__
+    marker = "_storage_update_marker" if cls is AdkSession else "_marker"
+    marked = construct(cls, dict(values), **{marker: "7@x"})
+    assert getattr(marked, marker) == "7@x"
+    assert getattr(built, marker) is None
+    with pytest.raises(AttributeError, match="_nope"):
+        construct(cls, dict(values), _nope=1)

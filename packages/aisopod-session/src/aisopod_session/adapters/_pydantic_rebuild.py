@@ -23,6 +23,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticUndefined
 
 __all__ = ["construct", "rebuild"]
 
@@ -52,42 +53,109 @@ def construct(cls: type[M], values: dict[str, Any], **private: Any) -> M:
         layout = _LAYOUTS[cls] = _layout(cls) or False
     if layout is False:
         model = cls.model_construct(**values)
-    else:
-        template, factories, required = layout
-        state = template.copy()
-        state.update(values)
-        for name, factory in factories:
-            if state[name] is _FACTORY:
-                state[name] = factory()
-        if any(state[name] is _REQUIRED for name in required):
-            raise ValueError(f"{cls.__name__}: a required field is missing")
-        model = _instance(cls, state, set(values))
+        for name, value in private.items():
+            setattr(model, name, value)
+        return model
+    template, factories, required = layout
+    state = template.copy()
+    state.update(values)
+    for name, factory in factories:
+        if state[name] is _FACTORY:
+            state[name] = factory()
+    for name in required:
+        if state[name] is _REQUIRED:
+            raise ValueError(f"{cls.__name__}: a required field is missing: {name}")
+    model = _maker(cls)(state, set(values))
     for name, value in private.items():
-        setattr(model, name, value)
-    return model
+        if name not in cls.__private_attributes__:
+            raise AttributeError(f"{cls.__name__} has no private attribute {name!r}")
+        model.__pydantic_private__[name] = value
+    return typing.cast(M, model)
 
 
-def _instance(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
-    """A model of `cls` holding `state` (every field), as `model_construct` makes it."""
-    model = object.__new__(cls)
-    setattr_ = object.__setattr__
-    setattr_(model, "__dict__", state)
-    setattr_(model, "__pydantic_fields_set__", fields_set)
-    setattr_(model, "__pydantic_extra__", None)
-    setattr_(model, "__pydantic_private__", None)
-    if cls.__pydantic_post_init__:
-        model.model_post_init(None)
-    elif cls.__private_attributes__:
-        setattr_(
-            model,
-            "__pydantic_private__",
-            {k: v.get_default() for k, v in cls.__private_attributes__.items()},
-        )
-    return model
+Make = Callable[[dict[str, Any], set[str]], Any]
+"""Makes a model from its state (every field) and the names of the fields set."""
+
+# What `model_construct` sets on a new model, set through `BaseModel`'s own slots (their
+# descriptors: `object.__setattr__` looks each one up on every call).
+_SET_DICT: Final = BaseModel.__dict__["__dict__"].__set__
+_SET_FIELDS_SET: Final = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_SET_EXTRA: Final = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE: Final = BaseModel.__dict__["__pydantic_private__"].__set__
+_MAKERS: Final[dict[type[BaseModel], Make]] = {}
+
+
+def _maker(cls: type[BaseModel]) -> Make:
+    """How `model_construct` makes a model of `cls` from its state, worked out once per
+    class: no extra fields, then `model_post_init` when the class has one. Pydantic's
+    own (a class with private attributes and no `model_post_init` of its own) gives
+    them their defaults: when those are immutable values, they are set directly."""
+    found = _MAKERS.get(cls)
+    if found is not None:
+        return found
+    post_init = bool(cls.__pydantic_post_init__)
+    defaults = _private_defaults(cls)
+    new = object.__new__
+
+    def make(state: dict[str, Any], fields_set: set[str]) -> Any:
+        model = new(cls)
+        _SET_DICT(model, state)
+        _SET_FIELDS_SET(model, fields_set)
+        _SET_EXTRA(model, None)
+        if defaults is not None:
+            _SET_PRIVATE(model, defaults.copy())
+        else:
+            _SET_PRIVATE(model, None)
+            if post_init:
+                model.model_post_init(None)
+        return model
+
+    _MAKERS[cls] = make
+    return make
+
+
+def _private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
+    """The private attributes Pydantic's own `model_post_init` would give a new model
+    of `cls`, when they are immutable defaults; else `None` (`model_post_init` runs)."""
+    if cls.model_post_init is not _PYDANTIC_POST_INIT:
+        return None
+    defaults: dict[str, Any] = {}
+    for name, attribute in cls.__private_attributes__.items():
+        default: Any = attribute.default
+        if attribute.default_factory is not None:
+            return None
+        if default is PydanticUndefined:
+            continue  # no default: Pydantic leaves it unset
+        if not isinstance(default, _ATOMIC):
+            return None  # Pydantic gives each model a copy of its own
+        defaults[name] = default
+    return defaults
+
+
+def _pydantic_post_init() -> object:
+    """What Pydantic installs as `model_post_init` on a class with private attributes
+    and none of its own (an object no class has, should a Pydantic lack it)."""
+    try:
+        from pydantic._internal import _model_construction
+    except ImportError:  # pragma: no cover - another layout: model_post_init always runs
+        return object()
+    return getattr(_model_construction, "init_private_attributes", object())
+
+
+_PYDANTIC_POST_INIT: Final = _pydantic_post_init()
 
 
 _PLANS: Final[dict[type[BaseModel], Convert]] = {}
 _LAYOUTS: Final[dict[type[BaseModel], _Layout | typing.Literal[False]]] = {}
+
+
+class _Never:
+    """The type of no dumped value: a field whose values all need converting."""
+
+
+_Field = tuple[type | None, Convert]
+"""A field's plan: the type whose values its converter gives back as they are (`None`:
+every value), so that they skip it, and the converter."""
 
 
 def _model(cls: type[BaseModel]) -> Convert:
@@ -102,10 +170,13 @@ def _model(cls: type[BaseModel]) -> Convert:
         _PLANS[cls] = whole
         return whole
     template, factories, required = layout
-    fields: dict[str, Convert] = {}
+    fields: dict[str, _Field] = {}
+    checked = tuple(guarded)
+    make = _maker(cls)
 
     # What `cls.model_construct(**values)` does, with the defaults worked out once
     # (`model_construct` looks at every field on every call: Google's `Part` has 17).
+    # This runs for every object of every event read: loops, no calls it can skip.
     def construct(value: Any) -> Any:
         if type(value) is not dict:
             raise _Slow
@@ -113,9 +184,11 @@ def _model(cls: type[BaseModel]) -> Convert:
         try:
             for name, item in value.items():
                 # A key the model does not know is a KeyError: validation decides.
-                state[name] = fields[name](item)
-            if guarded and any(value.get(name) for name in guarded):
-                raise _Slow
+                same, convert = fields[name]
+                state[name] = item if same is None or type(item) is same else convert(item)
+            for name in checked:
+                if value.get(name):
+                    raise _Slow
             for name, factory in factories:
                 if state[name] is _FACTORY:
                     state[name] = factory()
@@ -125,16 +198,29 @@ def _model(cls: type[BaseModel]) -> Convert:
         except (_Slow, KeyError):
             # This object alone, validated with its model's settings (bytes as base64).
             return whole(value)
-        return _instance(cls, state, set(value))
+        return make(state, set(value))
 
     # Registered before the fields are planned: models may refer to themselves.
     _PLANS[cls] = construct
     for name, info in cls.model_fields.items():
-        fields[name] = _converter(info.annotation)
+        fields[name] = _field(info.annotation)
     return construct
 
 
-_IMMUTABLE: Final = (type(None), bool, int, float, str, bytes, tuple, frozenset, enum.Enum)
+def _field(tp: Any) -> _Field:
+    """A field's plan. An optional model (or list, ...) lets `None` through as it is and
+    gives the rest to the model's converter itself, without a wrapper to call."""
+    same = _same_type(tp)
+    origin = typing.get_origin(tp)
+    if same is _Never and (origin is typing.Union or origin is types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(options) == 1 and len(typing.get_args(tp)) == 2:
+            return type(None), _converter(options[0])
+    return same, _converter(tp)
+
+
+_ATOMIC: Final = (type(None), bool, int, float, str, bytes, enum.Enum)
+_IMMUTABLE: Final = (*_ATOMIC, tuple, frozenset)
 _REQUIRED: Final = object()
 _FACTORY: Final = object()
 
@@ -244,7 +330,9 @@ def _converter(tp: Any) -> Convert:
         def as_dict(value: Any) -> Any:
             if type(value) is not dict:
                 raise _Slow
-            return value if each is _same else {k: each(v) for k, v in value.items()}
+            if each is _same or not value:  # an empty one is a new dict of the dump's own
+                return value
+            return {k: each(v) for k, v in value.items()}
 
         return as_dict
     if origin is typing.Literal:
@@ -264,6 +352,26 @@ def _converter(tp: Any) -> Convert:
         if tp in _PRIMITIVE:
             return _PRIMITIVE[tp]
     return _always_slow
+
+
+def _same_type(tp: Any) -> type | None:
+    """The type of the values `_converter(tp)` gives back as they are: `None` for every
+    value (`Any`), `_Never` for none. It follows `_converter` case by case."""
+    if tp is Any or tp is object:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _same_type(options[0]) if len(options) == 1 else _Never
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return list if _same_type(item) is None else _Never
+    if origin is dict:
+        key, item = typing.get_args(tp) or (str, Any)
+        return dict if key is str and _same_type(item) is None else _Never
+    if isinstance(tp, type) and tp in _PRIMITIVE:
+        return tp
+    return _Never
 
 
 def _enum(cls: type[enum.Enum]) -> Convert:

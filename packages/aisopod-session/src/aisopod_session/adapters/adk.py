@@ -46,8 +46,12 @@ How ADK's sessions map onto the store (and back, for every read):
   (the session row, its state and the last events, each event rebuilt from
   its stored JSON without validating it again); `list_sessions` reads only
   the session rows of the app (of one user, through the user index) and
-  their `app:` and `user:` state. Appends go through the store's group
-  committer, like every adapter's.
+  their `app:` and `user:` state. On a SQLite file, listings, user state and
+  `get_session` with `num_recent_events` up to 100 are read on the calling
+  thread, through a read-only connection that never waits: where SQLite
+  would wait for a lock it says so at once and the read goes to a worker
+  thread, as every other read does (and every read on PostgreSQL). Appends
+  go through the store's group committer, like every adapter's.
 
 Deliberate differences from ADK's SQL services (and ADK's own contract tests
 that fail because of them):
@@ -117,11 +121,16 @@ from aisopod_session._errors import (
 )
 from aisopod_session._store import engine_of
 from aisopod_session._tail import Decode, read_tail
-from aisopod_session.adapters._adk_reads import listed_rows, session_row, shared_rows
+from aisopod_session.adapters._adk_reads import (
+    AtOnce,
+    NotNow,
+    listed_rows,
+    session_row,
+    shared_rows,
+)
 from aisopod_session.adapters._common import (
     StoreHandle,
     StoreLike,
-    is_missing,
     keep,
     restore,
     searchable,
@@ -152,6 +161,10 @@ _STALE: Final = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
 )
+_AT_ONCE_EVENTS: Final = 100
+"""The most recent events a `get_session` may ask for and still be read at once
+(`AtOnce`): a few index range reads of SQLite, most of the call being the making of
+the events, Python work that holds the interpreter on a worker thread as well."""
 # A session key of ADK's that the store would read as a scope (`owner:key`).
 _SCOPED = re.compile(r"^[A-Za-z_]+:")
 
@@ -168,7 +181,8 @@ class AisopodSessionService(BaseSessionService):
         agent_id: serve only this app (agent): any other `app_name` is refused.
             By default, the agent the store handle is scoped to, else any.
 
-    Every read is one call on the store's worker threads and every append goes to
+    Every read is one call on the store's worker threads, but for the small ones
+    SQLite can answer at once (see the module docstring), and every append goes to
     its group committer: the event loop never waits on the database. See the
     module docstring for the mapping and the deliberate differences from ADK's
     own services.
@@ -178,6 +192,7 @@ class AisopodSessionService(BaseSessionService):
         if agent_id is not None and not isinstance(agent_id, str):
             raise InvalidInput(f"must be a string, got {type(agent_id).__name__}", field="agent_id")
         self._handle = StoreHandle(store)
+        self._at_once = AtOnce(self._handle.async_store)
         agent = agent_id if agent_id is not None else self._handle.sync.agent_id
         self._only = normalize_agent_id(agent) if agent is not None else None
         self._closed = False
@@ -195,6 +210,7 @@ class AisopodSessionService(BaseSessionService):
         """Let go of a store given as a URL (or the default); later calls raise
         `StoreUnavailable`."""
         self._closed = True
+        self._at_once.close()
         self._handle.close()
 
     # --- the service --------------------------------------------------------------------
@@ -231,7 +247,10 @@ class AisopodSessionService(BaseSessionService):
             raise InvalidInput("must be a GetSessionConfig", field="config")
         limit = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
-        return await self._run(lambda engine: _get(engine, where, limit, after))
+        # A window of a few events is a small read (`_AT_ONCE_EVENTS`); a whole session
+        # can be thousands of rows: a worker thread's.
+        run = self._read if limit is not None and limit <= _AT_ONCE_EVENTS else self._run
+        return await run(lambda engine: _get(engine, where, limit, after))
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -240,7 +259,7 @@ class AisopodSessionService(BaseSessionService):
         events, least recently updated first."""
         where = self._where(app_name, user_id if user_id is not None else "-", "-")
         user = where.user if user_id is not None else None
-        sessions = await self._run(lambda engine: _list(engine, where, user))
+        sessions = await self._read(lambda engine: _list(engine, where, user))
         return ListSessionsResponse(sessions=sessions)
 
     async def delete_session(self, *, app_name: str, user_id: str, session_id: str) -> None:
@@ -251,7 +270,7 @@ class AisopodSessionService(BaseSessionService):
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """The user's `user:` state in the app, keys without the prefix."""
         where = self._where(app_name, user_id, "-")
-        state = await self._run(lambda engine: _user_state(engine, where))
+        state = await self._read(lambda engine: _user_state(engine, where))
         return state
 
     async def append_event(self, session: AdkSession, event: Event) -> Event:
@@ -280,7 +299,7 @@ class AisopodSessionService(BaseSessionService):
         target = _read_marker(session._storage_update_marker)
         if target is None:
             seen = session.last_update_time
-            target = await self._run(lambda engine: _current(engine, where, seen))
+            target = await self._read(lambda engine: _current(engine, where, seen))
         session_id, version = target
         store = self._handle.async_store
         request = engine_of(store.sync).prepare_append(
@@ -325,6 +344,14 @@ class AisopodSessionService(BaseSessionService):
     async def _run(self, work: Callable[[Engine], T]) -> T:
         return await in_worker(self._handle.async_store, work)
 
+    async def _read(self, work: Callable[[Engine], T]) -> T:
+        """A read of a few rows: made at once on this thread when SQLite can answer
+        without waiting (`AtOnce`), else on a worker thread."""
+        try:
+            return self._at_once.read(work)
+        except NotNow:
+            return await self._run(work)
+
 
 class _Where:
     """An ADK session's address, and its key in the store."""
@@ -344,6 +371,16 @@ def adk_key(app_name: str, user_id: str, session_id: str) -> str:
 
 
 def _escape(text: str) -> str:
+    # Most ids need nothing escaped, which these checks of the whole text tell at once:
+    # printable leaves out every space but " " (the others are separators or controls).
+    if (
+        "%" not in text
+        and ":" not in text
+        and " " not in text
+        and text.isprintable()
+        and text.lower() == text
+    ):
+        return text
     return "".join(
         c if c not in "%:" and c.isprintable() and not c.isspace() and c.lower() == c else _hex(c)
         for c in text
@@ -355,7 +392,7 @@ def _hex(c: str) -> str:
 
 
 def _unescape(text: str) -> str:
-    return unquote(text, errors="surrogatepass")
+    return unquote(text, errors="surrogatepass") if "%" in text else text
 
 
 def _session_id(value: object) -> str:
@@ -524,7 +561,7 @@ def role_of(event: Event) -> str:
     return "user" if content is not None and content.role == "user" else "assistant"
 
 
-# --- the work, on a worker thread -------------------------------------------------------
+# --- the work: on a worker thread, or at once (`AtOnce`) --------------------------------
 
 
 def _marker(session_id: str, version: int) -> str:
@@ -610,39 +647,42 @@ def _get(
         row = session_row(tx, agent, stored)
         if row is None or row.user_id != where.user:
             return None
-        events = read_tail(tx, row.bound, limit, _decoder(after))
+        kept = read_tail(tx, row.bound, limit, _decoder(after))
         state = _with_shared(row.state, shared_rows(tx, agent, where.user))
+    # Only the window's events are made (the tail read may look at a few more).
+    events = [rebuild(Event, value) for value in kept]
     return _adk_session(where, row.bound.id, row.version, row.updated_at, state, events)
 
 
-def _decoder(after: float | None) -> Decode[Event]:
-    """The tail read's decoder: an entry's event (none older than `after`)."""
+def _decoder(after: float | None) -> Decode[dict[str, Any]]:
+    """The tail read's decoder: an entry's event as its JSON data (none older than
+    `after`)."""
+    if after is None:
+        return _kept_event
 
-    def decode(kind: str, payload: Any) -> list[Event] | None:
-        value = _kept_event(kind, payload)
-        if value is None:
+    def since(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+        kept = _kept_event(kind, payload)
+        if kept is None:
             return None
-        if after is not None:
-            stamp = value.get("timestamp")
-            if isinstance(stamp, int | float) and stamp < after:
-                return None
-        return [rebuild(Event, value)]
+        stamp = kept[0].get("timestamp")
+        return None if isinstance(stamp, int | float) and stamp < after else kept
 
-    return decode
+    return since
 
 
-def _kept_event(kind: str, payload: Any) -> dict[str, Any] | None:
-    """The event (its JSON data) an entry keeps, or `None` (not an ADK event, or a later
-    tool result of one)."""
-    if not isinstance(payload, Mapping):
-        return None
+def _kept_event(kind: str, payload: Any) -> list[dict[str, Any]] | None:
+    """The event (its JSON data, alone in a list) an entry keeps, or `None` (not an ADK
+    event, or a later tool result of one)."""
+    # Payloads are parsed JSON: a JSON object is a dict. Most entries read are messages
+    # or state changes, told apart here by their type alone. This runs for every entry
+    # a read looks at.
     if kind == "message":
-        value = restore(payload.get("message"), EVENT_KEY)
-    elif kind == "custom" and payload.get("customType") == EVENT_KEY:
+        value = restore(payload.get("message"), EVENT_KEY) if type(payload) is dict else None
+    elif kind == "custom" and type(payload) is dict and payload.get("customType") == EVENT_KEY:
         value = restore(payload, "data")
     else:
         return None
-    return value if not is_missing(value) and isinstance(value, dict) else None
+    return [value] if type(value) is dict else None  # `restore` found none: not a dict
 
 
 def _with_shared(
