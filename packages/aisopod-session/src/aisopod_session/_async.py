@@ -66,7 +66,14 @@ from aisopod_session.backends._sql import SqlTx, WouldWait
 from aisopod_session.backends.sqlite import SqliteBackend
 from aisopod_shared import Clock, Message, logger, now_micros
 
-__all__ = ["INLINE_ENTRIES", "AsyncSessionStore", "in_worker", "read_small", "submit_append"]
+__all__ = [
+    "INLINE_ENTRIES",
+    "AsyncSessionStore",
+    "in_worker",
+    "read_rows",
+    "read_small",
+    "submit_append",
+]
 
 T = TypeVar("T")
 
@@ -735,6 +742,13 @@ async def read_small(
     store runs its own reads of a page: on the event loop's thread when it is small
     and can run there without waiting, else on a worker thread (the module docstring)."""
     return await store._read(_few(entries, default=False), work, store._engine)
+
+
+async def read_rows(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
+    """Run the read `work(engine)` of a few rows found through an index (a listing of
+    one user's sessions, a user's state): as `read_small` runs a small read, on the
+    event loop's thread when it can run there without waiting, within the same bounds."""
+    return await store._read(True, work, store._engine)
 
 
 def _few(entries: object, *, default: bool) -> bool:

@@ -7,103 +7,16 @@ columns ADK needs, found through an index: a key's binding for one session,
 `sessions_by_user` (or `sessions_by_agent`) for a listing, the primary keys of
 the shared state tables for `app:` and `user:` state. No typed session is
 built on the way.
-
-`AtOnce` makes the smallest of them on the event loop's own thread when SQLite
-can answer without waiting, rather than handing them to a worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-import attrs
-
-from aisopod_session._async import AsyncSessionStore
-from aisopod_session._engine import Engine
-from aisopod_session._errors import AisopodError
-from aisopod_session._store import engine_of
 from aisopod_session.backends._sql import BoundSession, SqlTx
-from aisopod_session.backends.sqlite import SqliteBackend
 
-__all__ = [
-    "AtOnce",
-    "NotNow",
-    "ListedRow",
-    "SessionRow",
-    "listed_rows",
-    "session_row",
-    "shared_rows",
-]
-
-T = TypeVar("T")
-
-
-class NotNow(Exception):
-    """`AtOnce` cannot make this read at once: it goes to a worker thread."""
-
-
-class AtOnce:
-    """Small reads of a SQLite file (listings, user state, a window of recent events)
-    made on the calling thread, the event loop's, rather than on a worker thread. The
-    hand-off there and back costs about as much as such a read (60 µs on a quiet
-    two-core machine, several times that on a busy one, against 30-80 µs for a
-    listing), and most of a window's time is the Python work of making ADK's
-    objects, which holds the interpreter on a worker thread as well: the loop would
-    not run meanwhile anyway.
-
-    Why the event loop never waits here: the reads go through read-only
-    connections of their own (one per thread) whose busy timeout is zero, so
-    where SQLite would wait for a lock (recovery after a crash, another process
-    holding the file in exclusive mode) it says so at once, and the read goes
-    to a worker thread instead. In WAL mode a reader takes no lock a writer
-    holds: the group committer's commits and fsyncs never hold it up. No lock
-    of this process is waited on (the backend's registry lock is held only
-    while a thread opens or closes a connection). PostgreSQL (a network round
-    trip) and a store in memory (one connection, shared under a lock) always
-    use the worker threads.
-    """
-
-    def __init__(self, store: AsyncSessionStore) -> None:
-        self._store = store
-        self._engine: Engine | None = None
-        engine = engine_of(store.sync)
-        self._backend = backend = engine.backend
-        if not isinstance(backend, SqliteBackend) or backend.path is None:
-            return
-        try:
-            reader = SqliteBackend(backend.path, read_only=True, busy_timeout=0, migrate=False)
-        except AisopodError:
-            return  # the file is busy right now, say: every read uses the worker threads
-        self._engine = attrs.evolve(engine, backend=reader)
-
-    def read(self, work: Callable[[Engine], T]) -> T:
-        """`work(engine)`, made on this thread.
-
-        Raises:
-            NotNow: when it cannot be made at once (the database is busy, the store
-                is closed, or it is not a SQLite file). A read that fails is left to
-                the worker threads too: their answer (or error) is the store's.
-        """
-        engine = self._engine
-        if engine is None or _closed(self._store, self._backend):
-            raise NotNow
-        try:
-            return work(engine)
-        except AisopodError as err:
-            raise NotNow from err
-
-    def close(self) -> None:
-        """Close this thread's and every other thread's read connections."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.backend.close()
-
-
-def _closed(store: AsyncSessionStore, backend: object) -> bool:
-    """Whether the store refuses work: its worker threads stopped, or its database
-    closed. Neither says so but by refusing a call, so their flags are read here."""
-    return bool(store._workers._closed or getattr(backend, "_closed", False))
+__all__ = ["ListedRow", "SessionRow", "listed_rows", "session_row", "shared_rows"]
 
 
 class SessionRow(NamedTuple):

@@ -48,7 +48,8 @@ How ADK's sessions map onto the store (and back, for every read):
   the session rows of the app (of one user, through the user index) and
   their `app:` and `user:` state. On a SQLite file, listings, user state and
   `get_session` with `num_recent_events` up to 100 are read on the calling
-  thread, through a read-only connection that never waits: where SQLite
+  thread (the async store's `read_small` and `read_rows`), through a
+  read-only connection that never waits: where SQLite
   would wait for a lock it says so at once and the read goes to a worker
   thread, as every other read does (and every read on PostgreSQL). Appends
   go through the store's group committer, like every adapter's.
@@ -110,7 +111,7 @@ except ImportError as _err:  # pragma: no cover - exercised in a test that hides
 import orjson
 from pydantic_core import to_jsonable_python
 
-from aisopod_session._async import in_worker, submit_append
+from aisopod_session._async import in_worker, read_rows, read_small, submit_append
 from aisopod_session._engine import Engine
 from aisopod_session._entries import NewEntry
 from aisopod_session._errors import (
@@ -121,13 +122,7 @@ from aisopod_session._errors import (
 )
 from aisopod_session._store import engine_of
 from aisopod_session._tail import Decode, read_tail
-from aisopod_session.adapters._adk_reads import (
-    AtOnce,
-    NotNow,
-    listed_rows,
-    session_row,
-    shared_rows,
-)
+from aisopod_session.adapters._adk_reads import listed_rows, session_row, shared_rows
 from aisopod_session.adapters._common import (
     StoreHandle,
     StoreLike,
@@ -161,10 +156,6 @@ _STALE: Final = (
     "The session has been modified in storage since it was loaded. "
     "Please reload the session before appending more events."
 )
-_AT_ONCE_EVENTS: Final = 100
-"""The most recent events a `get_session` may ask for and still be read at once
-(`AtOnce`): a few index range reads of SQLite, most of the call being the making of
-the events, Python work that holds the interpreter on a worker thread as well."""
 # A session key of ADK's that the store would read as a scope (`owner:key`).
 _SCOPED = re.compile(r"^[A-Za-z_]+:")
 
@@ -192,7 +183,6 @@ class AisopodSessionService(BaseSessionService):
         if agent_id is not None and not isinstance(agent_id, str):
             raise InvalidInput(f"must be a string, got {type(agent_id).__name__}", field="agent_id")
         self._handle = StoreHandle(store)
-        self._at_once = AtOnce(self._handle.async_store)
         agent = agent_id if agent_id is not None else self._handle.sync.agent_id
         self._only = normalize_agent_id(agent) if agent is not None else None
         self._closed = False
@@ -210,7 +200,6 @@ class AisopodSessionService(BaseSessionService):
         """Let go of a store given as a URL (or the default); later calls raise
         `StoreUnavailable`."""
         self._closed = True
-        self._at_once.close()
         self._handle.close()
 
     # --- the service --------------------------------------------------------------------
@@ -247,10 +236,11 @@ class AisopodSessionService(BaseSessionService):
             raise InvalidInput("must be a GetSessionConfig", field="config")
         limit = config.num_recent_events if config is not None else None
         after = config.after_timestamp if config is not None else None
-        # A window of a few events is a small read (`_AT_ONCE_EVENTS`); a whole session
-        # can be thousands of rows: a worker thread's.
-        run = self._read if limit is not None and limit <= _AT_ONCE_EVENTS else self._run
-        return await run(lambda engine: _get(engine, where, limit, after))
+        # A window of a few events is a small read; a whole session can be thousands
+        # of rows: a worker thread's.
+        return await read_small(
+            self._handle.async_store, limit, lambda engine: _get(engine, where, limit, after)
+        )
 
     async def list_sessions(
         self, *, app_name: str, user_id: str | None = None
@@ -345,12 +335,9 @@ class AisopodSessionService(BaseSessionService):
         return await in_worker(self._handle.async_store, work)
 
     async def _read(self, work: Callable[[Engine], T]) -> T:
-        """A read of a few rows: made at once on this thread when SQLite can answer
-        without waiting (`AtOnce`), else on a worker thread."""
-        try:
-            return self._at_once.read(work)
-        except NotNow:
-            return await self._run(work)
+        """A read of a few rows: on this thread when SQLite can answer without waiting,
+        else on a worker thread (`read_rows`)."""
+        return await read_rows(self._handle.async_store, work)
 
 
 class _Where:
@@ -561,7 +548,7 @@ def role_of(event: Event) -> str:
     return "user" if content is not None and content.role == "user" else "assistant"
 
 
-# --- the work: on a worker thread, or at once (`AtOnce`) --------------------------------
+# --- the work: on a worker thread, or at once on the loop's (`read_small`, `read_rows`) ---------
 
 
 def _marker(session_id: str, version: int) -> str:
