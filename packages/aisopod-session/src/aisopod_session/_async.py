@@ -191,45 +191,53 @@ class _GroupCommitter:
     def _commit_together(self, group: list[_Pending]) -> list[_Outcome]:
         """The group in one transaction, every append in it; `_AppendFailed` (after the
         rollback) as soon as one fails."""
-        shared: list[SharedChange] = []
-        outcomes: list[_Outcome] = []
-        try:
-            with self._backend.write() as tx:
-                try:
-                    todo = _aimed(group, tx)
-                    for pending in todo:
-                        appended = pending.engine.append_in(tx, pending.request, shared=shared)
-                        outcomes.append((pending, appended, None))
-                except Exception as err:  # one append's failure: the group goes apart
-                    raise _AppendFailed from err
-                apply_shared(tx, shared, now_micros(group[0].engine.clock))
-        except _AppendFailed:
-            raise
-        except Exception as err:
-            logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
-            return [(pending, None, err) for pending in group]
-        return outcomes
+
+        def append_all(tx: SqlTx, shared: list[SharedChange]) -> list[_Outcome]:
+            try:
+                return [
+                    (pending, pending.engine.append_in(tx, pending.request, shared=shared), None)
+                    for pending in _aimed(group, tx)
+                ]
+            except Exception as err:  # one append's failure: the group goes apart
+                raise _AppendFailed from err
+
+        return self._in_one_transaction(group, append_all)
 
     def _commit_apart(self, group: list[_Pending]) -> list[_Outcome]:
         """The group in one transaction, each append in a savepoint so it can fail alone."""
-        outcomes: list[_Outcome] = []
+
+        def append_each(tx: SqlTx, shared: list[SharedChange]) -> list[_Outcome]:
+            # Appends to a key go to its session (those to a key without one make
+            # theirs, in their savepoint).
+            outcomes: list[_Outcome] = []
+            todo: list[_Pending] = []
+            for pending in group:
+                try:
+                    pending.request = pending.engine.find_key_session(tx, pending.request)
+                    todo.append(pending)
+                except Exception as err:  # out of scope: delivered to its caller
+                    outcomes.append((pending, None, err))
+            _in_lock_order(todo)
+            outcomes.extend(_append_in_savepoint(pending, tx, shared) for pending in todo)
+            return outcomes
+
+        return self._in_one_transaction(group, append_each)
+
+    def _in_one_transaction(
+        self,
+        group: list[_Pending],
+        append: Callable[[SqlTx, list[SharedChange]], list[_Outcome]],
+    ) -> list[_Outcome]:
+        """`append(tx, shared)` in one write transaction, then the shared rows its
+        appends changed (last, after every session: the lock order of every write).
+        A failure of the transaction itself is every append's; `_AppendFailed` passes."""
         shared: list[SharedChange] = []
         try:
             with self._backend.write() as tx:
-                # Appends to a key go to its session (those to a key without one make
-                # theirs, in their savepoint).
-                todo: list[_Pending] = []
-                for pending in group:
-                    try:
-                        pending.request = pending.engine.find_key_session(tx, pending.request)
-                        todo.append(pending)
-                    except Exception as err:  # out of scope: delivered to its caller
-                        outcomes.append((pending, None, err))
-                _in_lock_order(todo)
-                for pending in todo:
-                    outcomes.append(_append_in_savepoint(pending, tx, shared))
-                # Shared rows last, after every session: the lock order of every write.
+                outcomes = append(tx, shared)
                 apply_shared(tx, shared, now_micros(group[0].engine.clock))
+        except _AppendFailed:
+            raise
         except Exception as err:
             logger.warning("group commit of {} appends failed: {}", len(group), type(err).__name__)
             return [(pending, None, err) for pending in group]
