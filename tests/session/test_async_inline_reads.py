@@ -21,31 +21,11 @@ from aisopod_session import (
     open_store,
 )
 from aisopod_session._async import INLINE_ENTRIES
-from aisopod_session._store import SessionStore, engine_of
 from aisopod_session.backends._sql import WouldWait
-from aisopod_session.backends.sqlite import INLINE_BYTES, INLINE_STEPS, SqliteBackend
+from aisopod_session.backends.sqlite import INLINE_BYTES, INLINE_STEPS
 from aisopod_shared import Message
 from tests.async_threads import WAIT
-
-
-def sqlite_backend(store: SessionStore) -> SqliteBackend:
-    backend = engine_of(store).backend
-    assert isinstance(backend, SqliteBackend)
-    return backend
-
-
-def inline_threads(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> set[int]:
-    """The threads that open an inline read from now on (a spy: the real method runs)."""
-    threads: set[int] = set()
-    backend = sqlite_backend(store)
-    method = backend._inline_connection
-
-    def spy() -> sqlite3.Connection:
-        threads.add(threading.get_ident())
-        return method()
-
-    monkeypatch.setattr(backend, "_inline_connection", spy)
-    return threads
+from tests.inline_reads import inline_threads, sqlite_backend, while_the_file_is_held
 
 
 def test_a_small_read_runs_on_the_loop_thread_and_reads_what_the_sync_call_reads(
@@ -99,18 +79,7 @@ def test_a_read_of_a_locked_file_goes_to_a_worker_and_the_loop_runs_meanwhile(
 
     async def main() -> None:
         store = open_async_store(path, busy_timeout=WAIT)
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("PRAGMA locking_mode = EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")  # no other connection may read the file now
-        read = asyncio.ensure_future(store.history(session_id, last=5))
-        # Were the read waiting on this thread, this coroutine would not run again
-        # until it failed, the busy timeout later.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert not read.done()
-        locker.execute("COMMIT")
-        locker.close()
-        page = await read
+        page = await while_the_file_is_held(path, lambda: store.history(session_id, last=5))
         assert [entry.text for entry in page.entries] == ["5", "6", "7", "8", "9"]
         # Once the file is free, the read runs inline, on a connection that never waits.
         assert await store.history(session_id, last=5) == page

@@ -5,7 +5,6 @@ past the bounds, PostgreSQL), with the same answers."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import httpx
 import pytest
 
 from aisopod_session import Message, SessionStore, open_store
-from aisopod_session._store import engine_of
-from aisopod_session.backends.sqlite import INLINE_STEPS, SqliteBackend
+from aisopod_session.backends.sqlite import INLINE_STEPS
 from aisopod_session.web import create_app
 from tests.async_threads import WAIT
+from tests.inline_reads import inline_threads, while_the_file_is_held
 
 ROUTES = (
     "/",
@@ -26,27 +25,6 @@ ROUTES = (
     "/api/sessions",
     "/api/sessions/{id}/entries",
 )
-
-
-def _backend(store: SessionStore) -> SqliteBackend:
-    backend = engine_of(store).backend
-    assert isinstance(backend, SqliteBackend)
-    return backend
-
-
-def _inline_threads(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> set[int]:
-    """The threads that open a read that never waits from now on (a spy: the real
-    method runs)."""
-    threads: set[int] = set()
-    backend = _backend(store)
-    method = backend._inline_connection
-
-    def spy() -> sqlite3.Connection:
-        threads.add(threading.get_ident())
-        return method()
-
-    monkeypatch.setattr(backend, "_inline_connection", spy)
-    return threads
 
 
 async def _get(store: SessionStore, path: str) -> httpx.Response:
@@ -61,7 +39,7 @@ def test_pages_are_served_on_the_loop_thread(
     store = open_store(tmp_path / "s.db")
     session_id = store.get_or_create("agent:main:main", title="chat").id
     store.append(session_id, [Message.user("hello"), Message.assistant("hi there")])
-    threads = _inline_threads(store, monkeypatch)
+    threads = inline_threads(store, monkeypatch)
 
     async def main() -> None:
         for route in ROUTES:
@@ -89,18 +67,9 @@ def test_a_locked_file_sends_the_page_to_a_worker_and_the_loop_runs_meanwhile(
     store = open_store(path, busy_timeout=WAIT)
 
     async def main() -> None:
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("PRAGMA locking_mode = EXCLUSIVE")
-        locker.execute("BEGIN EXCLUSIVE")  # no other connection may read the file now
-        page = asyncio.ensure_future(_get(store, f"/sessions/{session_id}"))
-        # Were the page waiting on this thread, this coroutine would not run again
-        # until the store's busy timeout ran out.
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not page.done()
-        locker.execute("COMMIT")
-        locker.close()
-        response = await page
+        response = await while_the_file_is_held(
+            path, lambda: _get(store, f"/sessions/{session_id}")
+        )
         assert response.status_code == 200
         assert all(f"line {n}" in response.text for n in range(5))
 
@@ -115,7 +84,7 @@ def test_a_search_past_the_bounds_is_answered_from_a_worker(
     session_id = store.get_or_create("agent:main:main").id
     store.append(session_id, [Message.user(f"deploy number {n}") for n in range(INLINE_STEPS)])
     expected = store.search("deploy", limit=20)
-    threads = _inline_threads(store, monkeypatch)
+    threads = inline_threads(store, monkeypatch)
 
     async def main() -> None:
         found = await _get(store, "/api/search?q=deploy")
