@@ -18,7 +18,7 @@ a snapshot (on PostgreSQL each runs alone, in autocommit mode).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final, TypeVar
 
 from aisopod_session._toolpairs import calls_in, results_in
@@ -47,6 +47,7 @@ def read_tail(
     decode: Decode[T],
     *,
     keep_pairs: bool = False,
+    kinds: Collection[str] | None = None,
 ) -> list[T]:
     """The last `limit` items (all, for `None`) of what the model sees of `session`'s
     active path, oldest first (see the module docstring).
@@ -54,6 +55,8 @@ def read_tail(
     With `keep_pairs`, the window never starts between a tool call and its
     result: it is widened back to the call (and to the calls of any result
     the widening takes in), so it can hold more than `limit` items.
+    `kinds`, when given, are the only entry types `decode` takes items from: the
+    payloads of the others are not parsed.
     """
     if limit == 0 or session.leaf_seq <= 0:
         return []
@@ -67,16 +70,20 @@ def read_tail(
     read = tx.decode_json
     done = False  # the window was filled before the start of what the model sees
     high = leaf  # the newest entry on the path not read yet
+    rows = 0  # read so far: with the items they gave, the size of the next page
     while high >= first and not done:
-        # The window's items first (most entries are one item); more, a page at most,
-        # when some were not items.
-        wanted = _PAGE if limit is None else max(limit - len(values), _SLACK)
+        # The window's items first (most entries are one item); then as many rows as
+        # the share of items among the rows read so far says are left, a page at most.
+        wanted = _PAGE if limit is None else _rows_for(limit - len(values), rows, len(values))
         low = max(first, high - min(wanted, _PAGE) + 1)
         below = low - 1  # where the path goes on while each entry hangs from the one before
+        rows += high - low + 1
         # Decoded one at a time: what the decoder does not keep of a payload is freed
         # at once, not held with a thousand others for the collector to walk.
         for seq, kind, stored, parent in reversed(tx.stored_path_payloads(sid, low, high)):
-            if kind != "compaction":  # the latest one stands for them all
+            # The latest compaction stands for them all; entries of a kind the decoder
+            # takes nothing from are not parsed.
+            if kind != "compaction" and (kinds is None or kind in kinds):
                 payload = read(stored)
                 items = decode(kind, payload)
                 if items:
@@ -98,6 +105,16 @@ def read_tail(
     values.reverse()
     pairs.reverse()
     return values[_window(pairs, len(values), limit, keep_pairs) :]
+
+
+def _rows_for(items: int, rows: int, found: int) -> int:
+    """The rows to read for `items` more items, `found` having come from `rows` rows:
+    as many as that share says (one a row before any is read), at least `_SLACK`."""
+    if rows and found:
+        items = -(-items * rows // found)  # rounded up
+    elif rows:
+        items = rows * 2  # none yet: twice what was read
+    return max(items, _SLACK)
 
 
 def _collect(

@@ -634,7 +634,7 @@ def _get(
         row = session_row(tx, agent, stored)
         if row is None or row.user_id != where.user:
             return None
-        kept = read_tail(tx, row.bound, limit, _decoder(after))
+        kept = read_tail(tx, row.bound, limit, _decoder(after), kinds=_EVENT_KINDS)
         state = _with_shared(row.state, shared_rows(tx, agent, where.user))
     # Only the window's events are made (the tail read may look at a few more).
     events = [rebuild(Event, value) for value in kept]
@@ -655,6 +655,10 @@ def _decoder(after: float | None) -> Decode[dict[str, Any]]:
         return None if isinstance(stamp, int | float) and stamp < after else kept
 
     return since
+
+
+_EVENT_KINDS: Final = frozenset({"message", "custom"})
+"""The entry types `_kept_event` takes events from (a state change is neither)."""
 
 
 def _kept_event(kind: str, payload: Any) -> list[dict[str, Any]] | None:
