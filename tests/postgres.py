@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-import pytest
 from throwaway_postgres import PostgresUnavailable, ThrowawayPostgres
+
+from tests.requirements import skip_unless_required
 
 POSTGRES_DSN_ENV = "AISOPOD_TEST_POSTGRES_DSN"
 REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
@@ -27,9 +28,7 @@ REQUIRE_POSTGRES_ENV = "AISOPOD_REQUIRE_POSTGRES"
 
 def skip_or_fail(reason: str) -> NoReturn:
     """Skip a PostgreSQL test, or fail it when PostgreSQL is required."""
-    if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-        pytest.fail(f"{REQUIRE_POSTGRES_ENV}=1 but {reason}")
-    pytest.skip(reason)
+    skip_unless_required(reason, required_by=REQUIRE_POSTGRES_ENV)
 
 
 @contextmanager

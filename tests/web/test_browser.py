@@ -9,7 +9,6 @@ land in the test's temporary folder.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from aisopod_session import Message, open_store
+from tests.requirements import skip_unless_required
 from tests.web.hostile import HOSTILE_TEXTS, Seeded, seed
 from tests.web.serve_process import serving
 
@@ -39,9 +39,7 @@ def _browser_or_skip() -> None:
         f"no headless browser: {', '.join(missing)} missing"
         " (apt-get install chromium chromium-driver)"
     )
-    if os.environ.get("AISOPOD_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"AISOPOD_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
+    skip_unless_required(reason, required_by="AISOPOD_REQUIRE_BROWSER")
 
 
 @attrs.frozen

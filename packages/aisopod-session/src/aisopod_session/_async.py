@@ -62,8 +62,8 @@ from aisopod_session._retention import MaintenanceReport
 from aisopod_session._search import SearchPage
 from aisopod_session._store import UNSET, SchemaInfo, SessionStore, Unset, engine_of
 from aisopod_session._worker_threads import Outcome, WorkerThreads, deliver, deliver_all
-from aisopod_session.backends._sql import SqlTx, WouldWait
-from aisopod_session.backends.sqlite import SqliteBackend
+from aisopod_session.backends._sql import SqlTx
+from aisopod_session.backends.sqlite import LATER, at_once
 from aisopod_shared import Clock, Message, logger, now_micros
 
 __all__ = [
@@ -333,8 +333,6 @@ class AsyncSessionStore:
             _threads = _Threads.start(self._engine, max_workers)
         self._threads = _threads
         self._workers, self._committer = _threads.workers, _threads.committer
-        backend = self._engine.backend
-        self._sqlite = backend if isinstance(backend, SqliteBackend) else None
 
     @classmethod
     def borrowing(cls, store: SessionStore, *, max_workers: int = 8) -> AsyncSessionStore:
@@ -404,16 +402,13 @@ class AsyncSessionStore:
         """Run the read `fn(*args, **kwargs)`: at once, on this thread, when it is
         `small` (`_few`) and the store's SQLite file lets it run here without waiting
         (see the module docstring); else on a worker thread."""
-        inline = self._sqlite.inline() if small and self._sqlite is not None else None
-        if inline is not None:
+        if small:
             if self._workers.closed:
                 raise StoreUnavailable("the store is closed")
-            try:
-                with inline:
-                    return fn(*args, **kwargs)
-            except WouldWait:
-                pass  # a worker thread may wait, or read more
-        return await self._call(fn, *args, **kwargs)
+            done = at_once(self._engine.backend, functools.partial(fn, *args, **kwargs))
+            if done is not LATER:
+                return done
+        return await self._call(fn, *args, **kwargs)  # a worker thread may wait, or read more
 
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""

@@ -9,14 +9,15 @@ does the waiting, and a lock that outlasts it becomes `StoreBusy`.
 
 from __future__ import annotations
 
+import enum
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -42,7 +43,7 @@ from aisopod_session.backends._sql import (
 )
 from aisopod_shared import logger
 
-__all__ = ["MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous"]
+__all__ = ["LATER", "MIGRATIONS", "SqliteBackend", "SqliteTx", "Synchronous", "at_once"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -816,6 +817,32 @@ class _Transaction:
     def _release(self) -> None:
         if self._lock is not None:
             self._lock.release()
+
+
+_T = TypeVar("_T")
+
+
+class _Later(enum.Enum):
+    LATER = "later"
+
+
+LATER: Final = _Later.LATER
+"""What `at_once` returns for a read it could not make on the calling thread."""
+
+
+def at_once(backend: object, read: Callable[[], _T]) -> _T | Literal[_Later.LATER]:
+    """`read()` made on the calling thread without waiting (`SqliteBackend.inline`), or
+    `LATER` when it cannot be: the backend is not an SQLite file, or the read would
+    wait or grow past the bounds. Nothing was changed then (it is a read): the caller
+    makes it on a thread that may wait. Any other error is the read's own."""
+    inline = backend.inline() if isinstance(backend, SqliteBackend) else None
+    if inline is None:
+        return LATER
+    try:
+        with inline:
+            return read()
+    except WouldWait:
+        return LATER
 
 
 class _Inline:

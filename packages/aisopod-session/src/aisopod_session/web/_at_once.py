@@ -22,8 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aisopod_session._store import SessionStore, engine_of
-from aisopod_session.backends._sql import WouldWait
-from aisopod_session.backends.sqlite import SqliteBackend
+from aisopod_session.backends.sqlite import LATER, at_once
 
 __all__ = ["read_route"]
 
@@ -36,15 +35,10 @@ def _at_once(page: Page) -> Callable[[Request], Awaitable[Response]]:
 
     async def endpoint(request: Request) -> Response:
         store: SessionStore = request.app.state.store
-        backend = engine_of(store).backend
-        inline = backend.inline() if isinstance(backend, SqliteBackend) else None
-        if inline is not None:
-            try:
-                with inline:
-                    return page(request)
-            except WouldWait:
-                pass  # a worker thread may wait, and read more
-        return await run_in_threadpool(page, request)
+        done = at_once(engine_of(store).backend, lambda: page(request))
+        if done is not LATER:
+            return done
+        return await run_in_threadpool(page, request)  # a worker thread may wait, and read more
 
     endpoint.__name__ = endpoint.__qualname__ = page.__name__
     endpoint.__doc__ = page.__doc__
