@@ -80,6 +80,9 @@ def templates() -> Jinja2Templates:
     """The templates of the app, in an environment of their own."""
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        # The templates ship with the package and never change under a running
+        # server: no stat of the file on every page (and fragment) rendered.
+        auto_reload=False,
         # Off because `_finalize` escapes every output itself (see there).
         autoescape=False,
         undefined=StrictUndefined,
