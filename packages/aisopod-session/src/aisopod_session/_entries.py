@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -261,16 +261,18 @@ def _prepared(
     stamp: Stamp,
     *,
     keep_payload: bool,
+    text: str | None = None,
 ) -> PreparedEntry:
     """The entry to append, from its checked and serialized payload: the one place
-    its role, searchable text and token count are derived."""
+    its role, searchable text and token count are derived (the text is given only
+    where the caller built the message from its texts: `_prepare_native`)."""
     return PreparedEntry(
         id=entry_id,
         type=entry_type,
         role=_ROLE_ALIASES.get(role, role) if role is not None else None,
         payload=data,
         payload_data=payload if keep_payload else None,
-        text=extract_text(entry_type, payload),
+        text=extract_text(entry_type, payload) if text is None else text,
         usage=usage,
         tokens=(
             usage.output
@@ -292,12 +294,22 @@ def _prepare_native(item: NativeMessage, stamp: Stamp, max_payload_bytes: int) -
         "role": role,
         "content": [{"type": "text", "text": text} for text in texts],
     }
-    message.update(item.extra)
+    extra = item.extra
+    message.update(extra)
     message.setdefault("timestamp", stamp.millis)
     payload = {"message": message}
     data = _serialized(payload, max_payload_bytes)
-    usage = extract_usage(payload) if "usage" in item.extra else None
-    return _prepared("message", None, role, payload, data, usage, stamp, keep_payload=False)
+    usage = extract_usage(payload) if "usage" in extra else None
+    # The text `extract_text` would read back from the content just built, unless
+    # `extra` puts other text where it looks.
+    text = None if _TEXT_KEYS.intersection(extra) else _joined(texts)
+    return _prepared(
+        "message", None, role, payload, data, usage, stamp, keep_payload=False, text=text
+    )
+
+
+_TEXT_KEYS: Final = frozenset(("content", "command", "output"))
+"""The keys of a message `extract_text` reads."""
 
 
 def _serialized(payload: dict[str, Any], max_payload_bytes: int) -> bytes:
@@ -385,4 +397,9 @@ def _content_text(content: Any) -> str:
             text = _content_text(part.get("content"))
             if text:
                 texts.append(text)
+    return _joined(texts)
+
+
+def _joined(texts: list[str]) -> str:
+    """A message's searchable text from its parts' texts (none empty), in order."""
     return texts[0] if len(texts) == 1 else "\n".join(texts)

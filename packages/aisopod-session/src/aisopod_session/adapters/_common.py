@@ -550,6 +550,10 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def searchable(text: str) -> str:
     """`text` with what the store cannot hold replaced, for the indexed native message."""
+    if text.isascii() and "\x00" not in text:
+        # Most text: `isascii` reads a flag of the string, and ASCII holds no
+        # surrogate, so only NUL is left to look for (no regex run per text).
+        return text
     return _UNSTORABLE.sub("\ufffd", text)
 
 
@@ -565,7 +569,10 @@ def texts_of(content: object, fields: Iterable[str] = ("text",)) -> list[str]:
         if isinstance(part, str):
             found.append(part)
         elif isinstance(part, Mapping):
-            found.extend(part[f] for f in fields if isinstance(part.get(f), str))
+            for field in fields:  # a loop, not a generator: this runs for every item
+                value = part.get(field)
+                if isinstance(value, str):
+                    found.append(value)
     return found
 
 
