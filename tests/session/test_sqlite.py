@@ -173,3 +173,30 @@ def test_an_older_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert [e.text for e in new.history(session_id).entries] == ["written before search", "indeed"]
     assert [h.seq for h in new.search("before").hits] == [1]
     new.close()
+
+
+def test_only_sessions_with_a_user_are_indexed_by_user(tmp_path: Path) -> None:
+    """An append moves its session in every index holding it: a session without a user
+    is not in the by-user index, which still answers reads of a user's sessions."""
+    store = open_store(tmp_path / "s.db")
+    with_user = store.get_or_create("agent:main:a", user_id="ada")
+    without = store.get_or_create("agent:main:b")
+    store.append(without.id, Message.user("no user here"))
+    with engine_of(store).backend.read() as tx:
+        indexed = tx.execute(
+            "SELECT id FROM sessions INDEXED BY sessions_by_user"
+            " WHERE agent_id = 'main' AND user_id = 'ada'"
+        ).fetchall()
+        plan = tx.execute(
+            "EXPLAIN QUERY PLAN SELECT sid FROM sessions WHERE agent_id = ? AND user_id = ?"
+            " ORDER BY updated_at DESC, sid DESC",
+            ("main", "ada"),
+        ).fetchall()
+        partial = tx.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sessions_by_user'"
+            " AND sql LIKE '%WHERE user_id IS NOT NULL'"
+        ).fetchone()[0]
+    assert indexed == [(with_user.id,)]
+    assert "sessions_by_user" in str(plan)
+    assert partial == 1
+    store.close()

@@ -214,6 +214,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " WHERE fork_parent_id IS NOT NULL",
         ),
     ),
+    Migration(
+        "index by user only the sessions that have one",
+        # Every append moves its session's updated_at, so every index holding it
+        # rewrites a page: sessions without a user (those the framework adapters
+        # make) no longer pay for this one. Reads by user name one (`user_id = ?`),
+        # which the partial index answers.
+        (
+            "DROP INDEX sessions_by_user",
+            "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)"
+            " WHERE user_id IS NOT NULL",
+        ),
+    ),
 )
 
 INLINE_BYTES: Final = 128 * 1024
