@@ -39,11 +39,13 @@ class SchemaFloor:
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
         self.synchronous = synchronous
+        # The store makes the file (in WAL mode) first: a connection opened before
+        # would report the rollback journal until its first read of the new file.
+        self.session_id = self.new_session("agent:main:floor")
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute(f"PRAGMA synchronous = {synchronous}")
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA temp_store = MEMORY")
-        self.session_id = self.new_session("agent:main:floor")
 
     def new_session(self, key: str) -> str:
         """A session made through the store (which also makes the schema); its id."""
