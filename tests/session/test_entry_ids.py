@@ -7,7 +7,7 @@ import random
 import attrs
 
 from aisopod_session import Entry
-from aisopod_session._ids import entry_id, new_entry_suffix
+from aisopod_session._ids import entry_id, new_entry_suffix, new_entry_suffixes
 
 
 def test_an_entry_id_is_the_seq_in_hex_then_the_suffix() -> None:
@@ -21,9 +21,13 @@ def test_suffixes_leave_the_callers_random_sequence_alone() -> None:
     expected = [random.random() for _ in range(3)]
     random.seed(7)
     suffixes = {new_entry_suffix() for _ in range(50)}
+    batch = new_entry_suffixes(1000)
     assert [random.random() for _ in range(3)] == expected
-    assert len(suffixes) > 1
-    assert all(len(s) == 4 and int(s, 16) >= 0 for s in suffixes)
+    for drawn in (suffixes, set(batch)):
+        assert len(drawn) > 1
+        assert all(len(s) == 4 and int(s, 16) >= 0 for s in drawn)
+    assert len(batch) == 1000
+    assert len(new_entry_suffixes(1)) == 1
 
 
 def test_entry_fields_keep_the_order_the_store_builds_them_in() -> None:

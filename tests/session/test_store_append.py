@@ -120,13 +120,13 @@ def test_a_generated_id_that_clashes_with_a_given_one_is_made_again(
     """A given id can look like a generated one; the append then retries with fresh
     digits, and the failed try wrote nothing (on PostgreSQL, one statement)."""
     from aisopod_session import _engine
-    from aisopod_session._ids import entry_id, new_entry_suffix
+    from aisopod_session._ids import entry_id, new_entry_suffixes
 
     session = _session(store)
     store.append(session.id, NewEntry("custom", {"customType": "note"}, id=entry_id(2, "0000")))
-    suffixes = iter(["0000"])
+    draws = iter([["0000"]])
     monkeypatch.setattr(
-        _engine, "new_entry_suffix", lambda: next(suffixes, None) or new_entry_suffix()
+        _engine, "new_entry_suffixes", lambda count: next(draws, None) or new_entry_suffixes(count)
     )
     (entry,) = store.append(session.id, Message.user("second"))
     assert entry.seq == 2

@@ -46,7 +46,7 @@ from aisopod_session._errors import (
     SessionNotFound,
     StoreBusy,
 )
-from aisopod_session._ids import new_entry_suffix, new_session_id
+from aisopod_session._ids import new_entry_suffixes, new_session_id
 from aisopod_session._model import SESSION_STATUSES, Entry, Origin, Session
 from aisopod_session._paths import find_on_path, path_ranges
 from aisopod_session._state import (
@@ -370,7 +370,7 @@ class Engine:
             appended = tx.append_entries(
                 session_id,
                 entries,
-                suffixes=[new_entry_suffix() for _ in entries],
+                suffixes=new_entry_suffixes(len(entries)),
                 agent_id=self.agent_id,
                 expected_version=request.expected_version,
                 idempotency_key=request.idempotency_key,
