@@ -285,3 +285,62 @@ def test_group_commits_keep_the_index_whole_when_some_appends_roll_back(tmp_path
     refused, found = asyncio.run(run())
     assert refused > 100
     assert found == 100
+
+
+def test_the_async_committer_indexes_a_due_batch_after_answering_its_appends(
+    tmp_path: Path,
+) -> None:
+    """The async store's appends leave a due batch to its committer, which indexes it
+    in a transaction of its own once their callers have their answers; a search finds
+    every entry either way."""
+    path = tmp_path / "s.db"
+
+    async def run() -> None:
+        store = open_async_store(path)
+        session = await store.get_or_create("agent:main:main")
+        await store.append(
+            session.id, [Message.user(f"avocet {n}") for n in range(INDEX_BATCH - 1)]
+        )
+        await store.append(session.id, Message.user("avocet crossing"))
+        found = (await store.search("avocet crossing", limit=100)).hits
+        assert [hit.seq for hit in found] == [INDEX_BATCH]
+        assert len((await store.search("avocet", limit=100)).hits) == 100
+        await store.aclose()  # the committer finishes what it has begun
+
+    asyncio.run(run())
+    assert _watermark(path) == (INDEX_BATCH, INDEX_BATCH)
+    reopened = open_store(path)
+    assert reopened.check_integrity() == []
+    reopened.close()
+
+
+def test_a_deferred_batch_that_fails_to_index_waits_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Indexing after the answers can fail (the file locked by another process past the
+    busy timeout, say): the committer goes on, and the entries wait for the next batch."""
+    path = tmp_path / "s.db"
+    real = SqliteTx.index_pending
+    failures = iter([True])
+
+    def index_pending(self: SqliteTx) -> None:
+        if next(failures, False):
+            raise sqlite3.OperationalError("database is locked")
+        real(self)
+
+    monkeypatch.setattr(SqliteTx, "index_pending", index_pending)
+
+    async def run() -> None:
+        store = open_async_store(path)
+        session = await store.get_or_create("agent:main:main")
+        await store.append(session.id, [Message.user(f"stilt {n}") for n in range(INDEX_BATCH)])
+        await store.append(session.id, [Message.user(f"stilt {n}") for n in range(INDEX_BATCH)])
+        assert len((await store.search("stilt", limit=100)).hits) == 100
+        await store.aclose()
+
+    asyncio.run(run())
+    assert list(failures) == []  # the first batch did fail
+    assert _watermark(path) == (2 * INDEX_BATCH, 2 * INDEX_BATCH)
+    reopened = open_store(path)
+    assert reopened.check_integrity() == []
+    reopened.close()

@@ -139,6 +139,7 @@ class _GroupCommitter:
                 self._thread.start()
 
     def _run(self) -> None:
+        self._backend.defer_indexing()
         while True:
             first = self._queue.get()
             if first is None:
@@ -155,8 +156,18 @@ class _GroupCommitter:
                     break
                 group.append(item)
             self._commit(group)
+            self._index_if_due()
             if stop:
                 return
+
+    def _index_if_due(self) -> None:
+        """The full-text index's due batch, once the group's callers have their answers
+        (while they go on, not while one of them waits). A failure leaves the entries
+        waiting: the next batch takes them, and searches read them meanwhile."""
+        try:
+            self._backend.index_if_due()
+        except Exception as err:  # nothing is lost: see the docstring
+            logger.warning("indexing entries for search failed: {}", type(err).__name__)
 
     def _commit(self, group: list[_Pending]) -> None:
         outcomes = [self._commit_one(group[0])] if len(group) == 1 else self._commit_many(group)

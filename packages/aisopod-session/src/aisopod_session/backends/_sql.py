@@ -270,6 +270,17 @@ class Backend(Protocol):
         """Release every connection."""
         ...
 
+    def defer_indexing(self) -> None:
+        """From now on, appends made on the calling thread leave the full-text index's
+        batches to `index_if_due` (the async store's committer: it answers its appends
+        first). A no-op where the index follows each statement (PostgreSQL)."""
+        ...
+
+    def index_if_due(self) -> None:
+        """Index the entries waiting for the full-text index, in a write transaction of
+        its own, if an append on this thread left a batch due (see `defer_indexing`)."""
+        ...
+
     def check_integrity(self) -> list[str]:
         """The database engine's own consistency check: the problems found, if any."""
         ...

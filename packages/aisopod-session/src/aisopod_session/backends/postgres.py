@@ -549,6 +549,12 @@ class PostgresBackend:
         if self.read_only:
             connection.execute("SET default_transaction_read_only = on")
 
+    def defer_indexing(self) -> None:
+        """Nothing to defer: the generated search column indexes each entry as it is written."""
+
+    def index_if_due(self) -> None:
+        """Nothing is ever due (see `defer_indexing`)."""
+
     def close(self) -> None:
         """Close the pool and every connection in it."""
         self._pool.close()

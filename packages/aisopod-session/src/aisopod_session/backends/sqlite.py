@@ -255,9 +255,13 @@ _ADVANCE_WATERMARK = (
 class SqliteTx(SqlTx):
     """The store's SQL on a `sqlite3` connection."""
 
-    def __init__(self, connection: sqlite3.Connection, url: str) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, url: str, thread: threading.local | None = None
+    ) -> None:
         self._connection = connection
         self._url = url
+        self._thread = thread
+        """The backend's state of the calling thread, where it defers indexing."""
 
     def decode_json(self, value: Any) -> Any:
         """A JSON column's value: always text here, written by the store itself, so
@@ -287,7 +291,10 @@ class SqliteTx(SqlTx):
         if last is None:  # executemany and INSERT ... SELECT leave the cursor's unset
             last = self._connection.execute("SELECT last_insert_rowid()").fetchone()[0]
         if last // INDEX_BATCH != (last - count) // INDEX_BATCH:
-            self.index_pending()
+            if self._thread is not None and getattr(self._thread, "defer_index", False):
+                self._thread.index_due = True  # for `SqliteBackend.index_if_due`
+            else:
+                self.index_pending()
 
     def state_edit(self, state: StateEdit) -> tuple[str, list[Any]] | None:
         """SQLite's JSON functions edit the kept state in place (numbers keep their
@@ -629,6 +636,24 @@ class SqliteBackend:
         for connection in connections:
             connection.close()
 
+    # --- the full-text index, off the append path --------------------------------
+
+    def defer_indexing(self) -> None:
+        """Appends on the calling thread leave a due batch of the full-text index to
+        `index_if_due`: the async store's committer indexes after answering its
+        appends, while their callers go on, instead of making one of them wait for it
+        (searches read what waits either way)."""
+        self._local.defer_index = True
+
+    def index_if_due(self) -> None:
+        """Index what waits, in a write transaction of its own, if an append on this
+        thread left a batch due."""
+        if not getattr(self._local, "index_due", False):
+            return
+        self._local.index_due = False
+        with self.write() as tx:
+            tx.index_pending()
+
     # --- transactions -----------------------------------------------------------
 
     def inline(self) -> _Inline | None:
@@ -804,7 +829,7 @@ class _Transaction:
         except BaseException:
             self._release()
             raise
-        return SqliteTx(connection, backend.url)
+        return SqliteTx(connection, backend.url, backend._local)
 
     def __exit__(
         self,
