@@ -3,6 +3,7 @@
     uv run --group bench python benchmarks/adapters.py             # SQLite (about 3 minutes)
     uv run --group bench python benchmarks/adapters.py --postgres embedded   # and PostgreSQL
     uv run --group bench python benchmarks/adapters.py --quick     # small sizes: a smoke test
+    uv run --group bench python benchmarks/adapters.py --postgres DSN --only postgresql,langchain
     uv run --group bench python benchmarks/peers.py --workloads adapters    # the same, from peers
 
 What a user of a framework swaps is one line (`AisopodSession("user-42")` for
@@ -21,6 +22,10 @@ comparison would flatter us), and ours run at the store's default, FULL.
   (on SQLite such a small read runs on the event loop's own thread when it
   can without waiting, see `AsyncSessionStore`; on PostgreSQL it goes to a
   worker thread, and the row measures that hand-off).
+
+`--only` runs some of the rows: those of the backends (`sqlite`, `postgresql`)
+and of the frameworks (`sdk`, `langchain`, `async`) it names, every backend
+or framework when it names none of them.
 
 "ratio" is their time over ours (for the async row: the async call's time over
 the sync call's), and "target" what the row must reach. The 1,000-item add also
@@ -509,7 +514,42 @@ class Bench:
             await store.aclose()
 
 
-async def run(bench: Bench, dsn: str | None) -> None:
+BACKENDS = ("sqlite", "postgresql")
+FRAMEWORKS = ("sdk", "langchain", "async")
+
+
+@dataclass(frozen=True)
+class Only:
+    """The rows `--only` asks for: its backends and frameworks (each, all when empty)."""
+
+    backends: frozenset[str]
+    frameworks: frozenset[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Only:
+        names = {name.strip().lower() for name in text.split(",") if name.strip()}
+        unknown = names - {*BACKENDS, *FRAMEWORKS}
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown: {', '.join(sorted(unknown))} (known: {', '.join(BACKENDS + FRAMEWORKS)})"
+            )
+        return cls(frozenset(names & set(BACKENDS)), frozenset(names & set(FRAMEWORKS)))
+
+    def backend(self, name: str) -> bool:
+        return not self.backends or name in self.backends
+
+    def framework(self, name: str) -> bool:
+        return not self.frameworks or name in self.frameworks
+
+
+async def run(bench: Bench, dsn: str | None, only: Only) -> None:
+    if only.backend("sqlite"):
+        await run_sqlite(bench, only)
+    if dsn and only.backend("postgresql"):
+        await run_postgres(bench, dsn, only)
+
+
+async def run_sqlite(bench: Bench, only: Only) -> None:
     from agents.memory import SQLiteSession
 
     create_engine = peer("sqlalchemy").create_engine
@@ -522,48 +562,52 @@ async def run(bench: Bench, dsn: str | None) -> None:
         wal_full(session)
         return session
 
-    print("OpenAI Agents SDK, SQLite", file=sys.stderr)
-    await bench.sdk(ours_sqlite, sqlite_session, "SQLite")
-    print("LangChain, SQLite", file=sys.stderr)
-    engine = create_engine(f"sqlite:///{bench.root / 'langchain.db'}")
-    with engine.connect() as connection:  # synchronous is FULL by default: durable commits
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-    await bench.langchain(ours_sqlite, engine, "SQLite", 1000)
-    engine.dispose()
-    print("Async store, SQLite", file=sys.stderr)
-    await bench.async_store(ours_sqlite, "SQLite", 1000)
-    if dsn:
-        await run_postgres(bench, dsn)
+    if only.framework("sdk"):
+        print("OpenAI Agents SDK, SQLite", file=sys.stderr)
+        await bench.sdk(ours_sqlite, sqlite_session, "SQLite")
+    if only.framework("langchain"):
+        print("LangChain, SQLite", file=sys.stderr)
+        engine = create_engine(f"sqlite:///{bench.root / 'langchain.db'}")
+        with engine.connect() as connection:  # synchronous is FULL by default: durable commits
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+        await bench.langchain(ours_sqlite, engine, "SQLite", 1000)
+        engine.dispose()
+    if only.framework("async"):
+        print("Async store, SQLite", file=sys.stderr)
+        await bench.async_store(ours_sqlite, "SQLite", 1000)
 
 
-async def run_postgres(bench: Bench, dsn: str) -> None:
+async def run_postgres(bench: Bench, dsn: str, only: Only) -> None:
     SQLAlchemySession = peer("agents.extensions.memory").SQLAlchemySession
     create_engine = peer("sqlalchemy").create_engine
     create_async_engine = peer("sqlalchemy.ext.asyncio").create_async_engine
 
     with scratch_databases(dsn) as create:
-        ours_url, theirs_url = create("ours"), create("theirs")
+        ours_url = create("ours")
         open_store(ours_url).close()
-        sa_engine = create_async_engine(asyncpg_url(theirs_url))
-        made_tables = False
+        if only.framework("sdk"):
+            sa_engine = create_async_engine(asyncpg_url(create("theirs")))
+            made_tables = False
 
-        def sqlalchemy_session(name: str) -> Any:
-            nonlocal made_tables
-            session = SQLAlchemySession(name, engine=sa_engine, create_tables=not made_tables)
-            made_tables = True
-            return session
+            def sqlalchemy_session(name: str) -> Any:
+                nonlocal made_tables
+                session = SQLAlchemySession(name, engine=sa_engine, create_tables=not made_tables)
+                made_tables = True
+                return session
 
-        first = sqlalchemy_session("warm-up")
-        await first.get_items(1)  # creates the tables before any timing
-        print("OpenAI Agents SDK, PostgreSQL", file=sys.stderr)
-        await bench.sdk(ours_url, sqlalchemy_session, "PostgreSQL")
-        await sa_engine.dispose()
-        print("LangChain, PostgreSQL", file=sys.stderr)
-        engine = create_engine(psycopg_url(create("langchain")))
-        await bench.langchain(ours_url, engine, "PostgreSQL", 1000)
-        engine.dispose()
-        print("Async store, PostgreSQL", file=sys.stderr)
-        await bench.async_store(ours_url, "PostgreSQL", 1000)
+            first = sqlalchemy_session("warm-up")
+            await first.get_items(1)  # creates the tables before any timing
+            print("OpenAI Agents SDK, PostgreSQL", file=sys.stderr)
+            await bench.sdk(ours_url, sqlalchemy_session, "PostgreSQL")
+            await sa_engine.dispose()
+        if only.framework("langchain"):
+            print("LangChain, PostgreSQL", file=sys.stderr)
+            engine = create_engine(psycopg_url(create("langchain")))
+            await bench.langchain(ours_url, engine, "PostgreSQL", 1000)
+            engine.dispose()
+        if only.framework("async"):
+            print("Async store, PostgreSQL", file=sys.stderr)
+            await bench.async_store(ours_url, "PostgreSQL", 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -577,6 +621,14 @@ def main(argv: list[str] | None = None) -> int:
         " throwaway server",
     )
     parser.add_argument("--rounds", type=int, help="alternating rounds per row (default 9)")
+    parser.add_argument(
+        "--only",
+        type=Only.parse,
+        default=Only(frozenset(), frozenset()),
+        metavar="NAMES",
+        help="run only the rows of these backends and frameworks, comma-separated:"
+        f" {', '.join(BACKENDS + FRAMEWORKS)} (all of a kind it names none of)",
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import platform
@@ -590,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         postgres_dsn(args.postgres or "") as dsn,
     ):
         bench = Bench(Path(folder), rounds, 0.05 if args.quick else 0.25, sizes)
-        asyncio.run(run(bench, dsn or None))
+        asyncio.run(run(bench, dsn or None, args.only))
     print(render(bench.results, meta))
     return 0
 
