@@ -16,8 +16,11 @@ third of such a read, and more on a loaded machine. Such a read never waits
 for a lock or a busy file (it fails at once and goes to a worker thread
 instead) and stops, to go there too, past a bound on what it reads
 (`SqliteBackend.inline`): what it costs the loop is what the synchronous
-call costs its caller. PostgreSQL reads, which go over the network, always
-run on worker threads.
+call costs its caller. On PostgreSQL such a read runs on the loop's thread
+too, its statements sent on an async connection of the loop's own
+(`PostgresBackend.read_on_loop`): awaited, not waited for. A read that needs
+a transaction, or finds that connection busy with another read, goes to a
+worker thread.
 """
 
 from __future__ import annotations
@@ -312,10 +315,10 @@ class AsyncSessionStore:
     or `async with`, or `close()` from synchronous code. `borrowing(store)`
     makes one over a synchronous store that stays its owner's.
 
-    The calls run on threads of the store's own (a small read of an SQLite
-    file, on the event loop's thread when it can without waiting: see the
-    module docstring); a store dropped unclosed stops them once no handle on
-    it (or made by `for_agent`) is left.
+    The calls run on threads of the store's own (a small read, on the event
+    loop's thread when it can without waiting: see the module docstring); a
+    store dropped unclosed stops them once no handle on it (or made by
+    `for_agent`) is left.
     """
 
     def __init__(
@@ -399,13 +402,19 @@ class AsyncSessionStore:
         return await self._workers.run(functools.partial(fn, *args, **kwargs))
 
     async def _read(self, small: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run the read `fn(*args, **kwargs)`: at once, on this thread, when it is
-        `small` (`_few`) and the store's SQLite file lets it run here without waiting
-        (see the module docstring); else on a worker thread."""
+        """Run the read `fn(*args, **kwargs)`: on this thread, when it is `small`
+        (`_few`) and the store lets it run here without waiting (an SQLite file at
+        once, PostgreSQL awaiting its statements: see the module docstring); else on
+        a worker thread."""
         if small:
             if self._workers.closed:
                 raise StoreUnavailable("the store is closed")
-            done = at_once(self._engine.backend, functools.partial(fn, *args, **kwargs))
+            read = functools.partial(fn, *args, **kwargs)
+            done = at_once(self._engine.backend, read)
+            # PostgreSQL's: the read's statements sent on the loop's own connection.
+            on_loop = getattr(self._engine.backend, "read_on_loop", None)
+            if done is LATER and on_loop is not None:
+                done = await on_loop(read)
             if done is not LATER:
                 return done
         return await self._call(fn, *args, **kwargs)  # a worker thread may wait, or read more

@@ -8,23 +8,32 @@ statements of one transaction, never across a round trip to the caller.
 Migrations run at open inside a transaction holding an advisory lock, so
 processes starting together migrate once. A store may live in a schema of its
 own (`?schema=name` in the URL), created on first open.
+
+An append is one statement, to a key's session too (the statement finds the
+key's binding). An event loop's small reads send their statements on an
+async connection of the loop's own, made on first use and closed with the
+store or the loop (`PostgresBackend.read_on_loop`): one connection more per
+loop than the pool's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import select
 import threading
+import weakref
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
 import psycopg.conninfo
 from psycopg import errors, sql
+from psycopg.adapt import Loader
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -45,17 +54,22 @@ from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
     Appended,
     AppendTarget,
+    PathPayloadRow,
     SearchFilter,
     SqlTx,
     StateEdit,
+    WouldWait,
     append_deltas,
     append_update,
     appended_to,
     may_append,
     search_hit,
 )
+from aisopod_session.backends.sqlite import LATER, _Later
 
-__all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
+__all__ = ["LOOP_STATEMENTS", "MIGRATIONS", "PostgresBackend", "PostgresTx"]
+
+T = TypeVar("T")
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -234,10 +248,16 @@ value, and PostgreSQL refuses those past about 256 MiB."""
 
 # An append in one statement, from named parts (each a CTE, in the order they run).
 _TARGET = (
-    # The session, locked: parameter the session id.
+    # The session, locked, where `{where}` finds it.
     "target AS (SELECT sid AS t_sid, agent_id AS t_agent, version AS t_version,"
-    " entry_count AS t_count, leaf_seq AS t_leaf FROM sessions WHERE id = ? FOR UPDATE)"
+    " entry_count AS t_count, leaf_seq AS t_leaf, id AS t_id FROM sessions"
+    " WHERE {where} FOR UPDATE)"
 )
+_BY_ID = "id = ?"  # parameter the session id
+# Parameters the agent and the stored key. The binding is read, not locked, as a
+# read of the key before the append would read it: a reset that moves the key
+# meanwhile leaves the append in the session it archives, as that read would.
+_BY_KEY = "sid = (SELECT sid FROM bindings WHERE agent_id = ? AND key = ?)"
 _ALLOWED = (
     # The session, when the scope and the expected version allow the append:
     # parameters the agent (twice) and the version (twice), each may be NULL.
@@ -271,11 +291,23 @@ _NEW_ENTRIES = (
     " cache_write bigint, total bigint, cost float8, created_at bigint) RETURNING 1)"
 )
 _AS_IT_WAS = (
-    # The session as it was (an `AppendTarget`), and how many entries were added.
-    "SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added) FROM target"
+    # The session as it was (an `AppendTarget`), how many entries were added, its id.
+    "SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added), t_id"
+    " FROM target"
 )
-_APPEND_STATEMENT = f"WITH {_TARGET}, {_ALLOWED}, {_MOVED}, {_NEW_ENTRIES} {_AS_IT_WAS}"
-"""An append in one statement; its parameters are built by `PostgresTx.append_entries`."""
+_APPEND_STATEMENT, _APPEND_TO_KEY_STATEMENT = (
+    f"WITH {_TARGET.format(where=where)}, {_ALLOWED}, {_MOVED}, {_NEW_ENTRIES} {_AS_IT_WAS}"
+    for where in (_BY_ID, _BY_KEY)
+)
+"""An append in one statement, to a session by its id or to the one bound to a key;
+its parameters are built by `PostgresTx.append_entries`."""
+
+
+class _JsonAsSent(Loader):
+    """A json column's value as the server sent it (`bytes`), for `decode_json`."""
+
+    def load(self, data: Any) -> bytes:
+        return bytes(data)
 
 
 class PostgresTx(SqlTx):
@@ -294,8 +326,21 @@ class PostgresTx(SqlTx):
         return f"{left}::text IS DISTINCT FROM {right}::text"
 
     def decode_json(self, value: Any) -> Any:
-        """psycopg has decoded the json column already (a JSON string is a `str`)."""
-        return value
+        """psycopg has decoded the json column already (a JSON string is a `str`),
+        except for the payloads `stored_path_payloads` leaves as the server sent
+        them: the only `bytes`, as JSON has no such value."""
+        return orjson.loads(value) if type(value) is bytes else value
+
+    def stored_path_payloads(self, sid: int, first: int, last: int) -> list[PathPayloadRow]:
+        # The payloads as sent, parsed by `decode_json` one at a time as the reader
+        # takes them: what it drops of each is freed at once, instead of a page of
+        # parsed payloads living together for the garbage collector to walk (for a
+        # page of 1,000 messages, half the time of the read).
+        self._json_as_sent = True
+        try:
+            return super().stored_path_payloads(sid, first, last)
+        finally:
+            self._json_as_sent = False
 
     _translated: ClassVar[dict[str, str]] = {}
 
@@ -310,6 +355,7 @@ class PostgresTx(SqlTx):
         idempotency_key: str | None,
         now: int,
         state: StateEdit | None = None,
+        key: tuple[str, str] | None = None,
     ) -> Appended | None:
         if state is not None or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
             # A state edit (done in Python), or too big for one json value: the
@@ -325,10 +371,12 @@ class PostgresTx(SqlTx):
                     idempotency_key=idempotency_key,
                     now=now,
                     state=state,
+                    key=key,
                 )
         # One statement, so one round trip, and outside a transaction one
-        # commit: lock the row, check it, move it, insert the entries, and
-        # return the row as it was. The entries travel as one JSON array,
+        # commit: find the session (by its key's binding, given a key), lock
+        # the row, check it, move it, insert the entries, and return the row
+        # as it was. The entries travel as one JSON array,
         # payloads embedded as they are: one parameter to send, not fifteen
         # per entry (or fifteen arrays, which psycopg dumps slowly).
         rows = []
@@ -356,9 +404,9 @@ class PostgresTx(SqlTx):
                 )
             rows.append(row)
         found = self.execute(
-            _APPEND_STATEMENT,
+            _APPEND_STATEMENT if key is None else _APPEND_TO_KEY_STATEMENT,
             (
-                session_id,
+                *((session_id,) if key is None else key),
                 agent_id,
                 agent_id,
                 expected_version,
@@ -370,17 +418,18 @@ class PostgresTx(SqlTx):
         ).fetchone()
         if found is None:
             return None
-        target = AppendTarget(*found[:5])
+        target, session_id = AppendTarget(*found[:5]), found[6]
         if not may_append(target, agent_id, expected_version):
-            return Appended(target, [], [])
+            return Appended(target, [], [], session_id=session_id)
         if found[5] != len(entries):  # pragma: no cover - a guard on the statement itself
             raise AisopodError(f"an append wrote {found[5]} of {len(entries)} entries")
         # The ids the statement built, by the same rule (entry_id).
-        return appended_to(target, entries, suffixes)
+        return appended_to(target, entries, suffixes, session_id)
 
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
         self._url = url
+        self._json_as_sent = False
 
     @classmethod
     def _sql(cls, statement: str) -> str:
@@ -393,7 +442,10 @@ class PostgresTx(SqlTx):
 
     def execute(self, sql_text: str, params: Sequence[Any] = ()) -> Any:
         try:
-            return self._connection.execute(self._sql(sql_text), params)
+            cursor = self._connection.cursor()
+            if self._json_as_sent:
+                cursor.adapters.register_loader("json", _JsonAsSent)
+            return cursor.execute(self._sql(sql_text), params)
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
@@ -441,6 +493,76 @@ class PostgresTx(SqlTx):
         return [search_hit(row[:8], float(row[8])) for row in rows]
 
 
+LOOP_STATEMENTS: Final = 4
+"""The most statements a read on the event loop (`PostgresBackend.read_on_loop`) may
+send; a read that needs more is made on a worker thread."""
+
+
+class _NeedRows(BaseException):
+    """A read run by `read_on_loop` asked for rows it has not been given yet: the
+    statement to send. A BaseException, so that no `except Exception` of the read's
+    own takes it for an error of the read."""
+
+    def __init__(self, statement: str, params: Sequence[Any], as_sent: bool) -> None:
+        super().__init__(statement)
+        self.statement = statement
+        self.params = params
+        self.as_sent = as_sent
+
+
+class _Rows:
+    """A statement's rows, fetched before, as the cursor that fetched them gives them."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+        self.rowcount = len(rows)
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class _Replay:
+    """The rows of a read's statements so far, answered in the order it sends them."""
+
+    __slots__ = ("answers", "sent")
+
+    def __init__(self, answers: list[list[Any]]) -> None:
+        self.answers = answers
+        self.sent = 0
+
+
+class _ReplayTx(PostgresTx):
+    """A read's statements answered from a `_Replay`: the first one not answered yet
+    raises `_NeedRows`; anything but a read raises `WouldWait`."""
+
+    def __init__(self, replay: _Replay, url: str) -> None:
+        self._replay = replay
+        self._url = url
+        self._json_as_sent = False
+
+    def execute(self, sql_text: str, params: Sequence[Any] = ()) -> Any:
+        replay = self._replay
+        if replay.sent < len(replay.answers):
+            replay.sent += 1
+            return _Rows(list(replay.answers[replay.sent - 1]))
+        raise _NeedRows(self._sql(sql_text), params, self._json_as_sent)
+
+    def executemany(self, sql_text: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise WouldWait("a read on the event loop does not write")
+
+    def create_schema(self, name: str) -> None:
+        raise WouldWait("a read on the event loop does not write")
+
+
 def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
     """A tsquery expression (and its parameters) of parsed clauses: user text only
     ever enters as parameters of PostgreSQL's own query parsers."""
@@ -466,7 +588,7 @@ class PostgresBackend:
     """A store's database in PostgreSQL (in one schema of a database)."""
 
     one_statement_appends = True
-    """An append alone is one statement in autocommit mode."""
+    """An append alone is one statement in autocommit mode, to a key's session too."""
 
     def __init__(
         self,
@@ -516,6 +638,9 @@ class PostgresBackend:
                 f"{self.url}: PostgreSQL did not answer"
             ) from err
         self._check_lock = threading.Lock()
+        self._local = threading.local()
+        self._loops_lock = threading.Lock()
+        self._on_loops: dict[int, _LoopConnection] = {}
         self.migrations = MIGRATIONS
         try:
             if migrate:
@@ -526,16 +651,18 @@ class PostgresBackend:
 
     def _unreachable(self) -> StoreUnavailable | None:
         """Why a new connection to the server fails now (its own words), or None."""
-        conninfo = self._conninfo
-        if self._connect_timeout is not None:
-            conninfo = psycopg.conninfo.make_conninfo(
-                conninfo, connect_timeout=self._connect_timeout
-            )
         try:
-            psycopg.connect(conninfo, autocommit=True).close()
+            psycopg.connect(self._direct_conninfo(), autocommit=True).close()
         except psycopg.Error as err:
             return StoreUnavailable(f"{self.url}: {_reason(err)}")
         return None
+
+    def _direct_conninfo(self) -> str:
+        """The connection string of a connection made outside the pool (which has its
+        own timeout): the URL's `connect_timeout`, else _CONNECT_TIMEOUT."""
+        if self._connect_timeout is None:
+            return self._conninfo
+        return psycopg.conninfo.make_conninfo(self._conninfo, connect_timeout=self._connect_timeout)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r})"
@@ -544,14 +671,99 @@ class PostgresBackend:
         """Set up a new pooled connection; it never writes (the schema is made by
         the migration that needs it)."""
         set_json_loads(orjson.loads, connection)
+        for statement in self._settings():
+            connection.execute(statement)
+
+    def _settings(self) -> list[sql.Composed | sql.SQL]:
+        """What every connection of the store sets first (`_configure`)."""
+        settings: list[sql.Composed | sql.SQL] = []
         if self.schema:
-            connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            settings.append(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         if self.read_only:
-            connection.execute("SET default_transaction_read_only = on")
+            settings.append(sql.SQL("SET default_transaction_read_only = on"))
+        return settings
 
     def close(self) -> None:
-        """Close the pool and every connection in it."""
-        self._pool.close()
+        """Close the pool and every connection in it, and those of event loops."""
+        with self._loops_lock:
+            self._pool.close()  # first: no loop makes a connection after it
+            on_loops, self._on_loops = list(self._on_loops.values()), {}
+        for on_loop in on_loops:
+            on_loop.close()
+
+    # --- reads on an event loop -------------------------------------------------
+
+    async def read_on_loop(self, read: Callable[[], T]) -> T | Literal[_Later.LATER]:
+        """`read()` made on the event loop's thread without blocking it, or `LATER`.
+
+        The read's code runs on this thread; each statement it sends goes, as
+        it asks for it, on the loop's own connection to the server (an async
+        one, made on first use), and the read runs again from its start with
+        the rows of each statement sent so far: a read is deterministic, so it
+        sends the same statements again, answered without a round trip. A
+        read of one statement (a page of a session's log, an adapter's window)
+        so costs one awaited round trip and no hand-off to a worker thread.
+
+        `LATER`, with nothing changed, when the read cannot be made so: it
+        asks for a transaction (`read`), or to write, or for more than
+        LOOP_STATEMENTS statements; the loop's connection is busy with another
+        read or cannot be made; or the server fails a statement (a worker
+        thread then makes the read, and reports what goes wrong). Any other
+        error is the read's own.
+        """
+        on_loop = await self._loop_connection()
+        if on_loop is None:
+            return LATER
+        answers: list[list[Any]] = []
+        try:
+            while True:
+                self._local.replay = _Replay(answers)
+                try:
+                    return read()
+                except _NeedRows as need:
+                    wanted = need
+                except WouldWait:
+                    return LATER
+                finally:
+                    self._local.replay = None
+                if len(answers) == LOOP_STATEMENTS:
+                    return LATER
+                rows = await on_loop.fetch(wanted.statement, wanted.params, wanted.as_sent)
+                if rows is None:
+                    return LATER
+                answers.append(rows)
+        finally:
+            on_loop.busy = False
+
+    async def _loop_connection(self) -> _LoopConnection | None:
+        """The running loop's connection, made busy (`None` when it is busy already, or
+        cannot be made, or the store is closed: a worker thread then says so)."""
+        loop = asyncio.get_running_loop()
+        with self._loops_lock:
+            if self._pool.closed:
+                return None
+            on_loop = self._on_loops.get(id(loop))
+            if on_loop is not None and on_loop.busy:
+                return None
+            if on_loop is None:
+                weakref.finalize(loop, self._forget_loop, id(loop))
+            if on_loop is None or on_loop.closed:
+                # A new one (for a connection that failed, too), taken while it
+                # connects: the loop's other reads go to workers meanwhile.
+                on_loop = self._on_loops[id(loop)] = _LoopConnection()
+            on_loop.busy = True
+        if on_loop.connection is None and not await on_loop.connect(
+            self._direct_conninfo(), self._settings()
+        ):
+            return None
+        return on_loop
+
+    def _forget_loop(self, key: int) -> None:
+        """A loop is gone: close its connection."""
+        with self._loops_lock:
+            on_loop = self._on_loops.pop(key, None)
+        if on_loop is not None:
+            on_loop.close()
 
     # --- transactions -----------------------------------------------------------
 
@@ -576,7 +788,12 @@ class PostgresBackend:
     @contextmanager
     def read_statement(self) -> Iterator[PostgresTx]:
         """One read statement, sent alone in autocommit mode: it sees one snapshot by
-        itself (one round trip instead of BEGIN, it and COMMIT)."""
+        itself (one round trip instead of BEGIN, it and COMMIT). In a read made by
+        `read_on_loop`, its statements are answered there."""
+        replay: _Replay | None = getattr(self._local, "replay", None)
+        if replay is not None:
+            yield _ReplayTx(replay, self.url)
+            return
         with self._transaction(None) as tx:
             yield tx
 
@@ -591,6 +808,9 @@ class PostgresBackend:
 
     @contextmanager
     def _transaction(self, begin: str | None) -> Iterator[PostgresTx]:
+        if getattr(self._local, "replay", None) is not None:
+            # A transaction, a write: not for a read on the event loop (nothing is sent).
+            raise WouldWait("a read on the event loop sends statements alone")
         try:
             with self._connection(begin) as connection:
                 tx = PostgresTx(connection, self.url)
@@ -723,6 +943,68 @@ class PostgresBackend:
                 if count:
                     problems.append(f"{count} {what}")
         return problems
+
+
+class _LoopConnection:
+    """An event loop's connection to the server, for `read_on_loop`: in autocommit mode,
+    set up as the pool's are, used by one read at a time (`busy`)."""
+
+    def __init__(self) -> None:
+        self.connection: psycopg.AsyncConnection[Any] | None = None
+        self.busy = False
+        self.closed = False
+
+    async def connect(self, conninfo: str, settings: list[sql.Composed | sql.SQL]) -> bool:
+        """Whether the connection could be made (no error is raised: a worker thread
+        makes the read instead, and says what is wrong)."""
+        connection = None
+        try:
+            connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            set_json_loads(orjson.loads, connection)
+            for statement in settings:
+                await connection.execute(statement)
+        except BaseException as err:
+            # Failed, or cancelled: this one is done with (the next read makes another).
+            if connection is not None:
+                _finish(connection)
+            self.closed, self.busy = True, False
+            if isinstance(err, psycopg.Error | OSError):
+                return False
+            raise
+        self.connection = connection
+        if self.closed:  # the store closed meanwhile
+            self.close()
+            return False
+        return True
+
+    async def fetch(self, statement: str, params: Sequence[Any], as_sent: bool) -> list[Any] | None:
+        """The rows of one statement (`None` when it failed: the connection is closed)."""
+        connection = self.connection
+        assert connection is not None
+        try:
+            cursor = connection.cursor()
+            if as_sent:
+                cursor.adapters.register_loader("json", _JsonAsSent)
+            await cursor.execute(statement, params)
+            return await cursor.fetchall()
+        except psycopg.Error:
+            self.close()
+            return None
+        except BaseException:
+            # Cancelled while the server answers: what it still sends is not read.
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.closed = True
+        if self.connection is not None:
+            _finish(self.connection)
+
+
+def _finish(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Close an async connection from any thread, without a loop: `close()` is a
+    coroutine only to return a pooled connection to its pool; this one has none."""
+    connection.pgconn.finish()
 
 
 def _server_spoke(connection: psycopg.Connection[Any]) -> bool:
