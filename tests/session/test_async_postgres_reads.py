@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from aisopod_session import AsyncSessionStore, SessionNotFound, open_async_store
-from aisopod_session._async import read_small
+from aisopod_session._async import read_rows, read_small
 from aisopod_session._store import engine_of
 from aisopod_session.backends import postgres
 from aisopod_session.backends.postgres import LOOP_STATEMENTS, PostgresBackend
@@ -91,6 +91,7 @@ def test_a_small_read_is_sent_from_the_loop_and_reads_what_the_sync_call_reads(
             store,
             20,
             lambda e: e.read_key_tail(agent, stored, 20, lambda kind, p: [p], keep_pairs=False),
+            on_loop=True,
         )
         assert window == [e.payload for e in store.sync.path(session_id, last=20).entries]
         # Its errors are the call's own (an unknown session is known in a transaction,
@@ -107,6 +108,28 @@ def test_a_small_read_is_sent_from_the_loop_and_reads_what_the_sync_call_reads(
     assert len(workers) == 2
     assert "SessionStore.path" in workers[0]
     assert "no-such-session" in workers[1]
+    store.close()
+
+
+def test_reads_that_decode_between_statements_go_to_workers(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again from its start for each statement, a read that decodes items before
+    its last one would decode them again: such reads (`read_small` unless told,
+    `read_rows`) keep to the worker threads."""
+    store = open_async_store(pg_url)
+    session_id = store.sync.get_or_create("agent:main:main").id
+    fetched = _fetched_on(monkeypatch)
+    workers = _sent_by_workers(store, monkeypatch)
+
+    async def main() -> None:
+        found = await read_small(store, 5, lambda e: e.entries_since_compaction(session_id, 0))
+        assert found == 0
+        assert await read_rows(store, lambda e: e.agent_id) is None
+
+    asyncio.run(main())
+    assert not fetched
+    assert len(workers) == 2
     store.close()
 
 
@@ -145,9 +168,11 @@ def test_a_read_of_more_statements_than_the_loop_sends_goes_to_a_worker(
             return [tx.execute("SELECT ?::bigint", (n,)).fetchone()[0] for n in range(count)]
 
     async def main() -> None:
-        assert await store._read(True, statements, LOOP_STATEMENTS) == list(range(LOOP_STATEMENTS))
+        assert await store._read(True, lambda: statements(LOOP_STATEMENTS)) == list(
+            range(LOOP_STATEMENTS)
+        )
         assert not workers
-        assert await store._read(True, statements, LOOP_STATEMENTS + 1) == list(
+        assert await store._read(True, lambda: statements(LOOP_STATEMENTS + 1)) == list(
             range(LOOP_STATEMENTS + 1)
         )
         assert len(workers) == 1

@@ -16,8 +16,9 @@ third of such a read, and more on a loaded machine. Such a read never waits
 for a lock or a busy file (it fails at once and goes to a worker thread
 instead) and stops, to go there too, past a bound on what it reads
 (`SqliteBackend.inline`): what it costs the loop is what the synchronous
-call costs its caller. On PostgreSQL such a read runs on the loop's thread
-too, its statements sent on an async connection of the loop's own
+call costs its caller. On PostgreSQL a page of `history` (and an adapter's
+window, `read_small(on_loop=True)`) runs on the loop's thread too, its
+statements sent on an async connection of the loop's own
 (`PostgresBackend.read_on_loop`): awaited, not waited for. A read that needs
 a transaction, or finds that connection busy with another read, goes to a
 worker thread.
@@ -401,23 +402,22 @@ class AsyncSessionStore:
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._workers.run(functools.partial(fn, *args, **kwargs))
 
-    async def _read(self, small: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run the read `fn(*args, **kwargs)`: on this thread, when it is `small`
-        (`_few`) and the store lets it run here without waiting (an SQLite file at
-        once, PostgreSQL awaiting its statements: see the module docstring); else on
-        a worker thread."""
+    async def _read(self, small: bool, read: Callable[[], T], *, on_loop: bool = True) -> T:
+        """Make the read `read()`: on this thread, when it is `small` (`_few`) and the
+        store lets it run here without waiting (an SQLite file at once; PostgreSQL, when
+        `on_loop`, awaiting its statements: see the module docstring); else on a
+        worker thread."""
         if small:
             if self._workers.closed:
                 raise StoreUnavailable("the store is closed")
-            read = functools.partial(fn, *args, **kwargs)
             done = at_once(self._engine.backend, read)
             # PostgreSQL's: the read's statements sent on the loop's own connection.
-            on_loop = getattr(self._engine.backend, "read_on_loop", None)
-            if done is LATER and on_loop is not None:
-                done = await on_loop(read)
+            read_on_loop = getattr(self._engine.backend, "read_on_loop", None)
+            if done is LATER and on_loop and read_on_loop is not None:
+                done = await read_on_loop(read)
             if done is not LATER:
                 return done
-        return await self._call(fn, *args, **kwargs)  # a worker thread may wait, or read more
+        return await self._workers.run(read)  # a worker thread may wait, or read more
 
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""
@@ -586,13 +586,15 @@ class AsyncSessionStore:
         """See `SessionStore.history`."""
         return await self._read(
             _few(last if last is not None else limit, default=True),
-            self._store.history,
-            session_id,
-            last=last,
-            before=before,
-            after=after,
-            limit=limit,
-            cursor=cursor,
+            functools.partial(
+                self._store.history,
+                session_id,
+                last=last,
+                before=before,
+                after=after,
+                limit=limit,
+                cursor=cursor,
+            ),
         )
 
     # --- the active path, context, compaction, branches ------------------------------
@@ -609,12 +611,9 @@ class AsyncSessionStore:
         """See `SessionStore.path`."""
         return await self._read(
             _few(last, default=True),
-            self._store.path,
-            session_id,
-            last=last,
-            before=before,
-            cursor=cursor,
-            leaf=leaf,
+            functools.partial(
+                self._store.path, session_id, last=last, before=before, cursor=cursor, leaf=leaf
+            ),
         )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
@@ -748,19 +747,31 @@ async def in_worker(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
 
 
 async def read_small(
-    store: AsyncSessionStore, entries: int | None, work: Callable[[Engine], T]
+    store: AsyncSessionStore,
+    entries: int | None,
+    work: Callable[[Engine], T],
+    *,
+    on_loop: bool = False,
 ) -> T:
     """Run the read `work(engine)` of at most `entries` entries (`None`: no bound) as the
     store runs its own reads of a page: on the event loop's thread when it is small
-    and can run there without waiting, else on a worker thread (the module docstring)."""
-    return await store._read(_few(entries, default=False), work, store._engine)
+    and can run there without waiting, else on a worker thread (the module docstring).
+
+    On PostgreSQL only with `on_loop`: there the read runs again from its start
+    for each statement it sends, which pays where what it does before its last
+    statement is cheap (a key's session, then a page of items decoded), not
+    where it decodes items between statements."""
+    return await store._read(
+        _few(entries, default=False), functools.partial(work, store._engine), on_loop=on_loop
+    )
 
 
 async def read_rows(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
     """Run the read `work(engine)` of a few rows found through an index (a listing of
     one user's sessions, a user's state): as `read_small` runs a small read, on the
-    event loop's thread when it can run there without waiting, within the same bounds."""
-    return await store._read(True, work, store._engine)
+    event loop's thread when it can run there without waiting, within the same bounds
+    (on PostgreSQL, on a worker thread)."""
+    return await store._read(True, functools.partial(work, store._engine), on_loop=False)
 
 
 def _few(entries: object, *, default: bool) -> bool:

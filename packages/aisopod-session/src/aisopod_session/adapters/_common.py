@@ -259,6 +259,7 @@ class StoreHandle:
             self.async_store,
             limit,
             lambda engine: engine.read_key_tail(agent, stored, limit, decode, keep_pairs=pairs),
+            on_loop=True,  # its items are decoded after its last statement, as a rule
         )
 
     def pop_now(self, key: str, decode: Decode[T]) -> T | None:
