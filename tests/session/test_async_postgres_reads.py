@@ -202,6 +202,34 @@ def test_a_write_in_a_read_on_the_loop_is_refused_before_it_starts(
     store.close()
 
 
+def test_a_statement_that_writes_is_refused_on_the_loop_and_made_once_on_a_worker(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's connection is read-only: a write sent from a read by mistake is
+    refused by the server there, and the read is made on a worker thread."""
+    store = open_async_store(pg_url)
+    session_id = store.sync.get_or_create("agent:main:main").id
+    backend = _backend(store)
+    workers = _sent_by_workers(store, monkeypatch)
+
+    def titles() -> list[str]:
+        with backend.read_statement() as tx:
+            rows = tx.execute(
+                "UPDATE sessions SET title = coalesce(title, '') || 'x' WHERE id = ?"
+                " RETURNING title",
+                (session_id,),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+    async def main() -> None:
+        assert await store._read(True, titles) == ["x"]
+
+    asyncio.run(main())
+    assert len(workers) == 1
+    assert store.sync.get(session_id).title == "x"
+    store.close()
+
+
 def test_a_loop_connection_the_server_closed_is_made_again_and_the_read_goes_on(
     pg_url: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -671,15 +671,15 @@ class PostgresBackend:
         """Set up a new pooled connection; it never writes (the schema is made by
         the migration that needs it)."""
         set_json_loads(orjson.loads, connection)
-        for statement in self._settings():
+        for statement in self._settings(read_only=self.read_only):
             connection.execute(statement)
 
-    def _settings(self) -> list[sql.Composed | sql.SQL]:
-        """What every connection of the store sets first (`_configure`)."""
+    def _settings(self, *, read_only: bool) -> list[sql.Composed | sql.SQL]:
+        """What a connection of the store sets first (`_configure`)."""
         settings: list[sql.Composed | sql.SQL] = []
         if self.schema:
             settings.append(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        if self.read_only:
+        if read_only:
             settings.append(sql.SQL("SET default_transaction_read_only = on"))
         return settings
 
@@ -752,8 +752,9 @@ class PostgresBackend:
                 # connects: the loop's other reads go to workers meanwhile.
                 on_loop = self._on_loops[id(loop)] = _LoopConnection()
             on_loop.busy = True
+        # Read-only whatever the store: the server refuses a write sent here by mistake.
         if on_loop.connection is None and not await on_loop.connect(
-            self._direct_conninfo(), self._settings()
+            self._direct_conninfo(), self._settings(read_only=True)
         ):
             return None
         return on_loop
