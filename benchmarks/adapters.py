@@ -19,10 +19,9 @@ comparison would flatter us), and ours run at the store's default, FULL.
 - LangChain: `AisopodChatMessageHistory` against `SQLChatMessageHistory`
   (SQLAlchemy, psycopg on PostgreSQL);
 - the async store's `history(last=50)` against the same call on the sync store
-  (such a small read runs on the event loop's own thread when it can without
-  waiting, see `AsyncSessionStore`: on SQLite through a connection that never
-  waits, on PostgreSQL with its statement sent on the loop's async connection;
-  the row measures what that costs over the sync call).
+  (on SQLite such a small read runs on the event loop's own thread when it
+  can without waiting, see `AsyncSessionStore`; on PostgreSQL it goes to a
+  worker thread, and the row measures that hand-off).
 
 `--only` runs some of the rows: those of the backends (`sqlite`, `postgresql`)
 and of the frameworks (`sdk`, `langchain`, `async`) it names, every backend

@@ -16,12 +16,8 @@ third of such a read, and more on a loaded machine. Such a read never waits
 for a lock or a busy file (it fails at once and goes to a worker thread
 instead) and stops, to go there too, past a bound on what it reads
 (`SqliteBackend.inline`): what it costs the loop is what the synchronous
-call costs its caller. On PostgreSQL a page of `history` (and an adapter's
-window, `read_small(on_loop=True)`) runs on the loop's thread too, its
-statements sent on an async connection of the loop's own
-(`PostgresBackend.read_on_loop`): awaited, not waited for. A read that needs
-a transaction, or finds that connection busy with another read, goes to a
-worker thread.
+call costs its caller. PostgreSQL reads, which go over the network, always
+run on worker threads.
 """
 
 from __future__ import annotations
@@ -316,10 +312,10 @@ class AsyncSessionStore:
     or `async with`, or `close()` from synchronous code. `borrowing(store)`
     makes one over a synchronous store that stays its owner's.
 
-    The calls run on threads of the store's own (a small read, on the event
-    loop's thread when it can without waiting: see the module docstring); a
-    store dropped unclosed stops them once no handle on it (or made by
-    `for_agent`) is left.
+    The calls run on threads of the store's own (a small read of an SQLite
+    file, on the event loop's thread when it can without waiting: see the
+    module docstring); a store dropped unclosed stops them once no handle on
+    it (or made by `for_agent`) is left.
     """
 
     def __init__(
@@ -402,22 +398,17 @@ class AsyncSessionStore:
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self._workers.run(functools.partial(fn, *args, **kwargs))
 
-    async def _read(self, small: bool, read: Callable[[], T], *, on_loop: bool = True) -> T:
-        """Make the read `read()`: on this thread, when it is `small` (`_few`) and the
-        store lets it run here without waiting (an SQLite file at once; PostgreSQL, when
-        `on_loop`, awaiting its statements: see the module docstring); else on a
-        worker thread."""
+    async def _read(self, small: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run the read `fn(*args, **kwargs)`: at once, on this thread, when it is
+        `small` (`_few`) and the store's SQLite file lets it run here without waiting
+        (see the module docstring); else on a worker thread."""
         if small:
             if self._workers.closed:
                 raise StoreUnavailable("the store is closed")
-            done = at_once(self._engine.backend, read)
-            # PostgreSQL's: the read's statements sent on the loop's own connection.
-            read_on_loop = getattr(self._engine.backend, "read_on_loop", None)
-            if done is LATER and on_loop and read_on_loop is not None:
-                done = await read_on_loop(read)
+            done = at_once(self._engine.backend, functools.partial(fn, *args, **kwargs))
             if done is not LATER:
                 return done
-        return await self._workers.run(read)  # a worker thread may wait, or read more
+        return await self._call(fn, *args, **kwargs)  # a worker thread may wait, or read more
 
     async def check_integrity(self) -> list[str]:
         """See `SessionStore.check_integrity`."""
@@ -586,15 +577,13 @@ class AsyncSessionStore:
         """See `SessionStore.history`."""
         return await self._read(
             _few(last if last is not None else limit, default=True),
-            functools.partial(
-                self._store.history,
-                session_id,
-                last=last,
-                before=before,
-                after=after,
-                limit=limit,
-                cursor=cursor,
-            ),
+            self._store.history,
+            session_id,
+            last=last,
+            before=before,
+            after=after,
+            limit=limit,
+            cursor=cursor,
         )
 
     # --- the active path, context, compaction, branches ------------------------------
@@ -611,9 +600,12 @@ class AsyncSessionStore:
         """See `SessionStore.path`."""
         return await self._read(
             _few(last, default=True),
-            functools.partial(
-                self._store.path, session_id, last=last, before=before, cursor=cursor, leaf=leaf
-            ),
+            self._store.path,
+            session_id,
+            last=last,
+            before=before,
+            cursor=cursor,
+            leaf=leaf,
         )
 
     async def context(self, session_id: str, *, max_tokens: int | None = None) -> Context:
@@ -747,31 +739,19 @@ async def in_worker(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
 
 
 async def read_small(
-    store: AsyncSessionStore,
-    entries: int | None,
-    work: Callable[[Engine], T],
-    *,
-    on_loop: bool = False,
+    store: AsyncSessionStore, entries: int | None, work: Callable[[Engine], T]
 ) -> T:
     """Run the read `work(engine)` of at most `entries` entries (`None`: no bound) as the
     store runs its own reads of a page: on the event loop's thread when it is small
-    and can run there without waiting, else on a worker thread (the module docstring).
-
-    On PostgreSQL only with `on_loop`: there the read runs again from its start
-    for each statement it sends, which pays where what it does before its last
-    statement is cheap (a key's session, then a page of items decoded), not
-    where it decodes items between statements."""
-    return await store._read(
-        _few(entries, default=False), functools.partial(work, store._engine), on_loop=on_loop
-    )
+    and can run there without waiting, else on a worker thread (the module docstring)."""
+    return await store._read(_few(entries, default=False), work, store._engine)
 
 
 async def read_rows(store: AsyncSessionStore, work: Callable[[Engine], T]) -> T:
     """Run the read `work(engine)` of a few rows found through an index (a listing of
     one user's sessions, a user's state): as `read_small` runs a small read, on the
-    event loop's thread when it can run there without waiting, within the same bounds
-    (on PostgreSQL, on a worker thread)."""
-    return await store._read(True, functools.partial(work, store._engine), on_loop=False)
+    event loop's thread when it can run there without waiting, within the same bounds."""
+    return await store._read(True, work, store._engine)
 
 
 def _few(entries: object, *, default: bool) -> bool:

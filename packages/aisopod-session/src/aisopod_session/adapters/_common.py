@@ -3,8 +3,8 @@
 A conversation's reads and appends are one call each on the store's engine
 (`Engine.read_key_tail`, an append to a key): the key's session is found in
 the same call, so a turn costs one hand-off to a worker thread (none, for
-a small read: `read_small`), and the sync and async methods run the same
-engine code.
+a small read of an SQLite file: `read_small`), and the sync and async
+methods run the same engine code.
 """
 
 from __future__ import annotations
@@ -253,13 +253,12 @@ class StoreHandle:
         self, target: Target, limit: int | None, decode: Decode[T], *, pairs: bool
     ) -> list[T]:
         """`read_now`, without blocking the event loop: one call, on a worker thread or,
-        for a small read, on the loop's thread (`read_small`)."""
+        for a small read of an SQLite file, on the loop's thread (`read_small`)."""
         stored, agent = target
         return await read_small(
             self.async_store,
             limit,
             lambda engine: engine.read_key_tail(agent, stored, limit, decode, keep_pairs=pairs),
-            on_loop=True,  # its items are decoded after its last statement, as a rule
         )
 
     def pop_now(self, key: str, decode: Decode[T]) -> T | None:

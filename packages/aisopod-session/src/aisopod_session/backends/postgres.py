@@ -10,23 +10,18 @@ processes starting together migrate once. A store may live in a schema of its
 own (`?schema=name` in the URL), created on first open.
 
 An append is one statement, to a key's session too (the statement finds the
-key's binding). An event loop's small reads send their statements on an
-async connection of the loop's own, made on first use and closed with the
-store or the loop (`PostgresBackend.read_on_loop`): one connection more per
-loop than the pool's.
+key's binding).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import select
 import threading
-import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -58,18 +53,14 @@ from aisopod_session.backends._sql import (
     SearchFilter,
     SqlTx,
     StateEdit,
-    WouldWait,
     append_deltas,
     append_update,
     appended_to,
     may_append,
     search_hit,
 )
-from aisopod_session.backends.sqlite import LATER, _Later
 
-__all__ = ["LOOP_STATEMENTS", "MIGRATIONS", "PostgresBackend", "PostgresTx"]
-
-T = TypeVar("T")
+__all__ = ["MIGRATIONS", "PostgresBackend", "PostgresTx"]
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(
@@ -493,76 +484,6 @@ class PostgresTx(SqlTx):
         return [search_hit(row[:8], float(row[8])) for row in rows]
 
 
-LOOP_STATEMENTS: Final = 4
-"""The most statements a read on the event loop (`PostgresBackend.read_on_loop`) may
-send; a read that needs more is made on a worker thread."""
-
-
-class _NeedRows(BaseException):
-    """A read run by `read_on_loop` asked for rows it has not been given yet: the
-    statement to send. A BaseException, so that no `except Exception` of the read's
-    own takes it for an error of the read."""
-
-    def __init__(self, statement: str, params: Sequence[Any], as_sent: bool) -> None:
-        super().__init__(statement)
-        self.statement = statement
-        self.params = params
-        self.as_sent = as_sent
-
-
-class _Rows:
-    """A statement's rows, fetched before, as the cursor that fetched them gives them."""
-
-    __slots__ = ("_rows", "rowcount")
-
-    def __init__(self, rows: list[Any]) -> None:
-        self._rows = rows
-        self.rowcount = len(rows)
-
-    def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
-        return rows
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
-
-
-class _Replay:
-    """The rows of a read's statements so far, answered in the order it sends them."""
-
-    __slots__ = ("answers", "sent")
-
-    def __init__(self, answers: list[list[Any]]) -> None:
-        self.answers = answers
-        self.sent = 0
-
-
-class _ReplayTx(PostgresTx):
-    """A read's statements answered from a `_Replay`: the first one not answered yet
-    raises `_NeedRows`; anything but a read raises `WouldWait`."""
-
-    def __init__(self, replay: _Replay, url: str) -> None:
-        self._replay = replay
-        self._url = url
-        self._json_as_sent = False
-
-    def execute(self, sql_text: str, params: Sequence[Any] = ()) -> Any:
-        replay = self._replay
-        if replay.sent < len(replay.answers):
-            replay.sent += 1
-            return _Rows(list(replay.answers[replay.sent - 1]))
-        raise _NeedRows(self._sql(sql_text), params, self._json_as_sent)
-
-    def executemany(self, sql_text: str, rows: Iterable[Sequence[Any]]) -> None:
-        raise WouldWait("a read on the event loop does not write")
-
-    def create_schema(self, name: str) -> None:
-        raise WouldWait("a read on the event loop does not write")
-
-
 def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
     """A tsquery expression (and its parameters) of parsed clauses: user text only
     ever enters as parameters of PostgreSQL's own query parsers."""
@@ -638,9 +559,6 @@ class PostgresBackend:
                 f"{self.url}: PostgreSQL did not answer"
             ) from err
         self._check_lock = threading.Lock()
-        self._local = threading.local()
-        self._loops_lock = threading.Lock()
-        self._on_loops: dict[int, _LoopConnection] = {}
         self.migrations = MIGRATIONS
         try:
             if migrate:
@@ -651,18 +569,16 @@ class PostgresBackend:
 
     def _unreachable(self) -> StoreUnavailable | None:
         """Why a new connection to the server fails now (its own words), or None."""
+        conninfo = self._conninfo
+        if self._connect_timeout is not None:
+            conninfo = psycopg.conninfo.make_conninfo(
+                conninfo, connect_timeout=self._connect_timeout
+            )
         try:
-            psycopg.connect(self._direct_conninfo(), autocommit=True).close()
+            psycopg.connect(conninfo, autocommit=True).close()
         except psycopg.Error as err:
             return StoreUnavailable(f"{self.url}: {_reason(err)}")
         return None
-
-    def _direct_conninfo(self) -> str:
-        """The connection string of a connection made outside the pool (which has its
-        own timeout): the URL's `connect_timeout`, else _CONNECT_TIMEOUT."""
-        if self._connect_timeout is None:
-            return self._conninfo
-        return psycopg.conninfo.make_conninfo(self._conninfo, connect_timeout=self._connect_timeout)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r})"
@@ -671,100 +587,14 @@ class PostgresBackend:
         """Set up a new pooled connection; it never writes (the schema is made by
         the migration that needs it)."""
         set_json_loads(orjson.loads, connection)
-        for statement in self._settings(read_only=self.read_only):
-            connection.execute(statement)
-
-    def _settings(self, *, read_only: bool) -> list[sql.Composed | sql.SQL]:
-        """What a connection of the store sets first (`_configure`)."""
-        settings: list[sql.Composed | sql.SQL] = []
         if self.schema:
-            settings.append(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-        if read_only:
-            settings.append(sql.SQL("SET default_transaction_read_only = on"))
-        return settings
+            connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        if self.read_only:
+            connection.execute("SET default_transaction_read_only = on")
 
     def close(self) -> None:
-        """Close the pool and every connection in it, and those of event loops."""
-        with self._loops_lock:
-            self._pool.close()  # first: no loop makes a connection after it
-            on_loops, self._on_loops = list(self._on_loops.values()), {}
-        for on_loop in on_loops:
-            on_loop.close()
-
-    # --- reads on an event loop -------------------------------------------------
-
-    async def read_on_loop(self, read: Callable[[], T]) -> T | Literal[_Later.LATER]:
-        """`read()` made on the event loop's thread without blocking it, or `LATER`.
-
-        The read's code runs on this thread; each statement it sends goes, as
-        it asks for it, on the loop's own connection to the server (an async
-        one, made on first use), and the read runs again from its start with
-        the rows of each statement sent so far: a read is deterministic, so it
-        sends the same statements again, answered without a round trip. A
-        read of one statement (a page of a session's log, an adapter's window)
-        so costs one awaited round trip and no hand-off to a worker thread.
-
-        `LATER`, with nothing changed, when the read cannot be made so: it
-        asks for a transaction (`read`), or to write, or for more than
-        LOOP_STATEMENTS statements; the loop's connection is busy with another
-        read or cannot be made; or the server fails a statement (a worker
-        thread then makes the read, and reports what goes wrong). Any other
-        error is the read's own.
-        """
-        on_loop = await self._loop_connection()
-        if on_loop is None:
-            return LATER
-        answers: list[list[Any]] = []
-        try:
-            while True:
-                self._local.replay = _Replay(answers)
-                try:
-                    return read()
-                except _NeedRows as need:
-                    wanted = need
-                except WouldWait:
-                    return LATER
-                finally:
-                    self._local.replay = None
-                if len(answers) == LOOP_STATEMENTS:
-                    return LATER
-                rows = await on_loop.fetch(wanted.statement, wanted.params, wanted.as_sent)
-                if rows is None:
-                    return LATER
-                answers.append(rows)
-        finally:
-            on_loop.busy = False
-
-    async def _loop_connection(self) -> _LoopConnection | None:
-        """The running loop's connection, made busy (`None` when it is busy already, or
-        cannot be made, or the store is closed: a worker thread then says so)."""
-        loop = asyncio.get_running_loop()
-        with self._loops_lock:
-            if self._pool.closed:
-                return None
-            on_loop = self._on_loops.get(id(loop))
-            if on_loop is not None and on_loop.busy:
-                return None
-            if on_loop is None:
-                weakref.finalize(loop, self._forget_loop, id(loop))
-            if on_loop is None or on_loop.closed:
-                # A new one (for a connection that failed, too), taken while it
-                # connects: the loop's other reads go to workers meanwhile.
-                on_loop = self._on_loops[id(loop)] = _LoopConnection()
-            on_loop.busy = True
-        # Read-only whatever the store: the server refuses a write sent here by mistake.
-        if on_loop.connection is None and not await on_loop.connect(
-            self._direct_conninfo(), self._settings(read_only=True)
-        ):
-            return None
-        return on_loop
-
-    def _forget_loop(self, key: int) -> None:
-        """A loop is gone: close its connection."""
-        with self._loops_lock:
-            on_loop = self._on_loops.pop(key, None)
-        if on_loop is not None:
-            on_loop.close()
+        """Close the pool and every connection in it."""
+        self._pool.close()
 
     # --- transactions -----------------------------------------------------------
 
@@ -789,12 +619,7 @@ class PostgresBackend:
     @contextmanager
     def read_statement(self) -> Iterator[PostgresTx]:
         """One read statement, sent alone in autocommit mode: it sees one snapshot by
-        itself (one round trip instead of BEGIN, it and COMMIT). In a read made by
-        `read_on_loop`, its statements are answered there."""
-        replay: _Replay | None = getattr(self._local, "replay", None)
-        if replay is not None:
-            yield _ReplayTx(replay, self.url)
-            return
+        itself (one round trip instead of BEGIN, it and COMMIT)."""
         with self._transaction(None) as tx:
             yield tx
 
@@ -809,9 +634,6 @@ class PostgresBackend:
 
     @contextmanager
     def _transaction(self, begin: str | None) -> Iterator[PostgresTx]:
-        if getattr(self._local, "replay", None) is not None:
-            # A transaction, a write: not for a read on the event loop (nothing is sent).
-            raise WouldWait("a read on the event loop sends statements alone")
         try:
             with self._connection(begin) as connection:
                 tx = PostgresTx(connection, self.url)
@@ -944,68 +766,6 @@ class PostgresBackend:
                 if count:
                     problems.append(f"{count} {what}")
         return problems
-
-
-class _LoopConnection:
-    """An event loop's connection to the server, for `read_on_loop`: in autocommit mode,
-    set up as the pool's are, used by one read at a time (`busy`)."""
-
-    def __init__(self) -> None:
-        self.connection: psycopg.AsyncConnection[Any] | None = None
-        self.busy = False
-        self.closed = False
-
-    async def connect(self, conninfo: str, settings: list[sql.Composed | sql.SQL]) -> bool:
-        """Whether the connection could be made (no error is raised: a worker thread
-        makes the read instead, and says what is wrong)."""
-        connection = None
-        try:
-            connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-            set_json_loads(orjson.loads, connection)
-            for statement in settings:
-                await connection.execute(statement)
-        except BaseException as err:
-            # Failed, or cancelled: this one is done with (the next read makes another).
-            if connection is not None:
-                _finish(connection)
-            self.closed, self.busy = True, False
-            if isinstance(err, psycopg.Error | OSError):
-                return False
-            raise
-        self.connection = connection
-        if self.closed:  # the store closed meanwhile
-            self.close()
-            return False
-        return True
-
-    async def fetch(self, statement: str, params: Sequence[Any], as_sent: bool) -> list[Any] | None:
-        """The rows of one statement (`None` when it failed: the connection is closed)."""
-        connection = self.connection
-        assert connection is not None
-        try:
-            cursor = connection.cursor()
-            if as_sent:
-                cursor.adapters.register_loader("json", _JsonAsSent)
-            await cursor.execute(statement, params)
-            return await cursor.fetchall()
-        except psycopg.Error:
-            self.close()
-            return None
-        except BaseException:
-            # Cancelled while the server answers: what it still sends is not read.
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self.closed = True
-        if self.connection is not None:
-            _finish(self.connection)
-
-
-def _finish(connection: psycopg.AsyncConnection[Any]) -> None:
-    """Close an async connection from any thread, without a loop: `close()` is a
-    coroutine only to return a pooled connection to its pool; this one has none."""
-    connection.pgconn.finish()
 
 
 def _server_spoke(connection: psycopg.Connection[Any]) -> bool:
