@@ -114,8 +114,9 @@ class Result:
     unit: str  # "call" or "item"
     at_most: bool = False
     bound: float | None = None
-    """Their time over a bare durable commit of the same data (raw sqlite3, no thread
-    hand-off): the most any store could reach on this disk, where commits dominate."""
+    """Their time over a bare durable commit of the same data (raw sqlite3, or one
+    psycopg INSERT on PostgreSQL; no thread hand-off): the most any store could reach
+    on this disk, where commits dominate."""
     floor: float | None = None
     """Their time over the raw floor on our own schema (`_schema_floor.py`)."""
 
@@ -190,7 +191,8 @@ def render(results: list[Result], meta: dict[str, Any]) -> str:
         "",
         f'{len(results) - len(missed)} of {len(results)} rows meet their targets. "bound":'
         " their time over a bare durable commit of the same rows (raw sqlite3, WAL, FULL,"
-        " on the event loop's thread): the most any store could reach where the disk's"
+        " on the event loop's thread; on PostgreSQL one INSERT of their JSON in autocommit"
+        " mode): the most any store could reach where the disk's"
         ' commit time dominates. "floor": their time over hand-written sqlite3 storing'
         " the same entries on our own schema (benchmarks/_schema_floor.py); where it"
         f" falls short of the target, the row must reach {FLOOR_SHARE}x of it.",
@@ -255,6 +257,30 @@ class Bare:
                 "INSERT INTO m (data) VALUES (?)", [(json.dumps(i),) for i in items]
             )
             self.connection.execute("COMMIT")
+
+        return sync(insert)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class PostgresBare:
+    """The same on PostgreSQL: the rows' JSON inserted into a bare table by one statement
+    in autocommit mode (its own transaction, one durable commit), with psycopg."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(url, autocommit=True)
+        self.connection.execute("CREATE TABLE m (id BIGSERIAL PRIMARY KEY, data JSON)")
+
+    def commit(self, items: list[dict[str, Any]]) -> Op:
+        rows = json.dumps(items)
+
+        def insert() -> None:
+            self.connection.execute(
+                "INSERT INTO m (data) SELECT value FROM json_array_elements(%s::json)", (rows,)
+            )
 
         return sync(insert)
 
@@ -454,8 +480,12 @@ class Bench:
                 if asyncio.iscoroutine(closing):
                     await closing
 
-    async def langchain(self, ours_url: str, engine: Any, backend: str, size: int) -> None:
+    async def langchain(
+        self, ours_url: str, engine: Any, backend: str, size: int, bare: Bare | PostgresBare
+    ) -> None:
         """LangChain's chat message history, ours against SQLChatMessageHistory."""
+        from langchain_core.messages import message_to_dict
+
         from aisopod_session.adapters.langchain import AisopodChatMessageHistory
 
         histories = peer("langchain_community.chat_message_histories")
@@ -484,6 +514,7 @@ class Bench:
                 sync(lambda: them.add_messages(pair)),
                 sync(lambda: us.add_messages(pair)),
                 1.5,
+                bare=bare.commit([message_to_dict(m) for m in pair]),
             )
         finally:
             us.close()
@@ -570,7 +601,9 @@ async def run_sqlite(bench: Bench, only: Only) -> None:
         engine = create_engine(f"sqlite:///{bench.root / 'langchain.db'}")
         with engine.connect() as connection:  # synchronous is FULL by default: durable commits
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-        await bench.langchain(ours_sqlite, engine, "SQLite", 1000)
+        bare = Bare(bench.root / "langchain-bare.db")
+        await bench.langchain(ours_sqlite, engine, "SQLite", 1000, bare)
+        bare.close()
         engine.dispose()
     if only.framework("async"):
         print("Async store, SQLite", file=sys.stderr)
@@ -603,7 +636,9 @@ async def run_postgres(bench: Bench, dsn: str, only: Only) -> None:
         if only.framework("langchain"):
             print("LangChain, PostgreSQL", file=sys.stderr)
             engine = create_engine(psycopg_url(create("langchain")))
-            await bench.langchain(ours_url, engine, "PostgreSQL", 1000)
+            postgres_bare = PostgresBare(create("bare"))
+            await bench.langchain(ours_url, engine, "PostgreSQL", 1000, postgres_bare)
+            postgres_bare.close()
             engine.dispose()
         if only.framework("async"):
             print("Async store, PostgreSQL", file=sys.stderr)
