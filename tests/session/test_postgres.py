@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from aisopod_session import (
+    AccessDenied,
     ConflictError,
     NewEntry,
     SchemaVersionError,
@@ -449,3 +450,102 @@ def test_a_session_id_another_writer_took_is_session_exists(pg_url: str) -> None
             tx.insert_session(session)
         assert refused.value.session_id == session.id
         assert store.get(session.id).id == session.id
+
+
+def _statements_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements psycopg sends from now on (a spy: the real method runs)."""
+    sent: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def spy(cursor: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", spy)
+    return sent
+
+
+def test_an_append_to_a_bound_key_is_one_statement_that_finds_the_keys_session(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the adapters append: the statement that appends finds the key's session; a key
+    bound to none gets one made first; a reset key's appends go to its new session; a
+    handle scoped to another agent is refused, with nothing written."""
+    with open_store(pg_url) as store:
+        engine = engine_of(store)
+        key = engine.key("agent:main:chat")
+
+        sent = _statements_sent(monkeypatch)
+
+        def append(*messages: Message, on: SessionStore = store) -> tuple[int, ...]:
+            theirs = engine_of(on)
+            sent.clear()
+            appended = theirs.run_append(theirs.prepare_append("", messages, key=key))
+            statements.append(len(sent))
+            session = store.current("agent:main:chat")
+            assert session is not None
+            assert {e.session_id for e in appended} == {session.id}
+            assert store.history(session.id).entries[-len(appended) :] == appended
+            return tuple(e.seq for e in appended)
+
+        statements: list[int] = []
+        assert append(Message.user("hello")) == (1,)  # made the key's session
+        assert statements[-1] > 1
+        assert append(Message.user("a"), Message.assistant("b")) == (2, 3)
+        assert statements[-1] == 1
+        first = store.current("agent:main:chat")
+        assert first is not None
+        new = store.reset("agent:main:chat")
+        assert append(Message.user("again")) == (1,)
+        assert statements[-1] == 1
+        assert store.current("agent:main:chat") == store.get(new.id)
+        with pytest.raises(AccessDenied):
+            append(Message.user("not mine"), on=store.for_agent("ops"))
+        assert store.get(new.id).entry_count == 1
+        assert store.get(first.id).entry_count == 3
+        check_invariants(store)
+
+
+def test_an_append_to_a_key_too_big_for_one_statement_finds_the_session_in_a_transaction(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aisopod_session.backends import postgres
+
+    monkeypatch.setattr(postgres, "_ONE_STATEMENT_BYTES", 200)
+    with open_store(pg_url) as store:
+        engine = engine_of(store)
+        key = engine.key("agent:main:big")
+        session = store.get_or_create("agent:main:big")
+        appended = engine.run_append(
+            engine.prepare_append("", [Message.user("x" * 150), Message.user("y" * 150)], key=key)
+        )
+        assert [(e.session_id, e.seq) for e in appended] == [(session.id, 1), (session.id, 2)]
+        assert store.history(session.id).entries == appended
+        check_invariants(store)
+
+
+def test_payloads_read_a_page_at_a_time_are_parsed_as_each_is_taken(pg_url: str) -> None:
+    """The adapters' page of payloads comes as the server sent it (parsed by
+    `decode_json` one at a time); parsed, each is the payload as written, as other
+    reads give it."""
+    with open_store(pg_url) as store:
+        session = store.get_or_create("agent:main:main")
+        store.append(
+            session.id,
+            [
+                Message.user("plain"),
+                NewEntry("custom", {"customType": "n", "data": {"big": 1e16, "neg": -0.0}}),
+                NewEntry("custom", {"customType": "s", "data": "a string"}),
+            ],
+        )
+        engine = engine_of(store)
+        sid = store.get(session.id)
+        with engine.backend.read_statement() as tx:
+            rows = tx.stored_path_payloads(engine.sid(tx, session.id), 1, 3)
+            assert all(type(stored) is bytes for _, _, stored, _ in rows)
+            parsed = [tx.decode_json(stored) for _, _, stored, _ in rows]
+            # What psycopg has parsed already passes as it is (a JSON string included).
+            assert tx.decode_json("a string") == "a string"
+            assert tx.decode_json({"a": 1}) == {"a": 1}
+        assert parsed == [e.payload for e in store.history(sid.id).entries]
+        assert parsed[1]["data"] == {"big": 1e16, "neg": -0.0}

@@ -137,6 +137,10 @@ def apply_shared(tx: SqlTx, changes: Iterable[SharedChange], now: int) -> None:
         )
 
 
+class _Unbound(Exception):
+    """An append to a key found the key bound to no session (nothing was written)."""
+
+
 class GeneratedIdClash(Exception):
     """Two generated entry ids met; the append is tried again with fresh ids."""
 
@@ -302,24 +306,19 @@ class Engine:
 
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
-        if (
-            request.key is not None
-            and not request.session_id
-            and self.backend.one_statement_appends
-        ):
-            # A bound key's session is found first, so the append can still be the one
-            # statement below; elsewhere the key is looked up in the append's transaction
-            # (and an unbound key's session made there).
-            with self.backend.read_statement() as tx:
-                request = self.find_key_session(tx, request)
-        # Without a key to look up first, state to apply after or a session to make, the
-        # append is one `append_entries` call.
-        single = (
-            request.idempotency_key is None
-            and bool(request.entries)
-            and request.state is None
-            and (bool(request.session_id) or not self.backend.one_statement_appends)
-        )
+        # Without an idempotency key to look up first or state to apply after, the
+        # append is one `append_entries` call (which finds a key's session itself).
+        single = request.idempotency_key is None and bool(request.entries) and request.state is None
+        if single and self.backend.one_statement_appends:
+            try:
+                return self.write_appending(
+                    lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh, bound=True),
+                    self.backend.write_append,
+                )
+            except _Unbound:
+                # Nothing was written: the key's session is made, and the entries
+                # appended to it, in a transaction.
+                single = False
         return self.write_appending(
             lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh),
             self.backend.write_append if single else self.backend.write,
@@ -332,13 +331,20 @@ class Engine:
         *,
         fresh_ids: bool = False,
         shared: list[SharedChange] | None = None,
+        bound: bool = False,
     ) -> tuple[Entry, ...]:
         """Run a prepared append inside the caller's write transaction (raising
         `GeneratedIdClash` for `fresh_ids` to handle). With `shared`, the changes to
         `user:` and `agent:` rows are put there, for the caller to apply after every
-        session it locks (`apply_shared`)."""
+        session it locks (`apply_shared`). With `bound`, an append of entries alone
+        to a key goes to the key's session only if it has one, found by
+        `append_entries` itself (raising `_Unbound` when it has none)."""
+        to_key = None
         if request.key is not None and not request.session_id:
-            request = request._replace(session_id=self.key_session(tx, *request.key))
+            if bound:
+                to_key = request.key
+            else:
+                request = request._replace(session_id=self.key_session(tx, *request.key))
         session_id = request.session_id
         if request.idempotency_key is not None:
             # Lock the session before looking: a retry racing the call it repeats
@@ -376,13 +382,19 @@ class Engine:
                 idempotency_key=request.idempotency_key,
                 now=request.now,
                 state=edit,
+                key=to_key,
             )
         except DuplicateEntryId:
             if all(p.id is not None for p in entries) or fresh_ids:
                 raise
             raise GeneratedIdClash from None
         if appended is None:
+            if to_key is not None:
+                raise _Unbound
             raise SessionNotFound(session_id)
+        if to_key is not None:  # the session is the one the statement found
+            session_id = appended.session_id
+            request = request._replace(session_id=session_id)
         # Raising from here rolls back whatever was appended, with the transaction;
         # an append sent as one statement wrote nothing when these checks fail.
         self._check_target(appended.target, request)

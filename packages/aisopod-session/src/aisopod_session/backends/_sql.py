@@ -100,6 +100,8 @@ class Appended(NamedTuple):
     one from the one before."""
     owner: StateOwner | None = None
     """After a state edit: the changes since the last snapshot, and the owners."""
+    session_id: str = ""
+    """The session's id (as given, or of the session bound to the key given)."""
 
 
 class StateEdit(NamedTuple):
@@ -243,8 +245,8 @@ class Backend(Protocol):
 
     url: str
     one_statement_appends: bool
-    """Whether `write_append` sends an append alone, as its own transaction (so finding
-    a key's session first, in a read of its own, keeps it one statement)."""
+    """Whether `write_append` sends an append alone, as its own transaction (so an
+    append to a key is sent so when `append_entries` finds the key's session itself)."""
 
     def read(self) -> AbstractContextManager[SqlTx]:
         """A read transaction (a consistent snapshot)."""
@@ -444,22 +446,30 @@ class SqlTx(abc.ABC):
         idempotency_key: str | None,
         now: int,
         state: StateEdit | None = None,
+        key: tuple[str, str] | None = None,
     ) -> Appended | None:
         """Append `entries` to a session: lock it, move its counters, usage totals,
         size, leaf and version (and, given `state`, edit its kept state), and insert
         the entries from seq `entry_count + 1`, the first hanging from the leaf
-        (None when there is no such session).
+        (None when there is no such session). Given `key` (agent, stored key), the
+        session is the one bound to it, whose id the result carries (None when the
+        key is bound to none), and `session_id` is not read.
 
         Nothing is appended when the session belongs to another agent than
         `agent_id` or its version is not `expected_version` (either given); the
         caller sees that in the returned target and raises, which rolls back
         whatever was done. Generated ids are `entry_id(seq, suffix)`.
         """
+        if key is not None:
+            bound = self.bound_session(*key)
+            if bound is None:
+                return None
+            session_id = bound.id
         target = self.append_target(session_id)
         if target is None:
             return None
         if not may_append(target, agent_id, expected_version):
-            return Appended(target, [], [])
+            return Appended(target, [], [], session_id=session_id)
         count = len(entries)
         deltas = append_deltas(entries, target.entry_count + count, now)
         edit = self.state_edit(state) if state is not None else None
@@ -475,7 +485,7 @@ class SqlTx(abc.ABC):
             self.execute(append_update() + " WHERE sid = ?", (*deltas, target.sid))
             if state is not None:
                 owner = self.change_session_state(target.sid, state.sets, state.removes)
-        appended = appended_to(target, entries, suffixes)._replace(owner=owner)
+        appended = appended_to(target, entries, suffixes, session_id)._replace(owner=owner)
         self.insert_entries(
             target.sid,
             entries,
@@ -1291,16 +1301,17 @@ def append_deltas(entries: Sequence[PreparedEntry], leaf_seq: int, now: int) -> 
 
 
 def appended_to(
-    target: AppendTarget, entries: Sequence[PreparedEntry], suffixes: Sequence[str]
+    target: AppendTarget, entries: Sequence[PreparedEntry], suffixes: Sequence[str], session_id: str
 ) -> Appended:
-    """`entries` appended to `target` (the session as it was): their ids (generated
-    where none was given) and parents."""
+    """`entries` appended to `target` (the session `session_id`, as it was): their ids
+    (generated where none was given) and parents."""
     first = target.entry_count + 1
     ids = [
         p.id if p.id is not None else entry_id(first + n, suffixes[n])
         for n, p in enumerate(entries)
     ]
-    return Appended(target, ids, [target.leaf_seq or None, *range(first, first + len(entries) - 1)])
+    parents = [target.leaf_seq or None, *range(first, first + len(entries) - 1)]
+    return Appended(target, ids, parents, session_id=session_id)
 
 
 def may_append(target: AppendTarget, agent_id: str | None, expected_version: int | None) -> bool:
