@@ -43,6 +43,7 @@ from aisopod_session._errors import (
 from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
+    ENTRY_INSERT_COLUMNS,
     Appended,
     AppendTarget,
     SearchFilter,
@@ -51,6 +52,7 @@ from aisopod_session.backends._sql import (
     append_deltas,
     append_update,
     appended_to,
+    entry_rows,
     may_append,
     search_hit,
 )
@@ -274,6 +276,18 @@ _AS_IT_WAS = (
     # The session as it was (an `AppendTarget`), and how many entries were added.
     "SELECT t_sid, t_agent, t_version, t_count, t_leaf, (SELECT count(*) FROM added) FROM target"
 )
+_MOVE_STATEMENT = (
+    f"WITH {_TARGET}, {_ALLOWED}, {_MOVED} SELECT t_sid, t_agent, t_version, t_count, t_leaf"
+    " FROM target"
+)
+"""The session row locked, checked and moved as `_APPEND_STATEMENT` does, the
+entries left to COPY: the same parameters, less the key and the entries."""
+_COPY_FROM: Final = 128
+"""Appends of this many entries or more are sent as `_MOVE_STATEMENT` and COPY: from
+about this size the round trips that adds cost less than what COPY saves over
+the one-statement append."""
+_COPY_ENTRIES: Final = f"COPY entries ({ENTRY_INSERT_COLUMNS}) FROM STDIN"
+
 _APPEND_STATEMENT = f"WITH {_TARGET}, {_ALLOWED}, {_MOVED}, {_NEW_ENTRIES} {_AS_IT_WAS}"
 """An append in one statement; its parameters are built by `PostgresTx.append_entries`."""
 
@@ -311,10 +325,21 @@ class PostgresTx(SqlTx):
         now: int,
         state: StateEdit | None = None,
     ) -> Appended | None:
-        if state is not None or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
-            # A state edit (done in Python), or too big for one json value: the
-            # statements of the generic path, in a transaction of their own (a
-            # savepoint when one is open already).
+        if state is None and (
+            len(entries) >= _COPY_FROM or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES
+        ):
+            return self._append_by_copy(
+                session_id,
+                entries,
+                suffixes=suffixes,
+                agent_id=agent_id,
+                expected_version=expected_version,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
+        if state is not None:
+            # A state edit (done in Python): the statements of the generic path, in a
+            # transaction of their own (a savepoint when one is open already).
             with self._connection.transaction():
                 return super().append_entries(
                     session_id,
@@ -378,6 +403,52 @@ class PostgresTx(SqlTx):
         # The ids the statement built, by the same rule (entry_id).
         return appended_to(target, entries, suffixes)
 
+    def _append_by_copy(
+        self,
+        session_id: str,
+        entries: Sequence[PreparedEntry],
+        *,
+        suffixes: Sequence[str],
+        agent_id: str | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+        now: int,
+    ) -> Appended | None:
+        """`append_entries` for a batch, or an append too big for one json value, in
+        a transaction of its own (a savepoint when one is open already): one
+        statement locks, checks and moves the session row and returns it as it
+        was, then the entries go by COPY (`insert_entries`), which the server takes
+        in less time than the same rows as INSERTs or as one json array."""
+        with self._connection.transaction():
+            found = self.execute(
+                _MOVE_STATEMENT,
+                (
+                    session_id,
+                    agent_id,
+                    agent_id,
+                    expected_version,
+                    expected_version,
+                    *append_deltas(entries, len(entries), now),
+                ),
+            ).fetchone()
+            if found is None:
+                return None
+            target = AppendTarget(*found)
+            if not may_append(target, agent_id, expected_version):
+                return Appended(target, [], [])  # the row did not move
+            appended = appended_to(target, entries, suffixes)
+            self._copy_entries(
+                entry_rows(
+                    target.sid,
+                    entries,
+                    ids=appended.ids,
+                    first_seq=target.entry_count + 1,
+                    parents=appended.parents,
+                    idempotency_key=idempotency_key,
+                )
+            )
+            return appended
+
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
         self._url = url
@@ -401,6 +472,50 @@ class PostgresTx(SqlTx):
         try:
             with self._connection.cursor() as cursor:
                 cursor.executemany(self._sql(sql_text), rows)
+        except psycopg.Error as err:
+            raise translate(err, self._url) from err
+
+    def insert_entries(
+        self,
+        sid: int,
+        entries: Sequence[PreparedEntry],
+        *,
+        ids: Sequence[str],
+        first_seq: int,
+        parents: Sequence[int | None],
+        idempotency_key: str | Sequence[str | None] | None,
+    ) -> None:
+        """`SqlTx.insert_entries`; from `_COPY_FROM` entries by COPY."""
+        if len(entries) < _COPY_FROM:
+            super().insert_entries(
+                sid,
+                entries,
+                ids=ids,
+                first_seq=first_seq,
+                parents=parents,
+                idempotency_key=idempotency_key,
+            )
+            return
+        self._copy_entries(
+            entry_rows(
+                sid,
+                entries,
+                ids=ids,
+                first_seq=first_seq,
+                parents=parents,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def _copy_entries(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows of `ENTRY_INSERT_COLUMNS` by COPY, each sent as it is made."""
+        try:
+            with (
+                self._connection.cursor() as cursor,
+                cursor.copy(_COPY_ENTRIES) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
