@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from aisopod_session import open_store
-from aisopod_shared import Message
+from aisopod_shared import Message, TokenUsage
 
 _COLUMNS = (
     "sid, seq, id, parent_seq, type, role, payload, text, tokens, input_tokens,"
@@ -26,10 +26,28 @@ _INSERT = (
     " (%s, %s, %s, %s, %s, %s, %s::json, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _COPY = f"COPY entries ({_COLUMNS}) FROM STDIN"
+_NO_USAGE: tuple[Any, ...] = (None,) * 6
+_MOVE = (
+    "UPDATE sessions AS s SET entry_count = s.entry_count + %s, message_count ="
+    " s.message_count + %s, input_tokens = s.input_tokens + %s, output_tokens ="
+    " s.output_tokens + %s, cache_read_tokens = s.cache_read_tokens + %s,"
+    " cache_write_tokens = s.cache_write_tokens + %s, total_tokens = s.total_tokens + %s,"
+    " cost = s.cost + %s, size_bytes = s.size_bytes + %s, leaf_seq = s.entry_count + %s,"
+    " updated_at = %s, active_at = %s, version = s.version + 1"
+    " FROM (SELECT sid, entry_count, leaf_seq FROM sessions WHERE id = %s FOR UPDATE) AS old"
+    " WHERE s.sid = old.sid RETURNING old.sid, old.entry_count, old.leaf_seq"
+)
 
 COPY_FROM = 2
 """Appends of this many entries or more go through COPY: on a batch of 1,000 it
 was faster than `executemany` (which psycopg runs in pipeline mode)."""
+
+
+def usage_columns(usage: TokenUsage | None) -> tuple[Any, ...]:
+    """An entry's input, output, cache read, cache write, total tokens and cost columns."""
+    if usage is None:
+        return _NO_USAGE
+    return (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.total, usage.cost)
 
 
 def connect(url: str) -> psycopg.Connection[Any]:
@@ -49,14 +67,15 @@ def connect(url: str) -> psycopg.Connection[Any]:
 class PgSchemaFloor:
     """Hand-written psycopg on a database with the store's schema.
 
-    An append serializes each message, then in one transaction locks and reads
-    the session row (where the next seq and the leaf are: another process may
-    append), inserts the entries with every column the store writes (the server
-    computes the generated full-text column and its index, as for the store),
-    by COPY from `COPY_FROM` entries and by INSERT below, and moves the session
-    row's counters; a read is the store's SELECT with the payloads decoded. It
-    checks nothing and builds no typed objects, so it is the least an
-    implementation of this data model could do.
+    An append serializes each message and sums its usage and size, then in one
+    transaction locks the session row, moves its counters and reads it as it was
+    (where the next seq and the leaf are: another process may append), in one
+    statement, and inserts the entries with every column the store writes (the
+    server computes the generated full-text column and its index, as for the
+    store), by COPY from `COPY_FROM` entries and by INSERT below; a read is the
+    store's SELECT with the payloads decoded. It checks nothing and builds no
+    typed objects, so it is the least an implementation of this data model
+    could do.
     """
 
     def __init__(self, url: str, *, copy_from: int = COPY_FROM) -> None:
@@ -77,41 +96,37 @@ class PgSchemaFloor:
         now = time.time_ns() // 1000
         prepared = []
         for m in messages:
-            data = orjson.dumps({"message": m.to_json()})
-            prepared.append((m, data.decode(), len(data) // 4))
+            data = orjson.dumps({"message": m.to_json()}).decode()
+            prepared.append((m, data, usage_columns(m.usage)))
         count = len(prepared)
+        used = [columns for _, _, columns in prepared if columns is not _NO_USAGE]
+        sums = [sum(columns[k] for columns in used) for k in range(6)]
+        size = sum(len(data) + len(m.text) for m, data, _ in prepared)
         db = self.db
         with db.transaction():
+            # The row locked, moved and read as it was, in one statement.
             found = db.execute(
-                "SELECT sid, entry_count, leaf_seq FROM sessions WHERE id = %s FOR UPDATE",
-                (session_id,),
+                _MOVE, (count, count, *sums, size, count, now, now, session_id)
             ).fetchone()
             assert found is not None
             sid, last_seq, leaf = found
-            rows = []
-            for seq, (m, payload, tokens) in enumerate(prepared, last_seq + 1):
-                usage = m.usage
-                rows.append(
-                    (
-                        sid,
-                        seq,
-                        os.urandom(8).hex(),
-                        (leaf or None) if seq == last_seq + 1 else seq - 1,
-                        "message",
-                        m.role,
-                        payload,
-                        m.text,
-                        tokens,
-                        usage.input if usage else None,
-                        usage.output if usage else None,
-                        usage.cache_read if usage else None,
-                        usage.cache_write if usage else None,
-                        usage.total if usage else None,
-                        usage.cost if usage else None,
-                        now,
-                        None,
-                    )
+            rows = (
+                (
+                    sid,
+                    seq,
+                    os.urandom(8).hex(),
+                    (leaf or None) if seq == last_seq + 1 else seq - 1,
+                    "message",
+                    m.role,
+                    payload,
+                    m.text,
+                    len(payload) // 4,
+                    *columns,
+                    now,
+                    None,
                 )
+                for seq, (m, payload, columns) in enumerate(prepared, last_seq + 1)
+            )
             with db.cursor() as cursor:
                 if count >= self.copy_from:
                     with cursor.copy(_COPY) as copy:
@@ -119,29 +134,6 @@ class PgSchemaFloor:
                             copy.write_row(row)
                 else:
                     cursor.executemany(_INSERT, rows)
-            db.execute(
-                "UPDATE sessions SET entry_count = entry_count + %s, message_count ="
-                " message_count + %s, input_tokens = input_tokens + %s, output_tokens ="
-                " output_tokens + %s, cache_read_tokens = cache_read_tokens + %s,"
-                " cache_write_tokens = cache_write_tokens + %s, total_tokens = total_tokens"
-                " + %s, cost = cost + %s, size_bytes = size_bytes + %s, leaf_seq = %s,"
-                " updated_at = %s, active_at = %s, version = version + 1 WHERE sid = %s",
-                (
-                    count,
-                    count,
-                    sum(r[9] or 0 for r in rows),
-                    sum(r[10] or 0 for r in rows),
-                    sum(r[11] or 0 for r in rows),
-                    sum(r[12] or 0 for r in rows),
-                    sum(r[13] or 0 for r in rows),
-                    sum(r[14] or 0.0 for r in rows),
-                    sum(len(r[6]) + len(r[7]) for r in rows),
-                    last_seq + count,
-                    now,
-                    now,
-                    sid,
-                ),
-            )
 
     def last(self, session_id: str, count: int) -> list[Any]:
         """The store's page of the last `count` entries (one row more says whether more
