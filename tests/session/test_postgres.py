@@ -26,6 +26,7 @@ from aisopod_session import (
     open_store,
 )
 from aisopod_session._store import engine_of
+from aisopod_session.backends.postgres import _COPY_FROM as COPY_FROM
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.invariants import check_invariants
@@ -164,9 +165,11 @@ def test_connections_closed_while_idle_are_replaced_before_an_append(
     store.close()
 
 
+@pytest.mark.parametrize("size", [3, COPY_FROM])
 def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
-    pg_url: str, postgres_dsn: str
+    pg_url: str, postgres_dsn: str, size: int
 ) -> None:
+    """Appends of a few entries (one statement) and batches (sent by COPY)."""
     store, name = _killable_store(pg_url, postgres_dsn)
     session = store.get_or_create("agent:main:main")
     acknowledged: list[str] = []
@@ -179,7 +182,7 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
         n = 0
         while not stop.is_set():
             n += 1
-            batch = [Message.user(f"m{n} part {p}") for p in range(3)]
+            batch = [Message.user(f"m{n} part {p}") for p in range(size)]
             try:
                 store.append(session.id, batch)
                 acknowledged.append(f"m{n}")
@@ -190,7 +193,7 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
     killed = _kill_while(writer, acked, stop, postgres_dsn, name)
     entries = all_entries(store, session.id)
     parts = Counter(e.text.split(" part ")[0] for e in entries)
-    assert set(parts.values()) <= {3}  # no append half there
+    assert set(parts.values()) <= {size}  # no append half there
     assert set(acknowledged) <= set(parts)  # every acknowledged append there
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     check_invariants(store)
