@@ -14,10 +14,10 @@ printed beside ours); `history(last=50)` at 1,000 and 1,000,000 entries
 (target: <= 1.5x); and `list(limit=50)` over 100,000 sessions. Each row runs,
 in the same schema, the hand-written psycopg floor on the store's schema
 (`_pg_schema_floor.py`) doing the same writes or reads: for an append, the
-session row locked and read, the entry inserted and the row updated in a
-transaction (BEGIN, SELECT, INSERT, UPDATE, COMMIT: five round trips, where
-the store sends one statement); for reads, the same SELECTs. Everything runs
-in a schema of its own, dropped at the end.
+session row locked, moved and read as it was, then the entry inserted, in a
+transaction (BEGIN, UPDATE ... RETURNING, INSERT, COMMIT: four round trips,
+where the store sends one statement); for reads, the same SELECTs. Everything
+runs in a schema of its own, dropped at the end.
 """
 
 from __future__ import annotations
