@@ -795,9 +795,9 @@ HOW = {
         "read": "the store's SELECT of an entry's columns, LIMIT 51, payloads JSON-decoded",
     },
     "pg-schema-floor": {
-        "single": "serialize, SELECT session FOR UPDATE, INSERT entry, UPDATE session,"
+        "single": "serialize, UPDATE session ... RETURNING it as it was (locked), INSERT entry,"
         " one transaction",
-        "batch": "serialize, SELECT session FOR UPDATE, COPY entries, UPDATE session,"
+        "batch": "serialize, UPDATE session ... RETURNING it as it was (locked), COPY entries,"
         " one transaction",
         "read": "the store's SELECT of an entry's columns, LIMIT 51, payloads JSON-decoded",
     },
