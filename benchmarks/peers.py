@@ -23,7 +23,8 @@ not install. The stores compared, each through its own public API:
   JSON payloads, at synchronous=FULL and NORMAL;
 - raw `sqlite3` on aisopod-session's own schema: the store's statements
   hand-written (`_schema_floor.py`), the least any implementation of its
-  data model could do.
+  data model could do; on PostgreSQL, raw psycopg on its schema there
+  (`_pg_schema_floor.py`, a batch's entries sent by COPY).
 
 Workloads: one message per append call; 1,000 messages in one call (or the
 peer's nearest way to do it); the last 50 messages of a session holding
@@ -68,12 +69,13 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from _pg_schema_floor import PgSchemaFloor
 from _postgres import EMBEDDED, postgres_dsn
-from _schema_floor import SchemaFloor as OwnSchemaFloor
+from _schema_floor import SchemaFloor as SqliteSchemaFloor
 
 from aisopod_session import Message, open_async_store, open_store
 from aisopod_session._store import engine_of
@@ -423,30 +425,26 @@ class Floor(Contender):
         self.db.execute("COMMIT")
 
 
-class SchemaFloor(Contender):
-    """Hand-written sqlite3 on aisopod-session's own schema (benchmarks/_schema_floor.py):
-    what our entries cost to write and read with nothing of the library around them,
-    so the least any implementation of this data model could do."""
+class OwnSchemaWork(Protocol):
+    """What both raw floors on our own schema do (`_schema_floor.py`, `_pg_schema_floor.py`)."""
+
+    def new_session(self, key: str) -> str: ...
+    def append(self, session_id: str, messages: Sequence[Message]) -> None: ...
+    def last(self, session_id: str, count: int) -> list[Any]: ...
+    def close(self) -> None: ...
+
+
+class OwnSchemaFloor(Contender):
+    """A raw floor on aisopod-session's own schema: what our entries cost to write and
+    read with nothing of the library around them, so the least any implementation of
+    this data model could do. Each backend's floor says how it opens and how durable it is."""
 
     list_api = False
-
-    def __init__(self, synchronous: str = "FULL") -> None:
-        self.synchronous = synchronous
-        self.floor: OwnSchemaFloor | None = None
-
-    async def open(self, target: str) -> None:
-        self.path = Path(target)
-        self.floor = OwnSchemaFloor(self.path, self.synchronous)
+    floor: OwnSchemaWork | None = None
 
     async def close(self) -> None:
         if self.floor is not None:
             self.floor.close()
-
-    async def durability(self, handle: Any) -> Durability:
-        assert self.floor is not None
-        journal = self.floor.db.execute("PRAGMA journal_mode").fetchone()[0]
-        synchronous = self.floor.db.execute("PRAGMA synchronous").fetchone()[0]
-        return sqlite_durability(journal, synchronous, "PRAGMA on its connection")
 
     async def session(self, name: str) -> Any:
         assert self.floor is not None
@@ -466,6 +464,42 @@ class SchemaFloor(Contender):
     def last50(self, handle: Any) -> Any:
         assert self.floor is not None
         return self.floor.last(handle, LAST)
+
+
+class SchemaFloor(OwnSchemaFloor):
+    """Hand-written sqlite3 on our schema (benchmarks/_schema_floor.py)."""
+
+    def __init__(self, synchronous: str = "FULL") -> None:
+        self.synchronous = synchronous
+        self.sqlite: SqliteSchemaFloor | None = None
+
+    async def open(self, target: str) -> None:
+        self.path = Path(target)
+        self.floor = self.sqlite = SqliteSchemaFloor(self.path, self.synchronous)
+
+    async def durability(self, handle: Any) -> Durability:
+        assert self.sqlite is not None
+        journal = self.sqlite.db.execute("PRAGMA journal_mode").fetchone()[0]
+        synchronous = self.sqlite.db.execute("PRAGMA synchronous").fetchone()[0]
+        return sqlite_durability(journal, synchronous, "PRAGMA on its connection")
+
+
+class PgSchemaFloorContender(OwnSchemaFloor):
+    """Hand-written psycopg on our PostgreSQL schema (benchmarks/_pg_schema_floor.py)."""
+
+    def __init__(self) -> None:
+        self.pg: PgSchemaFloor | None = None
+
+    async def open(self, target: str) -> None:
+        self.floor = self.pg = PgSchemaFloor(target)
+
+    async def durability(self, handle: Any) -> Durability:
+        assert self.pg is not None
+        found = self.pg.db.execute(
+            "SELECT current_setting('synchronous_commit'), current_setting('fsync')"
+        ).fetchone()
+        assert found is not None
+        return pg_durability(found[0], found[1], "SHOW on its connection")
 
 
 def oa_item(n: int) -> dict[str, Any]:
@@ -760,6 +794,13 @@ HOW = {
         "batch": "serialize, executemany + FTS + UPDATE session, one transaction",
         "read": "the store's SELECT of an entry's columns, LIMIT 51, payloads JSON-decoded",
     },
+    "pg-schema-floor": {
+        "single": "serialize, UPDATE session ... RETURNING it as it was (locked), INSERT entry,"
+        " one transaction",
+        "batch": "serialize, UPDATE session ... RETURNING it as it was (locked), COPY entries,"
+        " one transaction",
+        "read": "the store's SELECT of an entry's columns, LIMIT 51, payloads JSON-decoded",
+    },
     "openai": {
         "single": "await add_items([item])",
         "batch": "await add_items(1,000 items): one transaction",
@@ -908,6 +949,19 @@ def make_specs(postgres: str | None, skip: set[str]) -> list[Spec]:
                     ours=ours,
                     twin="pg-aisopod" if key == "aisopod-async" else None,
                     how=how,
+                )
+            )
+        if keep("schema-floor"):
+            # Its slug is a schema floor's: `targets` holds the batch rows to it.
+            specs.append(
+                Spec(
+                    "floor-schema-pg",
+                    "schema-floor",
+                    "raw psycopg, aisopod's schema",
+                    "PostgreSQL",
+                    PgSchemaFloorContender,
+                    WRITES | {"read"},
+                    how=HOW["pg-schema-floor"],
                 )
             )
     return specs
@@ -1661,10 +1715,11 @@ Notes
   reads; on batches of 1,000 no peer ahead, or where the raw floor on our schema cannot
   get ahead either, 0.9x of the floor's ratio ("needs" says which); and a last-50 read
   whose cost stays flat as the session grows where the peers' grows.
-  "raw sqlite3 on our schema" is the same ratio for hand-written sqlite3 doing the
-  store's work on the store's schema (benchmarks/_schema_floor.py): no implementation
-  of this data model (ids, tree, counters, per-entry usage, full-text index, typed
-  entries) could beat the best peer by more than that on SQLite.
+  "raw floor on our schema" is the same ratio for hand-written sqlite3 (or psycopg, on
+  PostgreSQL) doing the store's work on the store's schema (benchmarks/_schema_floor.py,
+  benchmarks/_pg_schema_floor.py): no implementation of this data model (ids, tree,
+  counters, per-entry usage, full-text index, typed entries) could beat the best peer
+  by more than that on that backend.
 - Same message texts for every store (alternating user and assistant, 60-230
   characters), built outside the timed loops, each store in a database of its own;
   rounds of the stores alternate and each figure is the median round.
@@ -1715,7 +1770,7 @@ def render(rows: list[Row], meta: dict[str, Any], checks: list[Target], specs: l
                 "ratio",
                 "needs",
                 "",
-                "raw sqlite3 on our schema",
+                "raw floor on our schema",
             ),
             [[c.target, c.ours, c.best, c.ratio, c.needs, c.verdict, c.bound] for c in checks],
             out,

@@ -12,11 +12,12 @@ messages to a session of its own, the median of three runs alternating with
 the floor's (target: 4 processes >= 2.5x one; the floor's own scaling is
 printed beside ours); `history(last=50)` at 1,000 and 1,000,000 entries
 (target: <= 1.5x); and `list(limit=50)` over 100,000 sessions. Each row runs,
-in the same schema, a hand-written psycopg floor doing the same writes or
-reads: for an append, the entry insert and the session row update in a
-transaction (BEGIN, INSERT, UPDATE, COMMIT: four round trips, where the store
-sends one statement); for reads, the same SELECTs. Everything runs in a
-schema of its own, dropped at the end.
+in the same schema, the hand-written psycopg floor on the store's schema
+(`_pg_schema_floor.py`) doing the same writes or reads: for an append, the
+session row locked, moved and read as it was, then the entry inserted, in a
+transaction (BEGIN, UPDATE ... RETURNING, INSERT, COMMIT: four round trips,
+where the store sends one statement); for reads, the same SELECTs. Everything
+runs in a schema of its own, dropped at the end.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 import psycopg
+from _pg_schema_floor import PgSchemaFloor
 from _postgres import EMBEDDED, postgres_dsn
 from _timing import median_round
 from psycopg import sql
@@ -69,60 +70,15 @@ def ours_appender(url: str, seconds: float, barrier: Any, out: Any) -> None:
 
 
 def floor_appender(url: str, seconds: float, barrier: Any, out: Any) -> None:
-    store = open_store(url, pool_max=1)
-    session_id = store.get_or_create(f"agent:main:f-{uuid.uuid4().hex[:8]}").id
-    store.close()
-    dsn, schema = url.rsplit("?schema=", 1) if "?schema=" in url else url.rsplit("&schema=", 1)
-    db = psycopg.connect(dsn, autocommit=True)
-    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    sid = db.execute("SELECT sid FROM sessions WHERE id = %s", (session_id,)).fetchone()[0]  # type: ignore[index]
+    floor = PgSchemaFloor(url)
+    session_id = floor.new_session(f"agent:main:f-{uuid.uuid4().hex[:8]}")
     barrier.wait()
     count = 0
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        m = message(count)
-        payload = orjson.dumps({"message": m.to_json()}).decode()
-        usage = m.usage
-        now = time.time_ns() // 1000
-        with db.transaction():
-            db.execute(
-                "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
-                " input_tokens, output_tokens, total_tokens, created_at) VALUES (%s, %s, %s, %s,"
-                " 'message', %s, %s::jsonb, %s, %s, %s, %s, %s, %s)",
-                (
-                    sid,
-                    count + 1,
-                    os.urandom(8).hex(),
-                    count or None,
-                    m.role,
-                    payload,
-                    m.text,
-                    len(payload) // 4,
-                    usage.input if usage else None,
-                    usage.output if usage else None,
-                    usage.total if usage else None,
-                    now,
-                ),
-            )
-            db.execute(
-                "UPDATE sessions SET entry_count = entry_count + 1, message_count ="
-                " message_count + 1, input_tokens = input_tokens + %s, output_tokens ="
-                " output_tokens + %s, total_tokens = total_tokens + %s, size_bytes = size_bytes"
-                " + %s, leaf_seq = %s, updated_at = %s, active_at = %s, version = version + 1"
-                " WHERE sid = %s",
-                (
-                    usage.input if usage else 0,
-                    usage.output if usage else 0,
-                    usage.total if usage else 0,
-                    len(payload),
-                    count + 1,
-                    now,
-                    now,
-                    sid,
-                ),
-            )
+        floor.append(session_id, [message(count)])
         count += 1
-    db.close()
+    floor.close()
     out.put(count)
 
 
@@ -154,24 +110,6 @@ def fill(store: SessionStore, key: str, entries: int) -> str:
 
 def timed(run: Any) -> float:
     return median_round(run, 200, 7)
-
-
-def raw(url: str) -> psycopg.Connection[Any]:
-    dsn, schema = url.rsplit("?schema=", 1) if "?schema=" in url else url.rsplit("&schema=", 1)
-    db = psycopg.connect(dsn, autocommit=True)
-    db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    return db
-
-
-def history_floor(db: psycopg.Connection[Any], session_id: str) -> Any:
-    # One statement, as the store reads a page: the session looked up by its id inside it.
-    return db.execute(
-        "SELECT seq, id, parent_seq, type, role, payload, text, input_tokens, output_tokens,"
-        " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at,"
-        " idempotency_key, tokens FROM entries"
-        " WHERE sid = (SELECT sid FROM sessions WHERE id = %s) ORDER BY seq DESC LIMIT 51",
-        (session_id,),
-    ).fetchall()
 
 
 def list_floor(db: psycopg.Connection[Any]) -> Any:
@@ -241,13 +179,14 @@ def run(dsn: str, *, quick: bool) -> int:
                     f"{ours / rates[1][0]:.2f}x one process (floor: {floor / rates[1][1]:.2f}x)",
                 )
             )
-        db = raw(url)
+        raw = PgSchemaFloor(url)
+        db = raw.db
         small = fill(store, "agent:main:small", 1000)
         large = fill(store, "agent:main:large", big)
         t_small = timed(lambda: store.history(small, last=50))
         t_large = timed(lambda: store.history(large, last=50))
-        f_small = timed(lambda: history_floor(db, small))
-        f_large = timed(lambda: history_floor(db, large))
+        f_small = timed(lambda: raw.last(small, 50))
+        f_large = timed(lambda: raw.last(large, 50))
         rows.append(
             (
                 "history(last=50), 1,000 entries",
@@ -278,7 +217,7 @@ def run(dsn: str, *, quick: bool) -> int:
                 "",
             )
         )
-        db.close()
+        raw.close()
         store.close()
     finally:
         admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

@@ -290,6 +290,29 @@ def test_items_come_back_in_the_order_added(make_session: Callable[..., AisopodS
     assert run(main()) == [item for batch in batches for item in batch]
 
 
+def test_batches_of_any_size_land_whole_on_a_new_key_and_after(
+    make_session: Callable[..., AisopodSession], inspect: SessionStore
+) -> None:
+    """A batch big enough for PostgreSQL's COPY path (and one under it) goes to the
+    key's session, made by the first batch: every item, in order, the tree unbroken."""
+    session = make_session()
+    first = [user(f"first {n}") for n in range(300)]
+    second = [assistant(f"second {n}") for n in range(5)]
+    third = [user(f"third {n}") for n in range(200)]
+
+    async def main() -> list[Any]:
+        for batch in (first, second, third):
+            await add(session, batch)
+        return await get(session)
+
+    assert run(main()) == first + second + third
+    stored = inspect.current(session.key)
+    assert stored is not None
+    entries = inspect.history(stored.id, last=505).entries
+    assert [e.seq for e in entries] == list(range(1, 506))
+    assert [e.parent_seq for e in entries] == [None, *range(1, 505)]
+
+
 def test_windows_small_and_large_read_the_same_items(
     make_session: Callable[..., AisopodSession], inspect: SessionStore
 ) -> None:

@@ -10,9 +10,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from aisopod_session import (
     AccessDenied,
@@ -27,6 +29,7 @@ from aisopod_session import (
     open_store,
 )
 from aisopod_session._store import engine_of
+from aisopod_session.backends.postgres import _COPY_FROM as COPY_FROM
 from aisopod_session.backends.postgres import MIGRATIONS
 from aisopod_shared import Message
 from tests.session.invariants import check_invariants
@@ -165,9 +168,11 @@ def test_connections_closed_while_idle_are_replaced_before_an_append(
     store.close()
 
 
+@pytest.mark.parametrize("size", [3, COPY_FROM])
 def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
-    pg_url: str, postgres_dsn: str
+    pg_url: str, postgres_dsn: str, size: int
 ) -> None:
+    """Appends of a few entries (one statement) and batches (sent by COPY)."""
     store, name = _killable_store(pg_url, postgres_dsn)
     session = store.get_or_create("agent:main:main")
     acknowledged: list[str] = []
@@ -180,7 +185,7 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
         n = 0
         while not stop.is_set():
             n += 1
-            batch = [Message.user(f"m{n} part {p}") for p in range(3)]
+            batch = [Message.user(f"m{n} part {p}") for p in range(size)]
             try:
                 store.append(session.id, batch)
                 acknowledged.append(f"m{n}")
@@ -191,7 +196,7 @@ def test_unkeyed_appends_under_killed_connections_are_whole_or_absent(
     killed = _kill_while(writer, acked, stop, postgres_dsn, name)
     entries = all_entries(store, session.id)
     parts = Counter(e.text.split(" part ")[0] for e in entries)
-    assert set(parts.values()) <= {3}  # no append half there
+    assert set(parts.values()) <= {size}  # no append half there
     assert set(acknowledged) <= set(parts)  # every acknowledged append there
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     check_invariants(store)
@@ -549,3 +554,31 @@ def test_payloads_read_a_page_at_a_time_are_parsed_as_each_is_taken(pg_url: str)
             assert tx.decode_json({"a": 1}) == {"a": 1}
         assert parsed == [e.payload for e in store.history(sid.id).entries]
         assert parsed[1]["data"] == {"big": 1e16, "neg": -0.0}
+
+
+def test_only_sessions_with_a_user_are_indexed_by_user(pg_url: str) -> None:
+    """As on SQLite: an append moves its session in every index holding it, and a
+    session without a user is not in the by-user index, which still answers reads of
+    a user's sessions."""
+    store = open_store(pg_url)
+    with_user = store.get_or_create("agent:main:a", user_id="ada")
+    without = store.get_or_create("agent:main:b")
+    store.append(without.id, Message.user("no user here"))
+    schema = urlsplit(pg_url).query.rsplit("schema=", 1)[1]
+    with psycopg.connect(pg_url.split("?")[0], autocommit=True) as raw:
+        raw.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        (definition,) = raw.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s"
+            " AND indexname = 'sessions_by_user'",
+            (schema,),
+        ).fetchone() or ("",)
+        raw.execute("SET enable_seqscan = off")
+        plan = raw.execute(
+            "EXPLAIN SELECT sid FROM sessions WHERE agent_id = %s AND user_id = %s"
+            " ORDER BY updated_at DESC, sid DESC",
+            ("main", "ada"),
+        ).fetchall()
+    assert definition.endswith("WHERE (user_id IS NOT NULL)")
+    assert "sessions_by_user" in str(plan)
+    assert [s.id for s in store.list(user_id="ada").sessions] == [with_user.id]
+    store.close()

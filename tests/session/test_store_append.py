@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
-from aisopod_session import ConflictError, NewEntry, SessionNotFound
+from aisopod_session import ConflictError, DuplicateEntryId, NewEntry, SessionNotFound
+from aisopod_session.backends.postgres import _COPY_FROM as COPY_FROM
 from aisopod_shared import Message, TokenUsage, ToolCallPart
+from tests.session.invariants import check_invariants
+from tests.session.snapshot import all_entries
 
 
 def _session(store: Any, key: str = "agent:main:main") -> Any:
@@ -134,6 +137,57 @@ def test_a_generated_id_that_clashes_with_a_given_one_is_made_again(
     assert entry.id != entry_id(2, "0000")
     assert [e.seq for e in store.history(session.id).entries] == [1, 2]
     assert store.get(session.id).entry_count == 2
+
+
+def _batch(count: int) -> list[Message]:
+    return [
+        Message.user(f"question {n}")
+        if n % 2 == 0
+        else Message.assistant(f"answer {n}", usage=TokenUsage(input=n, output=1, cost=0.5))
+        for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize("count", [COPY_FROM - 1, COPY_FROM, 1000])
+def test_a_batch_chains_counts_and_is_found_like_single_appends(store: Any, count: int) -> None:
+    """Either side of the size where PostgreSQL sends a batch by COPY, and far past it:
+    the same seqs, parents, counters and search index as appends of one entry."""
+    session = _session(store)
+    before = store.append(session.id, Message.user("before"))
+    batch = store.append(session.id, _batch(count), idempotency_key="batch")
+    after = store.append(session.id, Message.user("after"))
+    entries = [*before, *batch, *after]
+    assert [e.seq for e in entries] == list(range(1, count + 3))
+    assert [e.parent_seq for e in entries] == [None, *range(1, count + 2)]
+    assert all_entries(store, session.id) == entries
+    found = store.get(session.id)
+    assert found.entry_count == found.message_count == count + 2
+    assert found.usage.input == sum(range(1, count, 2))
+    assert found.usage.output == count // 2
+    assert math.isclose(found.usage.cost, 0.5 * (count // 2))
+    assert found.leaf_seq == count + 2
+    assert found.version == session.version + 3
+    (hit,) = store.search(f'"{batch[-1].text}"').hits
+    assert hit.seq == count + 1
+    again = store.append(session.id, _batch(count), idempotency_key="batch")
+    assert again == batch
+    check_invariants(store)
+
+
+def test_a_batch_with_an_entry_that_cannot_go_in_writes_nothing(store: Any) -> None:
+    """An id already in the session, at the end of a batch PostgreSQL sends by COPY."""
+    session = _session(store)
+    (first,) = store.append(session.id, NewEntry("custom", {"customType": "note"}, id="taken"))
+    version = store.get(session.id).version
+    clash = NewEntry("custom", {"customType": "note"}, id=first.id)
+    with pytest.raises(DuplicateEntryId):
+        store.append(session.id, [*_batch(500), clash])
+    assert all_entries(store, session.id) == [first]
+    after = store.get(session.id)
+    assert (after.entry_count, after.version, after.usage.input) == (1, version, 0)
+    assert not store.search("question").hits
+    (next_entry,) = store.append(session.id, Message.user("next"))
+    assert next_entry.seq == 2
 
 
 def test_retry_with_the_same_idempotency_key_adds_nothing(store: Any) -> None:

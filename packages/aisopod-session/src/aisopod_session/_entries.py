@@ -266,7 +266,8 @@ def _prepared(
     """The entry to append, from its checked and serialized payload: the one place
     its role, searchable text and token count are derived (the text is given only
     where the caller built the message from its texts: `_prepare_native`)."""
-    # Positional, in the fields' order: half the cost of keywords, once per entry.
+    # Positional, in PreparedEntry's field order: a named tuple built by keywords costs
+    # twice as much, once per appended entry.
     return PreparedEntry(
         entry_id,
         entry_type,

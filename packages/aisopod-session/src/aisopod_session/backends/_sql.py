@@ -33,6 +33,8 @@ from aisopod_shared import TokenUsage, converter, dumps, from_micros, loads, to_
 __all__ = [
     "append_deltas",
     "append_update",
+    "entry_rows",
+    "ENTRY_INSERT_COLUMNS",
     "appended_to",
     "may_append",
     "search_hit",
@@ -763,38 +765,16 @@ class SqlTx(abc.ABC):
         `idempotency_key` is one key for the whole batch (an append) or one per
         entry (a copy of a session).
         """
-        keys = (
-            [idempotency_key] * len(entries)
-            if idempotency_key is None or isinstance(idempotency_key, str)
-            else idempotency_key
-        )
-        # A generator: executemany takes each row as it is made, and a thousand rows
-        # never live at once for the garbage collector to walk.
-        rows = (
-            (
-                sid,
-                first_seq + offset,
-                given_id,
-                parent,
-                entry.type,
-                entry.role,
-                entry.payload.decode(),
-                entry.text,
-                entry.tokens,
-                *_usage_columns(entry.usage),
-                entry.created_at,
-                key,
-            )
-            for offset, (entry, given_id, parent, key) in enumerate(
-                zip(entries, ids, parents, keys, strict=True)
-            )
+        rows = entry_rows(
+            sid,
+            entries,
+            ids=ids,
+            first_seq=first_seq,
+            parents=parents,
+            idempotency_key=idempotency_key,
         )
         values = f"(?, ?, ?, ?, ?, ?, {self.json_param}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        sql = (
-            "INSERT INTO entries (sid, seq, id, parent_seq, type, role, payload, text, tokens,"
-            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,"
-            " cost, created_at, idempotency_key) VALUES "
-        )
+        sql = f"INSERT INTO entries ({ENTRY_INSERT_COLUMNS}) VALUES "
         count = len(entries)
         if count <= _FEW_ROWS:
             # A few rows (a turn, a message with its state change): one statement,
@@ -1242,6 +1222,53 @@ class SqlTx(abc.ABC):
                 )
             )
         return entries
+
+
+ENTRY_INSERT_COLUMNS: Final = (
+    "sid, seq, id, parent_seq, type, role, payload, text, tokens, input_tokens, output_tokens,"
+    " cache_read_tokens, cache_write_tokens, total_tokens, cost, created_at, idempotency_key"
+)
+"""The columns `entry_rows` gives, in its order."""
+
+
+def entry_rows(
+    sid: int,
+    entries: Sequence[PreparedEntry],
+    *,
+    ids: Sequence[str],
+    first_seq: int,
+    parents: Sequence[int | None],
+    idempotency_key: str | Sequence[str | None] | None,
+) -> Iterator[tuple[Any, ...]]:
+    """The rows `insert_entries` writes, one per entry, in `ENTRY_INSERT_COLUMNS` order.
+
+    A generator: the driver takes each row as it is made, and a thousand rows
+    never live at once for the garbage collector to walk.
+    """
+    keys = (
+        [idempotency_key] * len(entries)
+        if idempotency_key is None or isinstance(idempotency_key, str)
+        else idempotency_key
+    )
+    return (
+        (
+            sid,
+            first_seq + offset,
+            given_id,
+            parent,
+            entry.type,
+            entry.role,
+            entry.payload.decode(),
+            entry.text,
+            entry.tokens,
+            *_usage_columns(entry.usage),
+            entry.created_at,
+            key,
+        )
+        for offset, (entry, given_id, parent, key) in enumerate(
+            zip(entries, ids, parents, keys, strict=True)
+        )
+    )
 
 
 def append_update(*, alias: str = "", leaf_seq: str = "?") -> str:

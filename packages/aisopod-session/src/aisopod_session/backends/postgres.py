@@ -47,6 +47,7 @@ from aisopod_session._errors import (
 from aisopod_session._search import Clause, SearchHit, Term
 from aisopod_session.backends._migrations import Migration, apply_migrations
 from aisopod_session.backends._sql import (
+    ENTRY_INSERT_COLUMNS,
     Appended,
     AppendTarget,
     PathPayloadRow,
@@ -56,6 +57,7 @@ from aisopod_session.backends._sql import (
     append_deltas,
     append_update,
     appended_to,
+    entry_rows,
     may_append,
     search_hit,
 )
@@ -217,6 +219,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             " WHERE fork_parent_id IS NOT NULL",
         ),
     ),
+    Migration(
+        "index by user only the sessions that have one",
+        # An append moves its session's updated_at, so the update is never heap-only
+        # and writes an entry in every index of the row: sessions without a user
+        # (those the framework adapters make) no longer write one here. Reads by
+        # user name one (`user_id = ?`), which implies the index's predicate.
+        (
+            "DROP INDEX sessions_by_user",
+            "CREATE INDEX sessions_by_user ON sessions (agent_id, user_id, updated_at, sid)"
+            " WHERE user_id IS NOT NULL",
+        ),
+    ),
 )
 
 _BEGIN_ATTEMPTS = 3
@@ -292,6 +306,19 @@ _APPEND_STATEMENT, _APPEND_TO_KEY_STATEMENT = (
 )
 """An append in one statement, to a session by its id or to the one bound to a key;
 its parameters are built by `PostgresTx.append_entries`."""
+_MOVE_STATEMENT, _MOVE_TO_KEY_STATEMENT = (
+    f"WITH {_TARGET.format(where=where)}, {_ALLOWED}, {_MOVED}"
+    " SELECT t_sid, t_agent, t_version, t_count, t_leaf, t_id FROM target"
+    for where in (_BY_ID, _BY_KEY)
+)
+"""The session row locked, checked and moved as `_APPEND_STATEMENT` does (and
+`_APPEND_TO_KEY_STATEMENT`), the entries left to COPY: the same parameters, less
+the idempotency key and the entries."""
+_COPY_FROM: Final = 128
+"""Appends of this many entries or more are sent as `_MOVE_STATEMENT` and COPY: from
+about this size the round trips that adds cost less than what COPY saves over
+the one-statement append."""
+_COPY_ENTRIES: Final = f"COPY entries ({ENTRY_INSERT_COLUMNS}) FROM STDIN"
 
 
 class _JsonAsSent(Loader):
@@ -348,10 +375,22 @@ class PostgresTx(SqlTx):
         state: StateEdit | None = None,
         key: tuple[str, str] | None = None,
     ) -> Appended | None:
-        if state is not None or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES:
-            # A state edit (done in Python), or too big for one json value: the
-            # statements of the generic path, in a transaction of their own (a
-            # savepoint when one is open already).
+        if state is None and (
+            len(entries) >= _COPY_FROM or sum(e.size for e in entries) > _ONE_STATEMENT_BYTES
+        ):
+            return self._append_by_copy(
+                session_id,
+                entries,
+                suffixes=suffixes,
+                agent_id=agent_id,
+                expected_version=expected_version,
+                idempotency_key=idempotency_key,
+                now=now,
+                key=key,
+            )
+        if state is not None:
+            # A state edit (done in Python): the statements of the generic path, in a
+            # transaction of their own (a savepoint when one is open already).
             with self._connection.transaction():
                 return super().append_entries(
                     session_id,
@@ -417,6 +456,53 @@ class PostgresTx(SqlTx):
         # The ids the statement built, by the same rule (entry_id).
         return appended_to(target, entries, suffixes, session_id)
 
+    def _append_by_copy(
+        self,
+        session_id: str,
+        entries: Sequence[PreparedEntry],
+        *,
+        suffixes: Sequence[str],
+        agent_id: str | None,
+        expected_version: int | None,
+        idempotency_key: str | None,
+        now: int,
+        key: tuple[str, str] | None,
+    ) -> Appended | None:
+        """`append_entries` for a batch, or an append too big for one json value, in
+        a transaction of its own (a savepoint when one is open already): one
+        statement locks, checks and moves the session row and returns it as it
+        was, then the entries go by COPY (`insert_entries`), which the server takes
+        in less time than the same rows as INSERTs or as one json array."""
+        with self._connection.transaction():
+            found = self.execute(
+                _MOVE_STATEMENT if key is None else _MOVE_TO_KEY_STATEMENT,
+                (
+                    *((session_id,) if key is None else key),
+                    agent_id,
+                    agent_id,
+                    expected_version,
+                    expected_version,
+                    *append_deltas(entries, len(entries), now),
+                ),
+            ).fetchone()
+            if found is None:
+                return None
+            target, session_id = AppendTarget(*found[:5]), found[5]
+            if not may_append(target, agent_id, expected_version):
+                return Appended(target, [], [], session_id=session_id)  # the row did not move
+            appended = appended_to(target, entries, suffixes, session_id)
+            self._copy_entries(
+                entry_rows(
+                    target.sid,
+                    entries,
+                    ids=appended.ids,
+                    first_seq=target.entry_count + 1,
+                    parents=appended.parents,
+                    idempotency_key=idempotency_key,
+                )
+            )
+            return appended
+
     def __init__(self, connection: psycopg.Connection[Any], url: str) -> None:
         self._connection = connection
         self._url = url
@@ -444,6 +530,50 @@ class PostgresTx(SqlTx):
         try:
             with self._connection.cursor() as cursor:
                 cursor.executemany(self._sql(sql_text), rows)
+        except psycopg.Error as err:
+            raise translate(err, self._url) from err
+
+    def insert_entries(
+        self,
+        sid: int,
+        entries: Sequence[PreparedEntry],
+        *,
+        ids: Sequence[str],
+        first_seq: int,
+        parents: Sequence[int | None],
+        idempotency_key: str | Sequence[str | None] | None,
+    ) -> None:
+        """`SqlTx.insert_entries`; from `_COPY_FROM` entries by COPY."""
+        if len(entries) < _COPY_FROM:
+            super().insert_entries(
+                sid,
+                entries,
+                ids=ids,
+                first_seq=first_seq,
+                parents=parents,
+                idempotency_key=idempotency_key,
+            )
+            return
+        self._copy_entries(
+            entry_rows(
+                sid,
+                entries,
+                ids=ids,
+                first_seq=first_seq,
+                parents=parents,
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def _copy_entries(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Insert rows of `ENTRY_INSERT_COLUMNS` by COPY, each sent as it is made."""
+        try:
+            with (
+                self._connection.cursor() as cursor,
+                cursor.copy(_COPY_ENTRIES) as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
