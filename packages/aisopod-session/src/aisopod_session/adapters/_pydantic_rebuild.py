@@ -156,15 +156,16 @@ def copies_of(model: M) -> Callable[[], M]:
     it is then. `model` must never change after: keep it where no caller reaches it."""
     plan = _plan(model)
     assert plan is not None  # a model is never shared as it is
-    return functools.partial(plan[0], plan)
+    return functools.partial(plan[0], plan[1])
 
 
-# What to copy of a value, worked out once (`_plan`): a tuple whose first item is the
-# function that makes a copy of it from the tuple. Plans hold little of their own (a
-# model's fields come from one dict of its class's defaults, `_layout`; an empty dict
-# is one plan for all): copies kept between reads are many, and a read right after
-# other work finds little of them in the processor's caches.
-_Plan = tuple[Any, ...]
+# What to copy of a value, worked out once (`_plan`): a function and what to call it
+# with. A dict, list or set of values copies share is copied by its type's own `copy`,
+# called as it is (no Python call in between). Plans hold little of their own (a
+# model's fields come from one dict of its class's defaults, `_layout`): copies kept
+# between reads are many, and a read right after other work finds little of them in
+# the processor's caches.
+_Plan = tuple[Callable[[Any], Any], Any]
 
 _SHARED: Final = frozenset({type(None), bool, int, float, str, bytes})
 """The types of the values every copy shares (immutable); enum members too."""
@@ -176,34 +177,35 @@ def _plan(value: Any) -> _Plan | None:
     if kind in _SHARED or isinstance(value, enum.Enum):
         return None
     if kind is dict:
-        if not value:
-            return _EMPTY_DICT
         inner = _inner(value.items())
-        return (_copy_dict, value, inner) if inner else (_copy_flat, value)
+        return (_copy_dict, (value, inner)) if inner else (dict.copy, value)
     if kind is list:
         plans = tuple(map(_plan, value))
         if not any(plans):
-            return (_copy_flat, value)
+            return (list.copy, value)
+        if len(plans) == 1:  # most lists of models (an event's parts) hold one
+            (only,) = typing.cast(tuple[_Plan], plans)
+            return (_copy_one, only)
         return (_copy_list, tuple(zip(value, plans, strict=True)))
     if kind is set:
-        return (_copy_flat, value)  # its items are hashable: shared
+        return (set.copy, value)  # its items are hashable: shared
     if (kind is tuple or kind is frozenset) and not any(map(_plan, value)):
         return None
     if isinstance(value, BaseModel):
-        return _model_plan(value)
-    return (_copy_deep, value)  # nothing this module knows
+        return (_copy_model, _model_plan(value))
+    return (copy.deepcopy, value)  # nothing this module knows
 
 
-def _inner(items: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, _Plan], ...]:
+def _inner(items: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, Callable[[Any], Any], Any], ...]:
     """The plans of the values among `items` that copies do not share, by key."""
     return tuple(
-        (key, plan)
+        (key, *plan)
         for key, item in items
         if type(item) not in _SHARED and (plan := _plan(item)) is not None
     )
 
 
-def _model_plan(model: BaseModel) -> _Plan:
+def _model_plan(model: BaseModel) -> tuple[Any, ...]:
     """A model's plan: its class's defaults (`_layout`; else its own state), the fields
     that differ from them, the plans of those holding mutable values; its fields set,
     extra and private values."""
@@ -211,7 +213,7 @@ def _model_plan(model: BaseModel) -> _Plan:
     layout = _layout_of(type(model))
     base = layout[0] if layout is not None and layout[0].keys() == state.keys() else state
     inner = _inner(state.items())
-    made = {name for name, _ in inner}
+    made = {name for name, _, _ in inner}
     fixed = {
         name: value for name, value in state.items() if base[name] is not value and name not in made
     }
@@ -219,7 +221,6 @@ def _model_plan(model: BaseModel) -> _Plan:
     if len(_FIELDS_SETS) < _FIELDS_SETS_KEPT:
         fields_set = _FIELDS_SETS.setdefault(fields_set, fields_set)
     return (
-        _copy_model,
         type(model),
         base,
         fixed or None,
@@ -240,45 +241,35 @@ _FIELDS_SETS_KEPT: Final = 1024
 _NEW: Final = object.__new__
 
 
-def _copy_model(plan: _Plan) -> Any:
-    _, cls, base, fixed, inner, fields_set, extra, private = plan
+def _copy_model(plan: tuple[Any, ...]) -> Any:
+    cls, base, fixed, inner, fields_set, extra, private = plan
     made = _NEW(cls)
     values = base.copy()
     if fixed is not None:
         values.update(fixed)
-    for name, each in inner:
-        values[name] = each[0](each)
+    for name, make, arg in inner:
+        values[name] = make(arg)
     _SET_DICT(made, values)
     _SET_FIELDS_SET(made, set(fields_set))
-    _SET_EXTRA(made, None if extra is None else extra[0](extra))
-    _SET_PRIVATE(made, None if private is None else private[0](private))
+    _SET_EXTRA(made, None if extra is None else extra[0](extra[1]))
+    _SET_PRIVATE(made, None if private is None else private[0](private[1]))
     return made
 
 
-def _copy_dict(plan: _Plan) -> dict[Any, Any]:
-    made: dict[Any, Any] = plan[1].copy()
-    for key, each in plan[2]:
-        made[key] = each[0](each)
+def _copy_dict(plan: tuple[dict[Any, Any], Any]) -> dict[Any, Any]:
+    value, inner = plan
+    made = value.copy()
+    for key, make, arg in inner:
+        made[key] = make(arg)
     return made
 
 
-def _copy_list(plan: _Plan) -> list[Any]:
-    return [item if each is None else each[0](each) for item, each in plan[1]]
+def _copy_list(pairs: tuple[tuple[Any, _Plan | None], ...]) -> list[Any]:
+    return [item if each is None else each[0](each[1]) for item, each in pairs]
 
 
-def _copy_flat(plan: _Plan) -> Any:
-    return plan[1].copy()
-
-
-def _copy_deep(plan: _Plan) -> Any:
-    return copy.deepcopy(plan[1])
-
-
-def _new_dict(plan: _Plan) -> dict[Any, Any]:
-    return {}
-
-
-_EMPTY_DICT: Final[_Plan] = (_new_dict,)
+def _copy_one(plan: _Plan) -> list[Any]:
+    return [plan[0](plan[1])]
 
 
 _PLANS: Final[dict[type[BaseModel], Convert]] = {}
