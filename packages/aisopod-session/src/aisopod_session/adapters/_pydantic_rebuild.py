@@ -199,7 +199,7 @@ def _plan(value: Any) -> _Plan | None:
 def _inner(items: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, Callable[[Any], Any], Any], ...]:
     """The plans of the values among `items` that copies do not share, by key."""
     return tuple(
-        (key, *plan)
+        (key, plan[0], plan[1])
         for key, item in items
         if type(item) not in _SHARED and (plan := _plan(item)) is not None
     )
@@ -212,11 +212,14 @@ def _model_plan(model: BaseModel) -> tuple[Any, ...]:
     state = model.__dict__
     layout = _layout_of(type(model))
     base = layout[0] if layout is not None and layout[0].keys() == state.keys() else state
-    inner = _inner(state.items())
-    made = {name for name, _, _ in inner}
-    fixed = {
-        name: value for name, value in state.items() if base[name] is not value and name not in made
-    }
+    fixed: dict[str, Any] = {}
+    inner: list[tuple[str, Callable[[Any], Any], Any]] = []
+    for name, value in state.items():
+        plan = None if type(value) in _SHARED else _plan(value)
+        if plan is not None:
+            inner.append((name, plan[0], plan[1]))
+        elif base[name] is not value:
+            fixed[name] = value
     fields_set = frozenset(model.__pydantic_fields_set__)
     if len(_FIELDS_SETS) < _FIELDS_SETS_KEPT:
         fields_set = _FIELDS_SETS.setdefault(fields_set, fields_set)
@@ -224,7 +227,7 @@ def _model_plan(model: BaseModel) -> tuple[Any, ...]:
         type(model),
         base,
         fixed or None,
-        inner,
+        tuple(inner),
         fields_set,
         _plan(model.__pydantic_extra__),
         _plan(model.__pydantic_private__),
