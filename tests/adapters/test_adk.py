@@ -402,6 +402,40 @@ def test_a_tail_memo_decodes_each_entry_once(store: SessionStore, app: str) -> N
     assert decoded == ["two2", "two1", "two0"]
 
 
+def test_a_tail_memo_sizes_the_first_page(store: SessionStore, app: str) -> None:
+    """A read given a memo sizes its first page from the share of items among the rows
+    the memo's read went through: a window of messages each followed by a state change
+    is one statement, where the first read took more."""
+    engine = engine_of(store)
+    session = store.get_or_create(f"agent:{app}:paged")
+    for i in range(30):
+        store.append(session.id, Message.user(f"m{i}"), state={"i": i})
+
+    def decode(kind: str, payload: Any) -> list[str] | None:
+        return [str(payload["message"]["content"])] if kind == "message" else None
+
+    def tail(memo: Memo[str]) -> tuple[list[str], int]:
+        stored, agent = engine.key(f"agent:{app}:paged")
+        with engine.backend.read_statement() as tx:
+            bound = engine.bound_session(tx, agent, stored)
+            assert bound is not None
+            statements = 0
+            read = tx.stored_path_payloads
+
+            def counted(*args: Any) -> Any:
+                nonlocal statements
+                statements += 1
+                return read(*args)
+
+            tx.stored_path_payloads = counted  # type: ignore[method-assign,assignment]
+            return read_tail(tx, bound, 10, decode, kinds={"message"}, memo=memo), statements
+
+    memo: Memo[str] = Memo()
+    expected = [f"m{i}" for i in range(20, 30)]
+    assert tail(memo) == (expected, 2)
+    assert tail(memo) == (expected, 1)
+
+
 def test_the_events_kept_between_reads_have_a_budget() -> None:
     """The memos of the sessions read least recently go when they hold more events than
     the budget; a session read for the first time starts one."""

@@ -51,13 +51,16 @@ class Memo(Generic[T]):
     from them and their tool pairs. Entries never change, but each payload is
     compared with the one read all the same (a few nanoseconds for SQLite's
     text): a memo of another session, or of one whose entries were deleted
-    and written again, only costs the time of decoding them.
+    and written again, only costs the time of decoding them. And the rows
+    that read went through with the items they gave: the next read's first
+    page is sized from them (one statement for a window, most often).
     """
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "share")
 
     def __init__(self) -> None:
         self.entries: dict[int, tuple[Any, list[T] | None, _Pair | None]] = {}
+        self.share = (0, 0)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -107,9 +110,15 @@ def read_tail(
     high = leaf  # the newest entry on the path not read yet
     rows = 0  # read so far: with the items they gave, the size of the next page
     while high >= first and not done:
-        # The window's items first (most entries are one item); then as many rows as
-        # the share of items among the rows read so far says are left, a page at most.
-        wanted = _PAGE if limit is None else _rows_for(limit - len(values), rows, len(values))
+        # As many rows as the share of items among the rows read so far says are left
+        # (at first, among those the memo's read went through; without one, a row an
+        # item: most entries are one), a page at most.
+        if limit is None:
+            wanted = _PAGE
+        elif rows or memo is None:
+            wanted = _rows_for(limit - len(values), rows, len(values))
+        else:
+            wanted = _rows_for(limit, *memo.share)
         low = max(first, high - min(wanted, _PAGE) + 1)
         below = low - 1  # where the path goes on while each entry hangs from the one before
         rows += high - low + 1
@@ -151,6 +160,7 @@ def read_tail(
                 _collect(values, pairs, items, _pair(kind, payload) if keep_pairs else None)
     if memo is not None:
         memo.entries = looked
+        memo.share = (rows, len(values))
     values.reverse()
     pairs.reverse()
     return values[_window(pairs, len(values), limit, keep_pairs) :]
