@@ -64,8 +64,11 @@ from aisopod_session import (
     StoreUnavailable,
     open_store,
 )
-from aisopod_session.adapters.adk import EVENT_KEY, AisopodSessionService, adk_key
+from aisopod_session._store import engine_of
+from aisopod_session._tail import Memo, read_tail
+from aisopod_session.adapters.adk import EVENT_KEY, AisopodSessionService, _Memos, adk_key
 from aisopod_session.transfer import export_transcript
+from aisopod_shared import Message
 from tests.adapters.conftest import BACKENDS
 from tests.session.postgres_schema import temporary_schema
 
@@ -277,6 +280,187 @@ def test_get_session_config(service: AisopodSessionService, app: str) -> None:
         assert await stamps(num_recent_events=3, after_timestamp=4.0) == [4, 5]
 
     run(go())
+
+
+def test_reads_again_give_new_equal_events(service: AisopodSessionService, app: str) -> None:
+    """A session read again and again (its events kept between reads) gives equal
+    events every time, as the window moves on, and new objects: what a caller changes
+    in one read is in no other."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        for i in range(6):
+            await service.append_event(
+                session, text_event("user", f"m{i}", actions=EventActions(state_delta={"n": [i]}))
+            )
+
+        async def read(**config: Any) -> list[Event]:
+            got = await service.get_session(
+                app_name=app, user_id="u", session_id=session.id, config=GetSessionConfig(**config)
+            )
+            assert got is not None
+            return got.events
+
+        reads = [await read(num_recent_events=4) for _ in range(3)]
+        assert reads[0] == reads[1] == reads[2] == session.events[-4:]
+        changed = reads[2][-1]
+        changed.actions.state_delta["n"].append("changed")
+        assert changed.content is not None
+        assert changed.content.parts is not None
+        changed.content.parts[0].text = "changed"
+        changed.timestamp = 0.0
+        assert await read(num_recent_events=4) == session.events[-4:]
+        assert not {id(e) for e in await read(num_recent_events=4)} & {id(e) for e in reads[2]}
+        for i in range(6, 8):
+            await service.append_event(session, text_event("model", f"m{i}"))
+            assert await read(num_recent_events=4) == session.events[-4:]
+            assert await read() == session.events
+        # A window cut by time, again and again.
+        after = session.events[5].timestamp
+        for _ in range(3):
+            assert await read(after_timestamp=after) == session.events[5:]
+        # A new session under the same key has events of its own.
+        await service.delete_session(app_name=app, user_id="u", session_id=session.id)
+        again = await service.create_session(app_name=app, user_id="u", session_id=session.id)
+        await service.append_event(again, text_event("user", "new"))
+        for _ in range(3):
+            assert await read(num_recent_events=4) == again.events
+
+    run(go())
+
+
+def test_a_rewound_session_shows_its_branch(
+    service: AisopodSessionService, store: SessionStore, app: str
+) -> None:
+    """Rewound through the store to an earlier event, then given a state change alone
+    (an entry that is no event, where the path jumps), a session shows the events on
+    its branch, read after read."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        for i in range(4):
+            await service.append_event(
+                session, text_event("user", f"m{i}", actions=EventActions(state_delta={"i": i}))
+            )
+        ours = store.current(adk_key(app, "u", session.id))
+        assert ours is not None
+        for _ in range(2):  # the events are kept between reads before the rewind
+            await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        store.rewind(ours.id, 4)  # after the second event and its state change
+        store.update_state(ours.id, {"x": 1})
+        again = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert again is not None
+        await service.append_event(again, text_event("model", "m4"))
+        expected = [*session.events[:2], again.events[-1]]
+        for config in [None, GetSessionConfig(num_recent_events=2)] * 3:
+            got = await service.get_session(
+                app_name=app, user_id="u", session_id=session.id, config=config
+            )
+            assert got is not None
+            assert got.events == (expected if config is None else expected[-2:])
+            assert got.state == {"i": 1, "x": 1}
+
+    run(go())
+
+
+def test_a_tail_memo_decodes_each_entry_once(store: SessionStore, app: str) -> None:
+    """A tail read given a memo of the session decodes only the entries the read that
+    filled it did not; given a memo of another session, it decodes them all again (the
+    payloads differ) and reads what is there."""
+    engine = engine_of(store)
+    decoded: list[str] = []
+
+    def decode(kind: str, payload: Any) -> list[str] | None:
+        if kind != "message":
+            return None
+        text = str(payload["message"]["content"])  # a user's text
+        decoded.append(text)
+        return [text]
+
+    def tail(key: str, memo: Memo[str]) -> list[str]:
+        stored, agent = engine.key(key)
+        with engine.backend.read_statement() as tx:
+            bound = engine.bound_session(tx, agent, stored)
+            assert bound is not None
+            return read_tail(tx, bound, 2, decode, kinds={"message"}, memo=memo)
+
+    keys = [f"agent:{app}:one", f"agent:{app}:two"]
+    for key in keys:
+        session = store.get_or_create(key)
+        store.append(session.id, [Message.user(f"{key[-3:]}{i}") for i in range(3)])
+    memo: Memo[str] = Memo()
+    # (A read looks at a few more entries than its window: those are decoded too.)
+    assert tail(keys[0], memo) == ["one1", "one2"]
+    assert decoded == ["one2", "one1", "one0"]
+    assert tail(keys[0], memo) == ["one1", "one2"]
+    assert decoded == ["one2", "one1", "one0"]  # nothing decoded again
+    store.append(store.get_or_create(keys[0]).id, Message.user("one3"))
+    assert tail(keys[0], memo) == ["one2", "one3"]
+    assert decoded == ["one2", "one1", "one0", "one3"]
+    decoded.clear()
+    assert tail(keys[1], memo) == ["two1", "two2"]
+    assert decoded == ["two2", "two1", "two0"]
+
+
+def test_a_tail_memo_sizes_the_first_page(store: SessionStore, app: str) -> None:
+    """A read given a memo sizes its first page from the share of items among the rows
+    the memo's read went through: a window of messages each followed by a state change
+    is one statement, where the first read took more."""
+    engine = engine_of(store)
+    session = store.get_or_create(f"agent:{app}:paged")
+    for i in range(30):
+        store.append(session.id, Message.user(f"m{i}"), state={"i": i})
+
+    def decode(kind: str, payload: Any) -> list[str] | None:
+        return [str(payload["message"]["content"])] if kind == "message" else None
+
+    def tail(memo: Memo[str]) -> tuple[list[str], int]:
+        stored, agent = engine.key(f"agent:{app}:paged")
+        with engine.backend.read_statement() as tx:
+            bound = engine.bound_session(tx, agent, stored)
+            assert bound is not None
+            statements = 0
+            read = tx.stored_path_payloads
+
+            def counted(*args: Any) -> Any:
+                nonlocal statements
+                statements += 1
+                return read(*args)
+
+            tx.stored_path_payloads = counted  # type: ignore[method-assign,assignment]
+            return read_tail(tx, bound, 10, decode, kinds={"message"}, memo=memo), statements
+
+    memo: Memo[str] = Memo()
+    expected = [f"m{i}" for i in range(20, 30)]
+    assert tail(memo) == (expected, 2)
+    assert tail(memo) == (expected, 1)
+
+
+def test_the_events_kept_between_reads_have_a_budget() -> None:
+    """The memos of the sessions read least recently go when they hold more events than
+    the budget; a session read for the first time starts one."""
+    memos = _Memos(budget=5)
+
+    def read(session_id: str, events: int) -> bool:
+        """A read of `events` events: whether the session had a memo."""
+        memo = memos.of(session_id)
+        if memo is None:
+            return False
+        memo.entries = dict.fromkeys(range(events), ("", None, None))
+        memos.read(session_id, memo)
+        return True
+
+    assert not read("a", 3)
+    assert read("a", 3)
+    assert not read("b", 2)
+    assert read("b", 2)  # 5 held: within the budget
+    assert read("a", 3)  # a is the most recently read
+    assert not read("c", 1)
+    assert read("c", 1)  # 6 held: b, the least recently read, goes
+    assert not read("b", 2)
+    assert read("a", 3)
+    memos.clear()
+    assert not read("a", 3)
 
 
 def test_events_keep_their_append_order(service: AisopodSessionService, app: str) -> None:

@@ -1,6 +1,6 @@
 """`rebuild`: a model rebuilt from its own JSON dump equals what Pydantic's validation
 of that dump gives, for every shape of ADK event the adapter reads back; `construct`
-equals `model_construct`."""
+equals `model_construct`; `copies_of` makes deep copies."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from google.adk.tools.tool_confirmation import ToolConfirmation
 from google.genai import types
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
-from aisopod_session.adapters._pydantic_rebuild import construct, rebuild
+from aisopod_session.adapters._pydantic_rebuild import construct, copies_of, rebuild
 
 EVENTS = [
     Event(author="user", content=types.Content(role="user", parts=[types.Part(text="hi")])),
@@ -129,3 +129,86 @@ def test_construct_is_model_construct(cls: type[BaseModel]) -> None:
     assert getattr(built, marker) is None
     with pytest.raises(AttributeError, match="_nope"):
         construct(cls, dict(values), _nope=1)
+
+
+def mutable_ids(value: Any) -> set[int]:
+    """The ids of every mutable object reachable from `value` (through models' fields,
+    fields set, private and extra values, and containers)."""
+    found: set[int] = set()
+
+    def walk(item: Any) -> None:
+        if isinstance(item, BaseModel):
+            found.add(id(item))
+            found.add(id(item.__pydantic_fields_set__))
+            for part in (item.__dict__, item.__pydantic_private__, item.__pydantic_extra__):
+                if part is not None:
+                    walk(part)
+        elif isinstance(item, dict):
+            found.add(id(item))
+            for inner in item.values():
+                walk(inner)
+        elif isinstance(item, list | set | bytearray):
+            found.add(id(item))
+            for inner in item if not isinstance(item, bytearray) else ():
+                walk(inner)
+        elif isinstance(item, tuple | frozenset):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return found
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=range(len(EVENTS)))
+def test_copies_are_deep_copies(event: Event) -> None:
+    """`copies_of` makes what `model_copy(deep=True)` makes: equal models, with the same
+    fields set, that share no mutable value with the model or with one another."""
+    model = rebuild(Event, dumped(event))
+    make = copies_of(model)
+    first, second = make(), make()
+    deep = model.model_copy(deep=True)
+    for made in (first, second):
+        assert made == model == deep
+        assert made.model_dump_json() == deep.model_dump_json()
+        assert made.model_fields_set == model.model_fields_set
+    assert not mutable_ids(first) & mutable_ids(model)
+    assert not mutable_ids(first) & mutable_ids(second)
+
+
+def test_a_copy_changed_leaves_the_next_as_the_model() -> None:
+    """What a caller changes in a copy (nested values, fields set) is in no other copy."""
+    model = rebuild(Event, dumped(EVENTS[2]))
+    expected = model.model_copy(deep=True)
+    make = copies_of(model)
+    changed = make()
+    assert changed.content is not None
+    assert changed.content.parts is not None
+    changed.content.parts[0].text = "changed"
+    changed.content.parts.append(types.Part(text="more"))
+    changed.actions.state_delta["k"]["nested"].append(2)
+    payload = changed.actions.requested_tool_confirmations["call-1"].payload
+    assert isinstance(payload, dict)
+    payload["n"] = 2
+    changed.branch = "other"
+    assert make() == model == expected
+    assert make().model_fields_set == expected.model_fields_set
+
+
+class _Odd(BaseModel, extra="allow"):
+    """Private values that are mutable, extra fields, a value of no JSON type."""
+
+    data: Any = None
+    pair: tuple[int, ...] = ()
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+
+def test_copies_of_private_extra_and_other_values() -> None:
+    model = _Odd(data=bytearray(b"ab"), pair=(1, 2), more={"x": [1]})  # type: ignore[call-arg]
+    model._notes.append("n")
+    make = copies_of(model)
+    first, second = make(), make()
+    assert first == model == second
+    assert first.__pydantic_private__ == {"_notes": ["n"]}
+    assert first.model_extra == {"more": {"x": [1]}}
+    assert not mutable_ids(first) & mutable_ids(model)
+    assert not mutable_ids(first) & mutable_ids(second)

@@ -14,18 +14,23 @@ entries it kept and those after it.
 Every entry a read looks at lies at or before the leaf the read started
 from, and entries never change once written: the statements need not share
 a snapshot (on PostgreSQL each runs alone, in autocommit mode).
+
+A reader that reads the same session again and again (a conversation's
+window on every turn) can keep what it decoded in a `Memo`: the next read
+of the session still reads every row, but does not parse or decode again an
+entry whose stored payload is the one decoded then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from aisopod_session._toolpairs import calls_in, results_in
 from aisopod_session._view import compaction_view
 from aisopod_session.backends._sql import BoundSession, SqlTx
 
-__all__ = ["Decode", "read_tail"]
+__all__ = ["Decode", "Memo", "read_tail"]
 
 T = TypeVar("T")
 
@@ -33,6 +38,33 @@ Decode = Callable[[str, Any], "list[T] | None"]
 """An adapter's decoder: (entry type, payload) to the framework items the entry is,
 oldest first (none for an entry that is not one). A `compaction` entry given to it
 is the summary to show."""
+
+_Pair = tuple[list[str], list[str]]
+"""The tool calls an entry makes and those it answers (`keep_pairs`)."""
+
+
+class Memo(Generic[T]):
+    """What a tail read decoded of one session's entries, for the next read of it.
+
+    It holds the entries the last read looked at (so it follows the window as
+    the conversation grows), by seq: their stored payloads, the items decoded
+    from them and their tool pairs. Entries never change, but each payload is
+    compared with the one read all the same (a few nanoseconds for SQLite's
+    text): a memo of another session, or of one whose entries were deleted
+    and written again, only costs the time of decoding them. And the rows
+    that read went through with the items they gave: the next read's first
+    page is sized from them (one statement for a window, most often).
+    """
+
+    __slots__ = ("entries", "share")
+
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[Any, list[T] | None, _Pair | None]] = {}
+        self.share = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
 
 _SLACK: Final = 8
 """The fewest rows read at a time."""
@@ -48,6 +80,7 @@ def read_tail(
     *,
     keep_pairs: bool = False,
     kinds: Collection[str] | None = None,
+    memo: Memo[T] | None = None,
 ) -> list[T]:
     """The last `limit` items (all, for `None`) of what the model sees of `session`'s
     active path, oldest first (see the module docstring).
@@ -56,7 +89,10 @@ def read_tail(
     result: it is widened back to the call (and to the calls of any result
     the widening takes in), so it can hold more than `limit` items.
     `kinds`, when given, are the only entry types `decode` takes items from: the
-    payloads of the others are not parsed.
+    others are not read (but for those where the path jumps, which are not parsed).
+    With a `memo` (of this session, read with this `decode`), an entry decoded by
+    the read that filled it is not decoded again, and the memo is left holding what
+    this read looked at.
     """
     if limit == 0 or session.leaf_seq <= 0:
         return []
@@ -66,28 +102,48 @@ def read_tail(
     # Newest first. This loop runs for every entry read: plain lists, and the tool
     # pairs only when they are asked for.
     values: list[T] = []
-    pairs: list[tuple[list[str], list[str]]] = []
+    pairs: list[_Pair] = []
     read = tx.decode_json
+    earlier = memo.entries if memo is not None else None
+    looked: dict[int, tuple[Any, list[T] | None, _Pair | None]] = {}
     done = False  # the window was filled before the start of what the model sees
     high = leaf  # the newest entry on the path not read yet
     rows = 0  # read so far: with the items they gave, the size of the next page
     while high >= first and not done:
-        # The window's items first (most entries are one item); then as many rows as
-        # the share of items among the rows read so far says are left, a page at most.
-        wanted = _PAGE if limit is None else _rows_for(limit - len(values), rows, len(values))
+        # As many rows as the share of items among the rows read so far says are left
+        # (at first, among those the memo's read went through; without one, a row an
+        # item: most entries are one), a page at most.
+        if limit is None:
+            wanted = _PAGE
+        elif rows or memo is None:
+            wanted = _rows_for(limit - len(values), rows, len(values))
+        else:
+            wanted = _rows_for(limit, *memo.share)
         low = max(first, high - min(wanted, _PAGE) + 1)
         below = low - 1  # where the path goes on while each entry hangs from the one before
         rows += high - low + 1
         # Decoded one at a time: what the decoder does not keep of a payload is freed
         # at once, not held with a thousand others for the collector to walk.
-        for seq, kind, stored, parent in reversed(tx.stored_path_payloads(sid, low, high)):
+        for seq, kind, stored, parent in reversed(tx.stored_path_payloads(sid, low, high, kinds)):
             # The latest compaction stands for them all; entries of a kind the decoder
-            # takes nothing from are not parsed.
+            # takes nothing from are neither parsed nor read, but where the path jumps.
             if kind != "compaction" and (kinds is None or kind in kinds):
-                payload = read(stored)
-                items = decode(kind, payload)
+                found = earlier.get(seq) if earlier is not None else None
+                # (A memo filled without the tool pairs has none to give.)
+                if (
+                    found is not None
+                    and found[0] == stored
+                    and (not keep_pairs or found[2] is not None or not found[1])
+                ):
+                    items, pair = found[1], found[2]
+                else:
+                    payload = read(stored)
+                    items = decode(kind, payload)
+                    pair = _pair(kind, payload) if keep_pairs and items else None
+                if earlier is not None:
+                    looked[seq] = (stored, items, pair)
                 if items:
-                    _collect(values, pairs, items, kind, payload, keep_pairs)
+                    _collect(values, pairs, items, pair)
             if parent != seq - 1:  # a jump: the path goes on at its parent (the root: none)
                 below = parent or 0
                 break  # what is older in these rows lies on other branches
@@ -101,7 +157,10 @@ def read_tail(
         for _, kind, payload in head:
             items = decode(kind, payload)
             if items:
-                _collect(values, pairs, items, kind, payload, keep_pairs)
+                _collect(values, pairs, items, _pair(kind, payload) if keep_pairs else None)
+    if memo is not None:
+        memo.entries = looked
+        memo.share = (rows, len(values))
     values.reverse()
     pairs.reverse()
     return values[_window(pairs, len(values), limit, keep_pairs) :]
@@ -117,30 +176,25 @@ def _rows_for(items: int, rows: int, found: int) -> int:
     return max(items, _SLACK)
 
 
-def _collect(
-    values: list[T],
-    pairs: list[tuple[list[str], list[str]]],
-    items: list[T],
-    kind: str,
-    payload: Any,
-    keep_pairs: bool,
-) -> None:
-    """Add an entry's items to `values` (newest first), and with `keep_pairs` the tool
-    calls it makes and answers to `pairs`."""
+def _collect(values: list[T], pairs: list[_Pair], items: list[T], pair: _Pair | None) -> None:
+    """Add an entry's items to `values` (newest first), and the tool calls it makes and
+    answers, when they are asked for (`pair`), to `pairs`."""
     if len(items) == 1:
         values.append(items[0])
     else:
         values.extend(reversed(items))
-    if keep_pairs:
-        mapping = isinstance(payload, Mapping)
-        calls = calls_in(kind, payload) if mapping else []
-        results = results_in(kind, payload) if mapping else []
-        pairs.extend([(calls, results)] * len(items))
+    if pair is not None:
+        pairs.extend([pair] * len(items))
 
 
-def _enough(
-    values: list[T], pairs: list[tuple[list[str], list[str]]], limit: int | None, keep_pairs: bool
-) -> bool:
+def _pair(kind: str, payload: Any) -> _Pair:
+    """The tool calls an entry makes and those it answers."""
+    if not isinstance(payload, Mapping):
+        return [], []
+    return calls_in(kind, payload), results_in(kind, payload)
+
+
+def _enough(values: list[T], pairs: list[_Pair], limit: int | None, keep_pairs: bool) -> bool:
     """Whether the items read so far (newest first) hold the window."""
     if limit is None or len(values) < limit:
         return False
@@ -154,9 +208,7 @@ def _enough(
     return wanted <= made
 
 
-def _window(
-    pairs: list[tuple[list[str], list[str]]], count: int, limit: int | None, keep_pairs: bool
-) -> int:
+def _window(pairs: list[_Pair], count: int, limit: int | None, keep_pairs: bool) -> int:
     """Where the window starts among `count` items (oldest first; `pairs` theirs)."""
     if limit is None:
         return 0

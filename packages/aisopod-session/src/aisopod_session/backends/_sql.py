@@ -9,7 +9,7 @@ row locks, JSON columns, full-text search.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias
@@ -945,17 +945,30 @@ class SqlTx(abc.ABC):
             for seq, kind, payload, _ in self.stored_path_payloads(sid, first, last)
         ]
 
-    def stored_path_payloads(self, sid: int, first: int, last: int) -> list[PathPayloadRow]:
+    def stored_path_payloads(
+        self, sid: int, first: int, last: int, kinds: Collection[str] | None = None
+    ) -> list[PathPayloadRow]:
         """(seq, type, payload, parent_seq) of the entries `first..last`, in seq order,
         each payload as the driver gives it (`decode_json` reads it, so a reader that
         decodes one at a time keeps only what it takes of each). With the parents, a
         reader walking a path back from its leaf sees where it jumps from the rows
-        themselves, without looking up the start of each straight run on its own."""
-        rows: list[PathPayloadRow] = self.execute(
+        themselves, without looking up the start of each straight run on its own.
+        With `kinds`, only the entries of those types, and those where the path jumps
+        (whose parent is not the entry before): the jumps of the others too."""
+        sql = (
             "SELECT seq, type, payload, parent_seq FROM entries"
-            " WHERE sid = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-            (sid, first, last),
-        ).fetchall()
+            " WHERE sid = ? AND seq BETWEEN ? AND ?"
+        )
+        params: list[Any] = [sid, first, last]
+        if kinds is not None:
+            wanted = sorted(kinds)
+            sql += (
+                " AND (parent_seq IS NULL OR parent_seq <> seq - 1"
+                + "".join(" OR type = ?" for _ in wanted)
+                + ")"
+            )
+            params += wanted
+        rows: list[PathPayloadRow] = self.execute(sql + " ORDER BY seq", params).fetchall()
         return rows
 
     def copy_range(self, source: int, target: int, first: int, last: int, new_first: int) -> None:
