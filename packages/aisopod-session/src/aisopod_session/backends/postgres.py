@@ -19,7 +19,7 @@ import re
 import select
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -349,14 +349,16 @@ class PostgresTx(SqlTx):
         them: the only `bytes`, as JSON has no such value."""
         return orjson.loads(value) if type(value) is bytes else value
 
-    def stored_path_payloads(self, sid: int, first: int, last: int) -> list[PathPayloadRow]:
+    def stored_path_payloads(
+        self, sid: int, first: int, last: int, kinds: Collection[str] | None = None
+    ) -> list[PathPayloadRow]:
         # The payloads as sent, parsed by `decode_json` one at a time as the reader
         # takes them: what it drops of each is freed at once, instead of a page of
         # parsed payloads living together for the garbage collector to walk (for a
         # page of 1,000 messages, half the time of the read).
         self._json_as_sent = True
         try:
-            return super().stored_path_payloads(sid, first, last)
+            return super().stored_path_payloads(sid, first, last, kinds)
         finally:
             self._json_as_sent = False
 
