@@ -307,9 +307,10 @@ class Engine:
     def run_append(self, request: AppendRequest) -> tuple[Entry, ...]:
         """Run a prepared append in a transaction of its own."""
         # Without an idempotency key to look up first or state to apply after, the
-        # append is one `append_entries` call (which finds a key's session itself).
+        # append is one `append_entries` call, which finds a key's session itself (on
+        # PostgreSQL in its one statement; on SQLite with the session's row).
         single = request.idempotency_key is None and bool(request.entries) and request.state is None
-        if single and self.backend.one_statement_appends:
+        if single:
             try:
                 return self.write_appending(
                     lambda tx, fresh: self.append_in(tx, request, fresh_ids=fresh, bound=True),

@@ -246,9 +246,6 @@ class Backend(Protocol):
     """A database the store can run transactions on."""
 
     url: str
-    one_statement_appends: bool
-    """Whether `write_append` sends an append alone, as its own transaction (so an
-    append to a key is sent so when `append_entries` finds the key's session itself)."""
 
     def read(self) -> AbstractContextManager[SqlTx]:
         """A read transaction (a consistent snapshot)."""
@@ -378,6 +375,19 @@ class SqlTx(abc.ABC):
         ).fetchone()
         return AppendTarget(*row) if row is not None else None
 
+    def key_append_target(self, agent_id: str, key: str) -> tuple[str, AppendTarget] | None:
+        """The id of the session bound to `(agent_id, key)` and what an append needs to
+        know of it, with its row locked (the binding is read, not locked), in one
+        statement."""
+        lock = f"{self.lock_clause} OF s" if self.lock_clause else ""
+        row = self.execute(
+            "SELECT s.id, s.sid, s.agent_id, s.version, s.entry_count, s.leaf_seq,"
+            " s.state_since_snapshot, s.user_id FROM bindings b JOIN sessions s ON s.sid = b.sid"
+            " WHERE b.agent_id = ? AND b.key = ?" + lock,
+            (agent_id, key),
+        ).fetchone()
+        return (str(row[0]), AppendTarget(*row[1:])) if row is not None else None
+
     def session_ref(self, session_id: str) -> SessionRef | None:
         """A session's internal id and agent, for reads that need no more of it."""
         row = self.execute(
@@ -463,13 +473,15 @@ class SqlTx(abc.ABC):
         whatever was done. Generated ids are `entry_id(seq, suffix)`.
         """
         if key is not None:
-            bound = self.bound_session(*key)
-            if bound is None:
+            found = self.key_append_target(*key)
+            if found is None:
                 return None
-            session_id = bound.id
-        target = self.append_target(session_id)
-        if target is None:
-            return None
+            session_id, target = found
+        else:
+            by_id = self.append_target(session_id)
+            if by_id is None:
+                return None
+            target = by_id
         if not may_append(target, agent_id, expected_version):
             return Appended(target, [], [], session_id=session_id)
         count = len(entries)

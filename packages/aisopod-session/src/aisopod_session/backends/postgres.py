@@ -640,9 +640,6 @@ def tsquery(clauses: Sequence[Clause]) -> tuple[str, list[str]]:
 class PostgresBackend:
     """A store's database in PostgreSQL (in one schema of a database)."""
 
-    one_statement_appends = True
-    """An append alone is one statement in autocommit mode, to a key's session too."""
-
     def __init__(
         self,
         url: str,

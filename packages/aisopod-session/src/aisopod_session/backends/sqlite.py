@@ -416,9 +416,6 @@ def fts5_query(clauses: Sequence[Clause]) -> str:
 class SqliteBackend:
     """A store's database in one SQLite file, or in memory (`path=None`)."""
 
-    one_statement_appends = False
-    """An append is a write transaction like any other here."""
-
     def __init__(
         self,
         path: str | os.PathLike[str] | None,
