@@ -514,6 +514,34 @@ def test_a_writer_without_a_marker(service: AisopodSessionService, app: str) -> 
     run(go())
 
 
+def test_a_writer_without_a_marker_whose_events_are_current(
+    service: AisopodSessionService, app: str
+) -> None:
+    """A session object without a marker whose clock lags the store's but whose events
+    are the stored ones is current, as ADK's services have it; once the store holds an
+    event it has not seen, it is stale."""
+
+    async def go() -> None:
+        session = await service.create_session(app_name=app, user_id="u")
+        await service.append_event(session, delta_event({"k": 1}))
+        session._storage_update_marker = None
+        session.last_update_time -= 0.0001
+        await service.append_event(session, delta_event({"k": 2}))
+        other = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert other is not None
+        await service.append_event(other, delta_event({"k": 3}))
+        session._storage_update_marker = None
+        session.last_update_time -= 0.0001
+        with pytest.raises(StaleSessionError):
+            await service.append_event(session, delta_event({"k": 4}))
+        got = await service.get_session(app_name=app, user_id="u", session_id=session.id)
+        assert got is not None
+        assert got.state == {"k": 3}
+        assert [e.id for e in got.events] == [e.id for e in other.events]
+
+    run(go())
+
+
 def test_state_values_adk_cannot_encode(service: AisopodSessionService, app: str) -> None:
     """In an event, such a value is kept as the text ADK's serializer writes for it (as
     ADK's services keep it); given to create_session, it is refused."""

@@ -41,7 +41,9 @@ How ADK's sessions map onto the store (and back, for every read):
   writer holding a stale session gets ADK's `StaleSessionError` and writes
   nothing, with no timestamp rounding that could make a current session look
   stale; a session object without a marker (built by hand) is checked
-  against `last_update_time` instead.
+  against `last_update_time` instead, and, as ADK's services do, refused
+  only when the stored session has moved past its events (its last event
+  is not the one the object ends with).
 - Reads: `get_session` is the store's tail read of the key's conversation
   (the session row, its state and the last events, each event rebuilt from
   its stored JSON without validating it again). The service keeps the events
@@ -300,7 +302,8 @@ class AisopodSessionService(BaseSessionService):
         target = _read_marker(session._storage_update_marker)
         if target is None:
             seen = session.last_update_time
-            target = await self._read(lambda engine: _current(engine, where, seen))
+            last = session.events[-1].id if session.events else None
+            target = await self._read(lambda engine: _current(engine, where, seen, last))
         session_id, version = target
         store = self._handle.async_store
         request = engine_of(store.sync).prepare_append(
@@ -819,14 +822,19 @@ def _user_state(engine: Engine, where: _Where) -> dict[str, Any]:
         return {key: value for _, _, key, value in rows}
 
 
-def _current(engine: Engine, where: _Where, seen: float) -> tuple[str, int]:
+def _current(engine: Engine, where: _Where, seen: float, last_event: str | None) -> tuple[str, int]:
     """(session id, version) of the key's session, for a writer that holds no marker:
-    refused when the session changed after `seen`, its last update time."""
+    refused when the session changed after `seen`, its last update time, unless its
+    events are still those the writer holds (`last_event`, the id of its last one, or
+    `None` for none): the check ADK's own services make of such a session."""
     stored, agent = engine.key(where.key)
     with engine.backend.read_statement() as tx:
         row = session_row(tx, agent, stored)
-    if row is None or row.user_id != where.user:
-        raise SessionNotFoundError(f"Session {where.session_id} not found.")
-    if _seconds(row.updated_at) > seen + 1e-6:
-        raise StaleSessionError(_STALE)
+        if row is None or row.user_id != where.user:
+            raise SessionNotFoundError(f"Session {where.session_id} not found.")
+        if _seconds(row.updated_at) > seen + 1e-6:
+            latest = read_tail(tx, row.bound, 1, _decoder(None), kinds=_EVENT_KINDS)
+            stored_last = latest[0]().id if latest else None
+            if stored_last != last_event:
+                raise StaleSessionError(_STALE)
     return row.bound.id, row.version
