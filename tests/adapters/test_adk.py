@@ -5,21 +5,35 @@ Each test runs on SQLite and PostgreSQL, one store per backend for the module
 ADK's runner does: with real `Event`s, through the async API.
 
 ADK's own contract tests, run against the adapter (their code stays theirs, out
-of this repository; last run with ADK 2.13.0 and google/adk-python's tests at
-commit 11cc093: 41 of 43 pass on SQLite and on PostgreSQL, the two others are
-`test_get_session_orders_tied_timestamps_by_id[True-*]`, a deliberate
-difference listed in the adapter's docstring):
+of this repository). Last runs, with ADK 2.13.0:
+
+- google/adk-python's tests at commit 0330145: the 24 tests that drive a
+  service through `session_service` pass on SQLite and on PostgreSQL, also
+  with every `get_session` made three times (the service keeps the events it
+  read) and with the earlier results changed in place; the steps of the two
+  tests that build `DatabaseSessionService` themselves (a marker-less session,
+  a session whose clock drifted) give ADK's results when replayed on the
+  adapter. That revision has no test of tied timestamps.
+- at commit 11cc093: 41 of 43 passed on both, the two others being
+  `test_get_session_orders_tied_timestamps_by_id[True-*]`, a deliberate
+  difference listed in the adapter's docstring.
+
+To run them:
 
 1. Copy `tests/unittests/sessions/test_session_service.py` of google/adk-python
    to a folder outside the repository, e.g. `/tmp/adk-conformance/sessions/`
    (with an empty `__init__.py`), keeping the tests that take the
    `session_service` fixture and those that build a service with
    `get_session_service` (the others test ADK's own classes).
-2. Beside it, write the `_conformance.py` the file imports: a `BACKENDS` list of
-   one entry with no divergences, and an async `session_service` fixture that
-   yields `AisopodSessionService(url)` on a fresh store, `url` a SQLite file in
-   `tmp_path` or, when `AISOPOD_CONFORMANCE_BACKEND=postgres`, a schema of its
-   own (`tests.session.postgres_schema.temporary_schema`).
+2. Where the file imports a `_conformance` module (11cc093 does), write it
+   beside it: a `BACKENDS` list of one entry with no divergences, and an async
+   `session_service` fixture that yields `AisopodSessionService(url)` on a
+   fresh store, `url` a SQLite file in `tmp_path` or, when
+   `AISOPOD_CONFORMANCE_BACKEND=postgres`, a schema of its own
+   (`tests.session.postgres_schema.temporary_schema`). Where it defines its
+   own `session_service` fixture over `get_session_service` (0330145 does),
+   step 3 covers it; keep one of the fixture's parameters, since every one
+   of them then builds the adapter.
 3. In the folder above, a `conftest.py` that puts this repository on `sys.path`
    and, with an autouse fixture, monkeypatches the test module's
    `get_session_service` to build the same service; and a `pytest.ini` with
