@@ -8,6 +8,7 @@ strings that are not valid UTF-8, integers beyond 64 bits.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -151,12 +152,18 @@ def dumps(value: Any, *, field: str = "payload") -> bytes:
 
 
 def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return value != value or value in (float("inf"), float("-inf"))
-    if isinstance(value, dict):
-        return any(_has_non_finite(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_non_finite(item) for item in value)
+    # A loop over a stack, not recursion through generators: it walks every payload
+    # holding a null (a framework's message often has several), once per append.
+    waiting = [value]
+    while waiting:
+        item = waiting.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            waiting.extend(item.values())
+        elif isinstance(item, list | tuple):
+            waiting.extend(item)
     return False
 
 
