@@ -785,9 +785,13 @@ class SqlTx(abc.ABC):
             parents=parents,
             idempotency_key=idempotency_key,
         )
+        self.insert_rows(rows, len(entries))
+
+    def insert_rows(self, rows: Iterator[tuple[Any, ...]], count: int) -> None:
+        """Insert `count` rows of `entry_rows`, the driver's best way (PostgreSQL sends
+        many by COPY)."""
         values = f"(?, ?, ?, ?, ?, ?, {self.json_param}, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         sql = f"INSERT INTO entries ({ENTRY_INSERT_COLUMNS}) VALUES "
-        count = len(entries)
         if count <= _FEW_ROWS:
             # A few rows (a turn, a message with its state change): one statement,
             # cheaper than executemany, and its cursor knows the last row.

@@ -535,37 +535,12 @@ class PostgresTx(SqlTx):
         except psycopg.Error as err:
             raise translate(err, self._url) from err
 
-    def insert_entries(
-        self,
-        sid: int,
-        entries: Sequence[PreparedEntry],
-        *,
-        ids: Sequence[str],
-        first_seq: int,
-        parents: Sequence[int | None],
-        idempotency_key: str | Sequence[str | None] | None,
-    ) -> None:
-        """`SqlTx.insert_entries`; from `_COPY_FROM` entries by COPY."""
-        if len(entries) < _COPY_FROM:
-            super().insert_entries(
-                sid,
-                entries,
-                ids=ids,
-                first_seq=first_seq,
-                parents=parents,
-                idempotency_key=idempotency_key,
-            )
-            return
-        self._copy_entries(
-            entry_rows(
-                sid,
-                entries,
-                ids=ids,
-                first_seq=first_seq,
-                parents=parents,
-                idempotency_key=idempotency_key,
-            )
-        )
+    def insert_rows(self, rows: Iterator[tuple[Any, ...]], count: int) -> None:
+        """`SqlTx.insert_rows`; from `_COPY_FROM` rows by COPY."""
+        if count < _COPY_FROM:
+            super().insert_rows(rows, count)
+        else:
+            self._copy_entries(rows)
 
     def _copy_entries(self, rows: Iterable[Sequence[Any]]) -> None:
         """Insert rows of `ENTRY_INSERT_COLUMNS` by COPY, each sent as it is made."""
