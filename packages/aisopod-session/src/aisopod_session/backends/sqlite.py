@@ -260,8 +260,9 @@ class SqliteTx(SqlTx):
     ) -> None:
         self._connection = connection
         self._url = url
+        # The backend's state of the calling thread: whether it defers indexing
+        # (`SqliteBackend.defer_indexing`), and where a due batch is noted.
         self._thread = thread
-        """The backend's state of the calling thread, where it defers indexing."""
 
     def decode_json(self, value: Any) -> Any:
         """A JSON column's value: always text here, written by the store itself, so
